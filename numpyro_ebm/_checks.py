@@ -1,0 +1,52 @@
+"""Input checks shared by the library: raise early, name the argument and its value.
+
+Values traced under ``jit`` cannot be inspected; the checks pass them through, so a check
+runs where a concrete value is available (construction, the first call) and costs nothing
+inside compiled code.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from jax.core import Tracer
+
+__all__ = ["check_finite_array", "check_positive", "check_strictly_decreasing"]
+
+
+def _concrete(value) -> np.ndarray | None:
+    if isinstance(value, Tracer):
+        return None
+    return np.asarray(value)
+
+
+def check_positive(name: str, value) -> None:
+    """Raise ``ValueError`` unless every entry of ``value`` is a finite number > 0."""
+    array = _concrete(value)
+    if array is None:
+        return
+    if not np.issubdtype(array.dtype, np.number) or not np.all(np.isfinite(array) & (array > 0)):
+        raise ValueError(f"{name} must be positive and finite, got {value!r}")
+
+
+def check_strictly_decreasing(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` is a 1-D array of positive, strictly
+    decreasing numbers (a noise schedule sigma_1 > ... > sigma_L > 0)."""
+    array = _concrete(value)
+    if array is None:
+        return
+    check_positive(name, value)
+    if array.ndim != 1 or array.size < 1 or np.any(np.diff(array) >= 0):
+        raise ValueError(f"{name} must be a 1-D strictly decreasing sequence, got {value!r}")
+
+
+def check_finite_array(name: str, value) -> None:
+    """Raise ``ValueError`` if ``value`` holds a NaN or an infinity, naming how many."""
+    array = _concrete(value)
+    if array is None:
+        return
+    bad = ~np.isfinite(array)
+    if np.any(bad):
+        raise ValueError(
+            f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf); "
+            f"first at index {tuple(int(i) for i in np.argwhere(bad)[0])}"
+        )

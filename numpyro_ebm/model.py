@@ -1,0 +1,62 @@
+"""A NumPyro model as a log density on the unconstrained space, for BlackJAX kernels.
+
+NumPyro maps every constrained latent site to :math:`\\mathbb{R}^d` with the bijection
+``biject_to(site.support)`` and adds the log-Jacobian of the inverse map to the log joint. We
+reuse exactly that machinery (``numpyro.infer.util.initialize_model``), so a BlackJAX kernel on
+:func:`logdensity_from_model`'s ``logdensity_fn`` targets the same distribution as NumPyro's own
+NUTS, and ``postprocess_fn`` maps its draws back to constrained values (and computes the
+``numpyro.deterministic`` sites).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+from numpyro.infer.util import initialize_model
+
+__all__ = ["ModelDensity", "logdensity_from_model"]
+
+
+class ModelDensity(NamedTuple):
+    """What a sampler needs from a model.
+
+    ``logdensity_fn(z)``: log joint density of the unconstrained latent values ``z`` (a dict
+    keyed by site name), Jacobian included. ``initial_position``: a valid ``z``.
+    ``postprocess_fn(z)``: the constrained values of the latent sites and the deterministic
+    sites.
+    """
+
+    logdensity_fn: Callable[[Any], jax.Array]
+    initial_position: Any
+    postprocess_fn: Callable[[Any], dict]
+
+
+def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> ModelDensity:
+    """Turn a NumPyro model into ``(logdensity_fn, initial_position, postprocess_fn)``.
+
+    Parameters
+    ----------
+    model
+        A NumPyro model (it may contain :class:`~numpyro_ebm.EnergyDistribution` sites and
+        :func:`~numpyro_ebm.energy_factor` terms).
+    *args, **kwargs
+        The model's arguments; they are fixed into the returned functions.
+    key
+        PRNG key for the initial position (NumPyro's ``init_to_uniform``: uniform in
+        ``(-2, 2)`` on the unconstrained space, retried until the density is finite).
+
+    Returns
+    -------
+    ModelDensity
+        A named tuple ``(logdensity_fn, initial_position, postprocess_fn)``.
+    """
+    if not callable(model):
+        raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
+    info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
+
+    def logdensity_fn(z):
+        return -info.potential_fn(z)
+
+    return ModelDensity(logdensity_fn, info.param_info.z, info.postprocess_fn)

@@ -1,0 +1,167 @@
+"""Flax NNX networks for energies and scores, and the bridge to pure functions.
+
+Every sampler and objective in this library consumes *pure* functions of a parameter
+pytree. A Flax NNX module becomes one through :func:`as_pure`::
+
+    net = MLPEnergy(event_shape=(2,), rngs=nnx.Rngs(0))
+    apply, params = as_pure(net)          # apply(params, x) -> scalar energy
+    energy = functools.partial(apply, params)   # E(x), ready for sampling
+
+``params`` is an ``nnx.State`` (a pytree of arrays) that ``jax.jit``, ``jax.vmap``,
+``jax.grad`` and optax accept as is.
+
+Networks take one configuration ``x`` of shape ``event_shape`` and return a scalar (an energy)
+or an ``event_shape`` array (a score). Leading batch dimensions are also accepted, but the
+library itself batches with ``jax.vmap``.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+__all__ = ["MLPEnergy", "NoiseConditionalMLP", "as_pure"]
+
+
+def _event_size(event_shape: Sequence[int]) -> int:
+    event_shape = tuple(event_shape)
+    if not event_shape or any(int(d) < 1 for d in event_shape):
+        raise ValueError(
+            f"event_shape must be a non-empty tuple of positive sizes, got {event_shape}"
+        )
+    return math.prod(event_shape)
+
+
+class _MLP(nnx.Module):
+    """Dense layers with an activation between them (none after the last)."""
+
+    def __init__(self, sizes: Sequence[int], activation: Callable, rngs: nnx.Rngs):
+        self.layers = nnx.List([nnx.Linear(a, b, rngs=rngs) for a, b in itertools.pairwise(sizes)])
+        self.activation = activation
+
+    def __call__(self, h: jax.Array) -> jax.Array:
+        for layer in self.layers[:-1]:
+            h = self.activation(layer(h))
+        return self.layers[-1](h)
+
+
+class MLPEnergy(nnx.Module):
+    r"""A multilayer-perceptron energy :math:`E_\theta(x) \in \mathbb{R}`.
+
+    The configuration is flattened, passed through ``len(hidden)`` dense layers with the given
+    activation (SiLU by default: smooth, so that :math:`\nabla_x E` is continuous, which
+    Langevin and HMC need), and a final linear layer to one output.
+
+    Parameters
+    ----------
+    event_shape
+        Shape of one configuration ``x``.
+    hidden
+        Widths of the hidden layers.
+    activation
+        Elementwise nonlinearity.
+    rngs
+        ``nnx.Rngs`` for the initial weights.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        hidden: Sequence[int] = (128, 128),
+        activation: Callable = nnx.silu,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        self.event_shape = tuple(int(d) for d in event_shape)
+        size = _event_size(self.event_shape)
+        self.mlp = _MLP([size, *hidden, 1], activation, rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        batch = x.shape[: x.ndim - len(self.event_shape)]
+        return self.mlp(x.reshape(*batch, -1))[..., 0]
+
+
+class NoiseConditionalMLP(nnx.Module):
+    r"""A noise-conditional network: an energy :math:`E_\theta(x, \sigma)` or a score
+    :math:`s_\theta(x, \sigma)`.
+
+    The noise level enters through fixed Gaussian Fourier features of :math:`\log\sigma`
+    (Tancik et al. 2020; Song et al. 2021), concatenated with the flattened :math:`x`. The
+    output is divided by :math:`\sigma`, following the NCSNv2 parameterization
+    :math:`s_\theta(x, \sigma) = f_\theta(x, \sigma) / \sigma` (Song & Ermon 2020, technique 3):
+    the true score of data perturbed by :math:`\mathcal{N}(0, \sigma^2 I)` has magnitude of
+    order :math:`1/\sigma`, so the network itself only has to produce order-one outputs.
+
+    * ``output="energy"``: :math:`E_\theta(x, \sigma) = f_\theta(x, \sigma) / \sigma`, a scalar;
+      the score is :math:`-\nabla_x E_\theta`, and an energy permits Metropolis corrections.
+    * ``output="score"``: :math:`s_\theta(x, \sigma) = f_\theta(x, \sigma) / \sigma`, shaped
+      like ``x`` (Song & Ermon 2019).
+
+    Parameters
+    ----------
+    event_shape
+        Shape of one configuration ``x``.
+    hidden
+        Widths of the hidden layers.
+    output
+        ``"energy"`` or ``"score"``.
+    num_features
+        Number of Fourier feature pairs embedding :math:`\log\sigma`.
+    activation
+        Elementwise nonlinearity.
+    rngs
+        ``nnx.Rngs`` for the initial weights and the (fixed) Fourier frequencies.
+    """
+
+    def __init__(
+        self,
+        event_shape: Sequence[int],
+        hidden: Sequence[int] = (128, 128),
+        output: str = "energy",
+        num_features: int = 16,
+        activation: Callable = nnx.silu,
+        *,
+        rngs: nnx.Rngs,
+    ):
+        if output not in ("energy", "score"):
+            raise ValueError(f"output must be 'energy' or 'score', got {output!r}")
+        self.event_shape = tuple(int(d) for d in event_shape)
+        self.output = output
+        size = _event_size(self.event_shape)
+        # Fixed (not trained) frequencies: stored outside nnx.Param so optimizers skip them.
+        self.frequencies = nnx.Variable(jax.random.normal(rngs.params(), (num_features,)) * 4.0)
+        out = 1 if output == "energy" else size
+        self.mlp = _MLP([size + 2 * num_features, *hidden, out], activation, rngs)
+
+    def __call__(self, x: jax.Array, sigma: jax.Array) -> jax.Array:
+        batch = x.shape[: x.ndim - len(self.event_shape)]
+        sigma = jnp.broadcast_to(jnp.asarray(sigma, x.dtype), batch)
+        angles = jnp.log(sigma)[..., None] * self.frequencies[...]
+        features = jnp.concatenate([jnp.sin(angles), jnp.cos(angles)], axis=-1)
+        h = self.mlp(jnp.concatenate([x.reshape(*batch, -1), features], axis=-1))
+        h = h / sigma[..., None]
+        if self.output == "energy":
+            return h[..., 0]
+        return h.reshape(x.shape)
+
+
+def as_pure(module: nnx.Module) -> tuple[Callable[..., jax.Array], Any]:
+    """Split an NNX module into a pure function and its trainable parameters.
+
+    Returns ``(apply, params)`` with ``apply(params, *args) == module(*args)``. ``params``
+    holds the ``nnx.Param`` leaves only; everything else (such as fixed Fourier frequencies)
+    is closed over as a constant. ``apply`` is pure: jit, vmap, grad and optax all accept it.
+    Call ``nnx.update(module, params)`` to write trained parameters back into the module.
+    """
+    graphdef, params, rest = nnx.split(module, nnx.Param, ...)
+
+    def apply(params, *args):
+        return nnx.merge(graphdef, params, rest)(*args)
+
+    return apply, params
