@@ -3,9 +3,14 @@
 The public API is re-exported here; nothing is defined in this module.
 """
 
+from numpyro_ebm import diagnostics, kernels, samplers, training
 from numpyro_ebm.energy import EnergyDistribution, energy_factor, evaluate_energy, potential_fn
+from numpyro_ebm.inference import sample
+from numpyro_ebm.kernels.replica_exchange import geometric_ladder
 from numpyro_ebm.model import ModelDensity, logdensity_from_model
 from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, as_pure
+from numpyro_ebm.samplers import register_sampler
+from numpyro_ebm.training import fit
 
 __version__ = "0.1.0"
 
@@ -16,8 +21,16 @@ __all__ = [
     "NoiseConditionalMLP",
     "__version__",
     "as_pure",
+    "diagnostics",
     "energy_factor",
     "evaluate_energy",
+    "fit",
+    "geometric_ladder",
+    "kernels",
     "logdensity_from_model",
     "potential_fn",
+    "register_sampler",
+    "sample",
+    "samplers",
+    "training",
 ]

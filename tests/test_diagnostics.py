@@ -1,0 +1,134 @@
+"""Agreement of ``numpyro_ebm.diagnostics`` with ArviZ 0.23, plus behaviour and jit checks."""
+
+import warnings
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from numpyro_ebm import diagnostics
+
+NAMES = ("rhat", "ess_bulk", "ess_tail", "ess_mean", "mcse_mean", "mcse_sd")
+REFERENCE = {
+    "rhat": lambda a: az.rhat(a, method="rank"),
+    "ess_bulk": lambda a: az.ess(a, method="bulk"),
+    "ess_tail": lambda a: az.ess(a, method="tail"),
+    "ess_mean": lambda a: az.ess(a, method="mean"),
+    "mcse_mean": lambda a: az.mcse(a, method="mean"),
+    "mcse_sd": lambda a: az.mcse(a, method="sd"),
+}
+# A few (chain, draw) shapes, odd and even draw counts, so that compiled code is reused.
+SHAPES = [(2, 4), (2, 5), (3, 7), (4, 50), (5, 101), (6, 200)]
+
+all_diagnostics = jax.jit(lambda x: {name: getattr(diagnostics, name)(x) for name in NAMES})
+
+
+def reference(x: np.ndarray) -> dict[str, np.ndarray]:
+    """ArviZ's value of every diagnostic for each parameter column of a (chain, draw, p) array."""
+    with warnings.catch_warnings():
+        # ArviZ itself warns (division by zero) on degenerate columns; ours must not.
+        warnings.simplefilter("ignore", RuntimeWarning)
+        return {
+            name: np.array([float(fn(x[..., j])) for j in range(x.shape[-1])])
+            for name, fn in REFERENCE.items()
+        }
+
+
+def draws(shape: tuple[int, int], seed: int, phi: float, shift: float) -> np.ndarray:
+    """Four parameter columns: iid, AR(1), shifted chain means, integer-valued (ties)."""
+    rng = np.random.default_rng(seed)
+    chains, n = shape
+    noise = rng.normal(size=(chains, n, 4))
+    ar = np.empty((chains, n))
+    ar[:, 0] = noise[:, 0, 1]
+    for t in range(1, n):
+        ar[:, t] = phi * ar[:, t - 1] + noise[:, t, 1]
+    shifted = noise[:, :, 2] + shift * rng.normal(size=(chains, 1))
+    ties = np.round(1.5 * noise[:, :, 3] + shift * rng.normal(size=(chains, 1)))
+    return np.stack([noise[:, :, 0], ar, shifted, ties], axis=-1)
+
+
+def assert_agrees(ours: dict, theirs: dict, rtol: float) -> None:
+    for name in NAMES:
+        np.testing.assert_allclose(np.asarray(ours[name]), theirs[name], rtol=rtol, err_msg=name)
+
+
+@settings(max_examples=50, deadline=None)
+@given(
+    shape=st.sampled_from(SHAPES),
+    seed=st.integers(0, 2**32 - 1),
+    phi=st.floats(0.0, 0.95),
+    shift=st.floats(0.0, 3.0),
+)
+def test_matches_arviz_float64(shape, seed, phi, shift):
+    x = draws(shape, seed, phi, shift)
+    with jax.enable_x64(True):
+        ours = all_diagnostics(jnp.asarray(x))
+        assert all(value.dtype == jnp.float64 for value in ours.values())
+    assert_agrees(ours, reference(x), rtol=1e-6)
+
+
+@pytest.mark.parametrize("shape", [(2, 5), (6, 200)])
+def test_matches_arviz_float32(shape):
+    x = draws(shape, seed=3, phi=0.5, shift=0.5).astype(np.float32)
+    ours = all_diagnostics(jnp.asarray(x))
+    assert all(value.dtype == jnp.float32 for value in ours.values())
+    assert_agrees(ours, reference(x), rtol=1e-3)
+
+
+def test_constant_and_nan_parameters_match_arviz():
+    x = np.random.default_rng(0).normal(size=(4, 50, 4))
+    x[..., 1] = 2.5
+    x[1, 7, 2] = np.nan
+    x[0, 25, 3] = np.nan  # middle draw of an odd-length chain is dropped by splitting: still NaN
+    x = x[:, :49]
+    with jax.enable_x64(True):
+        ours = {name: np.asarray(value) for name, value in all_diagnostics(x).items()}
+    theirs = reference(x)
+    assert_agrees(ours, theirs, rtol=1e-6)
+    assert np.isnan(ours["rhat"][1]) and ours["ess_bulk"][1] == 4 * 48
+    assert all(np.isnan(ours[name][2:]).all() for name in NAMES)
+    assert np.isfinite(ours["ess_bulk"][0])
+
+
+def test_non_mixing_chains_have_large_rhat():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(4, 500)) + np.array([[-3.0], [-3.0], [3.0], [3.0]])
+    assert float(diagnostics.rhat(x)) > 1.1
+
+
+def test_iid_chains_mix_well():
+    x = np.random.default_rng(2).normal(size=(4, 1000, 3))
+    assert np.all(np.asarray(diagnostics.rhat(x)) < 1.01)
+    np.testing.assert_allclose(diagnostics.ess_bulk(x), 4000, rtol=0.15)
+
+
+@pytest.mark.parametrize("function", [getattr(diagnostics, name) for name in NAMES])
+@pytest.mark.parametrize("shape", [(1, 100), (4, 3), (10,), (3, 2, 5)])
+def test_bad_shapes_raise(function, shape):
+    with pytest.raises(ValueError, match=r"x\.shape=\(" + ", ".join(map(str, shape))):
+        function(np.zeros(shape))
+    with pytest.raises(ValueError, match="at least 2 chains and 4 draws"):
+        jax.jit(function)(np.zeros(shape))
+
+
+def test_runs_inside_scan():
+    x = jnp.asarray(np.random.default_rng(4).normal(size=(5, 2, 40, 3)), dtype=jnp.float32)
+
+    def step(carry, chunk):
+        return carry, (diagnostics.rhat(chunk), diagnostics.ess_bulk(chunk))
+
+    _, (rhats, ess) = jax.lax.scan(step, None, x)
+    assert rhats.shape == ess.shape == (5, 3)
+    np.testing.assert_allclose(rhats[2], diagnostics.rhat(x[2]), rtol=1e-6)
+    np.testing.assert_allclose(ess[4], diagnostics.ess_bulk(x[4]), rtol=1e-6)
+
+
+def test_parameter_shape_is_kept():
+    x = np.random.default_rng(5).normal(size=(2, 20, 1, 3))
+    for name in NAMES:
+        assert getattr(diagnostics, name)(x).shape == (1, 3)
