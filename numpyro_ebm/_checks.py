@@ -7,10 +7,37 @@ inside compiled code.
 
 from __future__ import annotations
 
+import operator
+
+import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 
-__all__ = ["check_finite_array", "check_positive", "check_strictly_decreasing"]
+__all__ = [
+    "all_finite",
+    "check_finite_array",
+    "check_int",
+    "check_positive",
+    "check_strictly_decreasing",
+]
+
+
+def all_finite(tree) -> jax.Array:
+    """Whether every entry of every leaf of ``tree`` is finite (a traced boolean)."""
+    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
+
+
+def check_int(name: str, value, minimum: int = 1) -> int:
+    """Return ``value`` as an ``int``; raise ``TypeError`` unless it is an integer and
+    ``ValueError`` unless it is ``>= minimum`` (counts, sizes, step numbers)."""
+    try:
+        as_int = operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an integer, got {value!r}") from None
+    if as_int < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
+    return as_int
 
 
 def _concrete(value) -> np.ndarray | None:

@@ -12,17 +12,15 @@ import jax.numpy as jnp
 import numpy as np
 from tqdm.auto import tqdm
 
-from numpyro_ebm._checks import check_finite_array
-from numpyro_ebm.model import logdensity_from_model
+from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm.model import (
+    ModelDensity,
+    logdensity_from_model,
+    minibatch_logdensity_from_model,
+)
 from numpyro_ebm.samplers import Target, get_sampler
 
 __all__ = ["sample"]
-
-
-def _check_count(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
 
 
 def _energy_target(energy, temperature, init_position, event_shape, num_chains, key, scale):
@@ -61,11 +59,27 @@ def _energy_target(energy, temperature, init_position, event_shape, num_chains, 
     return logdensity_fn, init_position
 
 
-def _model_positions(model, args, kwargs, num_chains, key):
+def _model_target(model, args, kwargs, num_chains, key, sampler):
+    """A model's Target, postprocess function and one initial position per chain."""
     keys = jax.random.split(key, num_chains)
-    densities = [logdensity_from_model(model, *args, key=k, **kwargs) for k in keys]
+    try:
+        densities = [logdensity_from_model(model, *args, key=k, **kwargs) for k in keys]
+        minibatch_fn = None
+    except ValueError as error:
+        if "subsample" not in str(error):
+            raise
+        if sampler != "sgld":
+            raise ValueError(
+                f"the model subsamples its data (a plate with subsample_size), which only the "
+                f"stochastic-gradient sampler 'sgld' supports; {sampler!r} needs the full data"
+            ) from error
+        densities = [minibatch_logdensity_from_model(model, *args, key=k, **kwargs) for k in keys]
+        minibatch_fn = densities[0][0]
+        fixed = keys[0]
+        densities = [ModelDensity(lambda z: minibatch_fn(fixed, z), *d[1:]) for d in densities]
     positions = jax.tree.map(lambda *xs: jnp.stack(xs), *[d.initial_position for d in densities])
-    return densities[0], positions
+    target = Target(densities[0].logdensity_fn, model, "model", tuple(args), kwargs, minibatch_fn)
+    return target, densities[0].postprocess_fn, positions
 
 
 def _run_chains(chain_sampler, key, positions, num_warmup, num_samples, thinning, progress):
@@ -183,12 +197,10 @@ def sample(
         position or density stopped being finite; also reported by a ``RuntimeWarning``).
     """
     factory, is_runner = get_sampler(sampler)
-    num_chains = _check_count("num_chains", num_chains, 1)
-    num_samples = _check_count("num_samples", num_samples, 1)
-    num_warmup = _check_count("num_warmup", num_warmup, 0)
-    thinning = _check_count("thinning", thinning, 1)
-    from numpyro_ebm._checks import check_positive
-
+    num_chains = check_int("num_chains", num_chains)
+    num_samples = check_int("num_samples", num_samples)
+    num_warmup = check_int("num_warmup", num_warmup, minimum=0)
+    thinning = check_int("thinning", thinning)
     check_positive("temperature", temperature)
     check_positive("init_scale", init_scale)
     if not callable(target):
@@ -204,13 +216,11 @@ def sample(
 
             energies = jax.vmap(lambda x: evaluate_energy(target, x, name="target"))(positions)
             check_finite_array("energy at init_position (one per chain)", energies)
-        kind, postprocess, model_args, model_kwargs = "energy", None, (), None
+        spec, postprocess = Target(logdensity_fn, target, "energy"), None
     else:
-        density, positions = _model_positions(
-            target, model_args, model_kwargs or {}, num_chains, init_key
+        spec, postprocess, positions = _model_target(
+            target, model_args, model_kwargs or {}, num_chains, init_key, sampler
         )
-        logdensity_fn, postprocess, kind = density.logdensity_fn, density.postprocess_fn, "model"
-    spec = Target(logdensity_fn, target, kind, tuple(model_args), model_kwargs)
 
     if is_runner:
         draws, stats, attrs = factory(

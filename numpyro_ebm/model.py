@@ -14,9 +14,10 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
-from numpyro.infer.util import initialize_model
+from numpyro import handlers
+from numpyro.infer.util import initialize_model, potential_energy
 
-__all__ = ["ModelDensity", "logdensity_from_model"]
+__all__ = ["ModelDensity", "logdensity_from_model", "minibatch_logdensity_from_model"]
 
 
 class ModelDensity(NamedTuple):
@@ -55,8 +56,38 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
+    for name, site in info.model_trace.items():
+        if site["type"] == "plate" and site["args"][1] < site["args"][0]:
+            raise ValueError(
+                f"the model subsamples its data (plate {name!r} draws subsample_size="
+                f"{site['args'][1]} of {site['args'][0]}), so its log density is random; use "
+                "minibatch_logdensity_from_model (stochastic-gradient samplers such as 'sgld')"
+            )
 
     def logdensity_fn(z):
         return -info.potential_fn(z)
 
     return ModelDensity(logdensity_fn, info.param_info.z, info.postprocess_fn)
+
+
+def minibatch_logdensity_from_model(
+    model: Callable, *args, key: jax.Array, **kwargs
+) -> tuple[Callable, Any, Callable]:
+    """Like :func:`logdensity_from_model` for a model that subsamples its data with
+    ``numpyro.plate(name, N, subsample_size=b)`` (and ``numpyro.subsample``).
+
+    Returns ``(logdensity_fn, initial_position, postprocess_fn)`` where
+    ``logdensity_fn(rng_key, z)`` draws a fresh minibatch from ``rng_key`` for every call: the
+    likelihood of the ``b`` drawn points is scaled by ``N / b`` (NumPyro's plate scaling), an
+    unbiased estimate of the full log density, as stochastic-gradient MCMC needs (Welling &
+    Teh 2011). Exact samplers (NUTS, MALA) must not use it.
+    """
+    info = initialize_model(
+        key, handlers.seed(model, rng_seed=key), model_args=args, model_kwargs=kwargs
+    )
+
+    def logdensity_fn(rng_key, z):
+        return -potential_energy(handlers.seed(model, rng_seed=rng_key), args, kwargs, z)
+
+    # deterministic sites are computed on the one minibatch drawn from `key`
+    return logdensity_fn, info.param_info.z, info.postprocess_fn

@@ -29,9 +29,8 @@ import jax.flatten_util
 import jax.numpy as jnp
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
-from numpyro_ebm._checks import check_positive, check_strictly_decreasing
+from numpyro_ebm._checks import all_finite, check_positive, check_strictly_decreasing
 from numpyro_ebm.kernels import annealed_langevin, replica_exchange
-from numpyro_ebm.kernels.langevin import _all_finite
 
 __all__ = [
     "SAMPLERS",
@@ -60,6 +59,9 @@ class Target(NamedTuple):
     joint on the unconstrained space for a model). ``fn``: the user's callable (the energy, the
     noise-conditional energy or score, or the model). ``kind``: ``"energy"`` or ``"model"``.
     ``model_args``/``model_kwargs``: the model's arguments (models only).
+    ``minibatch_logdensity_fn(rng_key, x)``: for a model that subsamples its data, an unbiased
+    minibatch estimate of the log density (see
+    :func:`~numpyro_ebm.model.minibatch_logdensity_from_model`); ``None`` otherwise.
     """
 
     logdensity_fn: Callable
@@ -67,6 +69,7 @@ class Target(NamedTuple):
     kind: str
     model_args: tuple = ()
     model_kwargs: dict | None = None
+    minibatch_logdensity_fn: Callable | None = None
 
 
 class ChainSampler(NamedTuple):
@@ -100,7 +103,7 @@ def get_sampler(name: str) -> tuple[Callable, bool]:
 def _stats(
     *, acceptance_rate=jnp.nan, diverging=False, step_size=jnp.nan, logdensity, grads, position
 ) -> dict[str, jax.Array]:
-    finite = _all_finite(position) & jnp.isfinite(logdensity)
+    finite = all_finite(position) & jnp.isfinite(logdensity)
     return {
         "acceptance_rate": jnp.asarray(acceptance_rate, jnp.float32),
         "diverging": jnp.asarray(diverging, bool),
@@ -229,29 +232,32 @@ SGLD_SCHEDULES = {
 
 @register_sampler("sgld")
 def sgld(target: Target, step_size: float = 1e-3, schedule: str = "inverse_sqrt") -> ChainSampler:
-    r"""BlackJAX SGLD (Welling & Teh 2011) with full-batch gradients.
+    r"""BlackJAX SGLD (Welling & Teh 2011).
 
-    The step size at draw :math:`t \ge 1` is :math:`\eta_0 s(t)` with the schedule
-    ``"inverse_sqrt"`` (:math:`t^{-1/2}`), ``"inverse_cube_root"`` (:math:`t^{-1/3}`, the rate
-    of Teh, Thiery & Vollmer 2016) or ``"constant"``. Warmup steps follow the same schedule;
-    :math:`t` counts from the start of warmup. No Metropolis correction: the chain is biased
-    by :math:`O(\eta)`.
+    Gradients are full-batch, or minibatched when the target is a NumPyro model that subsamples
+    its data (``numpyro.plate(name, N, subsample_size=b)``): each step then draws a fresh
+    minibatch and uses the :math:`N/b`-scaled likelihood gradient. The step size at draw
+    :math:`t \ge 1` is :math:`\eta_0 s(t)` with the schedule ``"inverse_sqrt"``
+    (:math:`t^{-1/2}`), ``"inverse_cube_root"`` (:math:`t^{-1/3}`, the rate of Teh, Thiery &
+    Vollmer 2016) or ``"constant"``; :math:`t` counts from the start of warmup. No Metropolis
+    correction: the chain is biased by :math:`O(\eta)`, and by the minibatch noise.
     """
     check_positive("step_size", step_size)
     if schedule not in SGLD_SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SGLD_SCHEDULES)}, got {schedule!r}")
     rate = SGLD_SCHEDULES[schedule]
     logdensity_fn = target.logdensity_fn
+    minibatch_logdensity_fn = target.minibatch_logdensity_fn or (lambda key, x: logdensity_fn(x))
     kernel = blackjax.sgld.build_kernel()
 
-    def grad_estimator(position, minibatch):
-        del minibatch
-        return jax.grad(logdensity_fn)(position)
+    def grad_estimator(position, minibatch_key):
+        return jax.grad(minibatch_logdensity_fn, argnums=1)(minibatch_key, position)
 
     def sgld_step(rng_key, state):
         position, t = state
+        noise_key, minibatch_key = jax.random.split(rng_key)
         h = step_size * rate(t.astype(jnp.float32))
-        position = kernel(rng_key, position, grad_estimator, None, h)
+        position = kernel(noise_key, position, grad_estimator, minibatch_key, h)
         return (position, t + 1), h
 
     def warmup(rng_key, position, num_warmup):
@@ -429,7 +435,7 @@ def numpyro_nuts(
         "step_size": extra["adapt_state.step_size"],
         "potential_energy": extra["potential_energy"],
         "num_grad_evals": extra["num_steps"],
-        "nonfinite": ~jax.vmap(jax.vmap(_all_finite))(positions)
+        "nonfinite": ~jax.vmap(jax.vmap(all_finite))(positions)
         | ~jnp.isfinite(extra["potential_energy"]),
     }
     return positions, stats, {}
@@ -589,7 +595,7 @@ def tempered_smc(
     num_chains = jax.tree.leaves(initial_positions)[0].shape[0]
     particles, log_z, steps = jax.jit(jax.vmap(one_run))(jax.random.split(rng_key, num_chains))
     potential = -jax.vmap(jax.vmap(target.logdensity_fn))(particles)
-    finite = jax.vmap(jax.vmap(_all_finite))(particles) & jnp.isfinite(potential)
+    finite = jax.vmap(jax.vmap(all_finite))(particles) & jnp.isfinite(potential)
     per_draw = jnp.ones((num_chains, num_samples))
     cost = steps * num_mcmc_steps * (num_integration_steps if mutation == "hmc" else 1)
     stats = {

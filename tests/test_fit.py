@@ -1,5 +1,7 @@
 """The training loop: determinism, kill-and-resume, non-finite losses, history, input checks."""
 
+import warnings
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -63,13 +65,17 @@ def test_kill_and_resume_is_bitwise_identical(tmp_path):
 
 
 def test_monitor_mixing_reports_rhat_and_ess_of_the_buffer():
-    result = _pcd_run(None, checkpoint_every=None, steps_per_chunk=5, monitor_mixing=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = _pcd_run(None, checkpoint_every=None, steps_per_chunk=5, monitor_mixing=True)
     rhat, ess = result.history["buffer_rhat"], result.history["buffer_ess_bulk"]
     assert rhat.shape == ess.shape == (8,)
     assert np.all(np.isnan(rhat[:7])) and np.all(np.isfinite(rhat[7:]))
     # R-hat is a ratio of variances, >= ~1; a 40-step run has not mixed yet.
     # The bulk ESS is positive (it may exceed the draw count for anticorrelated draws).
     assert np.all(rhat[7:] > 0.9) and np.all(ess[7:] > 0)
+    mixing_warnings = [w for w in caught if "do not mix" in str(w.message)]
+    assert len(mixing_warnings) == int(rhat[-1] > 1.1)
 
 
 def test_chunking_does_not_change_the_result():

@@ -395,3 +395,37 @@ def test_multivariate_normal_log_density_reported_as_potential():
     logp = multivariate_normal.logpdf(x, MEAN, COV)
     difference = idata.sample_stats.potential_energy.values + logp
     np.testing.assert_allclose(difference, np.ravel(difference)[0], atol=1e-3)
+
+
+def subsampled_model(y):
+    mu = numpyro.sample("mu", dist.Normal(0.0, 10.0))
+    with numpyro.plate("N", y.shape[0], subsample_size=50):
+        numpyro.sample("y", dist.Normal(mu, 1.0), obs=numpyro.subsample(y, event_dim=0))
+
+
+def test_sgld_with_minibatches_recovers_the_posterior_mean():
+    # conjugate: mu | y ~ N(v * sum(y), v), v = 1 / (1/100 + N); a linear gradient makes the
+    # minibatch noise mean-zero, so the mean is unbiased (the spread is inflated by the noise)
+    y = np.random.default_rng(0).normal(1.5, 1.0, size=1000)
+    idata = ne.sample(
+        subsampled_model,
+        "sgld",
+        key=jax.random.key(12),
+        model_args=(y,),
+        num_chains=16,
+        num_samples=500,
+        num_warmup=500,
+        thinning=4,
+        step_size=5e-4,
+        schedule="constant",
+    )
+    variance = 1.0 / (1.0 / 100 + y.size)
+    assert_mean_close(idata.posterior["mu"].values[..., None], [variance * y.sum()])
+
+
+def test_exact_samplers_refuse_a_subsampled_model():
+    y = np.zeros(100)
+    with pytest.raises(ValueError, match=r"subsamples its data.*'sgld'"):
+        ne.sample(subsampled_model, "nuts", key=jax.random.key(0), model_args=(y,))
+    with pytest.raises(ValueError, match=r"plate 'N' draws subsample_size=50 of 100"):
+        ne.logdensity_from_model(subsampled_model, y, key=jax.random.key(0))

@@ -55,8 +55,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.mcmc import diffusions, mala
 from blackjax.types import ArrayLikeTree, ArrayTree, PRNGKey
 
-from numpyro_ebm._checks import check_positive, check_strictly_decreasing
-from numpyro_ebm.kernels.langevin import _all_finite
+from numpyro_ebm._checks import all_finite, check_positive, check_strictly_decreasing
 
 __all__ = [
     "AnnealedLangevinInfo",
@@ -191,7 +190,7 @@ def build_kernel(
             position = jax.tree.map(lambda x, s: x + sigmas[-1] ** 2 * s, position, last_score)
         info = AnnealedLangevinInfo(
             acceptance_rate=jnp.mean(acceptance),
-            is_finite=_all_finite(position),
+            is_finite=all_finite(position),
             num_grad_evals=jnp.asarray(num_levels * (num_steps_per_level + 1), jnp.int32),
         )
         return AnnealedLangevinState(position), info

@@ -28,7 +28,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import ArrayLikeTree, ArrayTree, PRNGKey
 from blackjax.util import generate_gaussian_noise
 
-from numpyro_ebm._checks import check_positive
+from numpyro_ebm._checks import all_finite, check_positive
 
 __all__ = ["LangevinInfo", "LangevinState", "as_top_level_api", "build_kernel", "init"]
 
@@ -55,11 +55,6 @@ def init(position: ArrayLikeTree, logdensity_fn: Callable) -> LangevinState:
     return LangevinState(position, logdensity, grad)
 
 
-def _all_finite(tree: ArrayTree) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]
-    return jnp.all(jnp.stack(leaves))
-
-
 def build_kernel() -> Callable:
     """Build the ULA transition ``kernel(rng_key, state, logdensity_fn, step_size)``."""
 
@@ -74,7 +69,7 @@ def build_kernel() -> Callable:
             noise,
         )
         new_state = init(position, logdensity_fn)
-        is_finite = _all_finite(position) & jnp.isfinite(new_state.logdensity)
+        is_finite = all_finite(position) & jnp.isfinite(new_state.logdensity)
         return new_state, LangevinInfo(is_finite, jnp.asarray(1, jnp.int32))
 
     return kernel

@@ -53,8 +53,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import ArrayLikeTree, ArrayTree, PRNGKey
 from jax.core import Tracer
 
-from numpyro_ebm._checks import check_positive
-from numpyro_ebm.kernels.langevin import _all_finite
+from numpyro_ebm._checks import all_finite, check_positive
 
 __all__ = [
     "ReplicaExchangeInfo",
@@ -223,7 +222,7 @@ def build_kernel(kernel_factory: Callable) -> Callable:
             swap_attempted=attempted,
             is_swapped=swapped,
             inner_info=jax.tree.map(lambda x: x[0], inner_infos),
-            is_finite=_all_finite(inner_states.position) & jnp.all(jnp.isfinite(logdensity)),
+            is_finite=all_finite(inner_states.position) & jnp.all(jnp.isfinite(logdensity)),
             num_grad_evals=jnp.asarray(num_replicas, jnp.int32),
         )
         return new_state, info

@@ -26,12 +26,13 @@ NeurIPS.
 
 from __future__ import annotations
 
-import operator
 from collections.abc import Callable, Sequence
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+
+from numpyro_ebm._checks import check_int
 
 __all__ = ["ReplayBuffer", "init", "sample", "uniform_noise", "update"]
 
@@ -42,18 +43,6 @@ class ReplayBuffer(NamedTuple):
     """``samples``: the stored chain states, shape ``(capacity, *event_shape)``."""
 
     samples: jax.Array
-
-
-def _check_positive_int(name: str, value) -> int:
-    """Return ``value`` as an ``int``; raise ``TypeError`` / ``ValueError`` unless it is an
-    integer >= 1 (shared by the training modules for sizes and step counts)."""
-    try:
-        as_int = operator.index(value)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, got {value!r}") from None
-    if as_int < 1:
-        raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    return as_int
 
 
 def uniform_noise(low: float = -1.0, high: float = 1.0) -> NoiseFn:
@@ -87,7 +76,7 @@ def init(
     noise
         ``noise(key, shape) -> array``; default :func:`uniform_noise` on :math:`[-1, 1]`.
     """
-    capacity = _check_positive_int("capacity", capacity)
+    capacity = check_int("capacity", capacity)
     noise = uniform_noise() if noise is None else noise
     return ReplayBuffer(noise(key, (capacity, *tuple(event_shape))))
 
@@ -105,7 +94,7 @@ def sample(
     Returns ``(starts, indices)``; pass ``indices`` to :func:`update` to write the chains' ends
     back where they came from.
     """
-    batch_size = _check_positive_int("batch_size", batch_size)
+    batch_size = check_int("batch_size", batch_size)
     capacity = buffer.samples.shape[0]
     if batch_size > capacity:
         raise ValueError(

@@ -15,6 +15,7 @@ whatever the data size, and makes each gradient an unbiased estimate of the full
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -26,8 +27,8 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from numpyro_ebm import diagnostics
-from numpyro_ebm._checks import check_finite_array
-from numpyro_ebm.training.buffer import ReplayBuffer, _check_positive_int
+from numpyro_ebm._checks import check_finite_array, check_int
+from numpyro_ebm.training.buffer import ReplayBuffer
 
 __all__ = ["FitResult", "fit"]
 
@@ -69,7 +70,7 @@ def _check_data(data) -> jax.Array:
     return jnp.asarray(data)
 
 
-def _all_finite(tree) -> jax.Array:
+def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
@@ -92,7 +93,7 @@ def _build_chunk(loss, optimizer, batch_size, stateful):
         (value, (aux, new_loss_state)), grads = grad_fn(params, batch, key_loss, loss_state)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new = (optax.apply_updates(params, updates), new_opt_state, new_loss_state)
-        good = jnp.isfinite(value) & _all_finite(grads)
+        good = jnp.isfinite(value) & all_finite(grads)
         keep = good & (bad_step < 0)
         params, opt_state, loss_state = jax.tree.map(
             lambda a, b: jnp.where(keep, a, b), new, (params, opt_state, loss_state)
@@ -194,6 +195,7 @@ def fit(
     resume: bool = False,
     progress: bool = True,
     monitor_mixing: bool = False,
+    mixing_rhat_threshold: float = 1.1,
 ) -> FitResult:
     r"""Minimize an objective of :mod:`numpyro_ebm.training.objectives` with optax.
 
@@ -251,6 +253,10 @@ def fit(
         8 chunks have been seen in this call (the trace is not checkpointed). Persistent
         chains that mix give :math:`\hat R \approx 1`; chains stuck in different modes give
         :math:`\hat R \gg 1`.
+    mixing_rhat_threshold
+        With ``monitor_mixing``: a ``RuntimeWarning`` is issued at the end of the run when
+        the last ``buffer_rhat`` exceeds it (the negative phase then samples a few modes of
+        the model, not the model, and the gradient is biased).
 
     Returns
     -------
@@ -266,9 +272,9 @@ def fit(
         raise TypeError(f"loss must be callable, got {loss!r}")
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}")
-    num_steps = _check_positive_int("num_steps", num_steps)
-    batch_size = _check_positive_int("batch_size", batch_size)
-    steps_per_chunk = _check_positive_int("steps_per_chunk", steps_per_chunk)
+    num_steps = check_int("num_steps", num_steps)
+    batch_size = check_int("batch_size", batch_size)
+    steps_per_chunk = check_int("steps_per_chunk", steps_per_chunk)
     data = _check_data(data)
     if batch_size > data.shape[0]:
         raise ValueError(
@@ -276,7 +282,7 @@ def fit(
         )
     key = _typed_key(key)
     checkpoint_every = steps_per_chunk if checkpoint_every is None else checkpoint_every
-    checkpoint_every = _check_positive_int("checkpoint_every", checkpoint_every)
+    checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     if checkpoint_every % steps_per_chunk:
         raise ValueError(
             f"checkpoint_every ({checkpoint_every}) must be a multiple of steps_per_chunk "
@@ -297,7 +303,7 @@ def fit(
     start = 0
     checkpoints = None
     if checkpoint_dir is not None:
-        checkpoints = _Checkpoints(checkpoint_dir, _check_positive_int("max_to_keep", max_to_keep))
+        checkpoints = _Checkpoints(checkpoint_dir, check_int("max_to_keep", max_to_keep))
         latest = checkpoints.latest_step()
         if latest is not None and not resume:
             checkpoints.close()
@@ -354,4 +360,14 @@ def fit(
         bar.close()
         if checkpoints is not None:
             checkpoints.close()
+    last_rhat = history.get("buffer_rhat", [float("nan")])[-1]
+    if last_rhat > mixing_rhat_threshold:
+        warnings.warn(
+            f"the persistent negative chains do not mix: buffer R-hat {last_rhat:.3g} > "
+            f"mixing_rhat_threshold={mixing_rhat_threshold} over the last {_MIXING_WINDOW} "
+            "chunks; use more sampler steps per update, a larger step size or a smaller "
+            "reinitialization fraction",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return FitResult(params, opt_state, loss_state, _snapshot(history), key)

@@ -40,10 +40,9 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.base import SamplingAlgorithm
 
-from numpyro_ebm._checks import check_positive, check_strictly_decreasing
+from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
 from numpyro_ebm.kernels import langevin
 from numpyro_ebm.training import buffer as replay
-from numpyro_ebm.training.buffer import _check_positive_int
 
 __all__ = [
     "cd",
@@ -191,7 +190,7 @@ def cd(
     Y. Du and I. Mordatch (2019). Implicit generation and modeling with energy-based models.
     NeurIPS.
     """
-    k = _check_positive_int("k", k)
+    k = check_int("k", k)
     alpha = _check_non_negative("alpha", alpha)
     make_kernel = _kernel_factory(step_size, kernel)
 
@@ -249,7 +248,7 @@ def pcd(
     Y. Du and I. Mordatch (2019). Implicit generation and modeling with energy-based models.
     NeurIPS.
     """
-    k = _check_positive_int("k", k)
+    k = check_int("k", k)
     alpha = _check_non_negative("alpha", alpha)
     make_kernel = _kernel_factory(step_size, kernel)
     if not 0.0 <= float(reinit_fraction) <= 1.0:
@@ -363,7 +362,7 @@ def sliced_score_matching(
     Y. Song, S. Garg, J. Shi and S. Ermon (2019). Sliced score matching: a scalable approach to
     density and score estimation. UAI.
     """
-    num_projections = _check_positive_int("num_projections", num_projections)
+    num_projections = check_int("num_projections", num_projections)
     if distribution not in _PROJECTIONS:
         raise ValueError(f"distribution must be one of {_PROJECTIONS}, got {distribution!r}")
     draw = jax.random.normal if distribution == "gaussian" else jax.random.rademacher
@@ -441,7 +440,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> jax.Array:
         raise ValueError(
             f"sigma_max must exceed sigma_min, got sigma_max={sigma_max!r}, sigma_min={sigma_min!r}"
         )
-    num = _check_positive_int("num", num)
+    num = check_int("num", num)
     if num < 2:
         raise ValueError(f"num must be >= 2 for a ladder from sigma_max to sigma_min, got {num}")
     return jnp.geomspace(sigma_max, sigma_min, num)
@@ -551,7 +550,7 @@ def nce(
     M. Gutmann and A. Hyvärinen (2010). Noise-contrastive estimation: a new estimation
     principle for unnormalized statistical models. AISTATS.
     """
-    nu = _check_positive_int("nu", nu)
+    nu = check_int("nu", nu)
     for name, fn in (("energy_fn", energy_fn), ("noise_log_prob", noise_log_prob)):
         if not callable(fn):
             raise TypeError(f"{name} must be callable, got {fn!r}")
