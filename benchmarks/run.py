@@ -1,449 +1,655 @@
 #!/usr/bin/env python3
-"""Run the peer benchmark: numpyro-ebm vs the bare JAX loop vs TorchEBM, and tabulate it.
+"""Run the benchmark suite and write ``benchmarks/results/*.json`` and ``README.md``.
 
 One command::
 
-    python benchmarks/run.py            # 3 fresh processes per library and configuration
-    python benchmarks/run.py --quick    # 1 process each, short runs: a smoke test
+    python benchmarks/run.py                   # everything, ~13-14 minutes on 2 quiet cores
+    python benchmarks/run.py --quick           # smoke test, < 3 minutes
+    python benchmarks/run.py --only peers,nuts # some sections (the others keep their last JSON)
 
-It installs nothing. It needs the peers' scripts (``shared/peers`` next to the repository,
-or ``--peers-dir``): ``jax_reference_bench.py`` runs in this repository's ``.venv`` (it needs
-only jax), ``torchebm_bench.py`` in a TorchEBM venv (``--torchebm-python``, default
-``.venv-torchebm/bin/python``; set up as ``shared/peers/README.md`` says; skipped with a note
-when absent). Runs are interleaved (repetition > configuration > library), each a fresh
-process with ``--seed`` = repetition, at dim 2 (1024 chains) and dim 64 (256 chains).
-Contention guarding is the peers' own: ``run_peers.wait_quiet`` before each run and
-``run_peers.run_once``'s foreign-CPU measurement, a run during which other processes used more
-than ``--max-foreign`` of a core being discarded and rerun (up to ``--attempts`` times).
+Sections, each in fresh processes of the repository's ``.venv`` python (``--python``):
 
-Writes ``benchmarks/results/peers-<date>.json`` (every attempt, raw) and
-``benchmarks/results/peers.md`` (medians over the clean runs, ratios, fraction of peak, machine
-and versions); ``--quick`` writes ``peers-<date>-quick.json`` / ``peers-quick.md`` instead.
+* ``peers``: Langevin / MALA / annealed Langevin chain-steps per second and DSM / CD-10 Adam
+  steps per second, numpyro-ebm vs the bare hand-written JAX loop vs TorchEBM, at dim 2 and
+  dim 64 with 1024 chains; interleaved, contention-guarded fresh processes
+  (``benchmarks/peers.py``, ``peer_bench.py``, ``shared/peers``);
+* ``diagnostics``: on-device R-hat / bulk ESS / tail ESS vs ArviZ
+  (``benchmarks/bench_diagnostics.py``);
+* ``nuts``: BlackJAX NUTS through ``numpyro_ebm.compare`` vs NumPyro's NUTS on posteriordb
+  models, ESS per second and per 1000 gradients, accuracy against the reference posteriors
+  (``benchmarks/bench_nuts.py``);
+* ``scaling``: ULA time per step and peak memory for 1 to 100,000 chains and dims 2 to 1024,
+  plotted into ``docs/figures/benchmarks/scaling.png`` (``benchmarks/bench_scaling.py``).
+
+The JAX backend is probed first. On a CPU the results go to ``benchmarks/results/``; on a GPU
+the same command writes ``benchmarks/results/gpu/`` (and ``scaling-gpu.png``), and a later CPU
+run's README shows that GPU run, with its date and device, in its GPU section; without one the
+GPU section says 'not measured: no GPU available on <date>'. ``--quick`` writes into a
+``quick/`` subfolder, so a smoke test never overwrites the full results.
+
+Before each section (and each peer process) the runner waits for a quiet machine
+(``run_peers.wait_quiet``) and measures the CPU time other processes used meanwhile; peer runs
+above ``--max-foreign`` cores are rerun, other sections are flagged in the README.
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime
-import importlib.util
 import json
 import os
-import platform
+import resource
 import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = {"dim2": ["--dim", "2", "--chains", "1024"], "dim64": ["--dim", "64", "--chains", "256"]}
-QUICK_FLAGS = ["--steps", "200", "--train-steps", "100", "--repeats", "2"]
-PEER_METRICS = ("langevin_chain_steps_per_s", "dsm_steps_per_s", "cd10_steps_per_s")
-OURS_ONLY = (
-    "mala_chain_steps_per_s",
-    "annealed_langevin_chain_steps_per_s",
-    "mala_sample_call_chain_steps_per_s",
-    "annealed_langevin_sample_call_chain_steps_per_s",
-)
-LABELS = {
-    "langevin_chain_steps_per_s": "Langevin (ULA) chain-steps/s",
-    "dsm_steps_per_s": "DSM Adam steps/s",
-    "cd10_steps_per_s": "CD-10 Adam steps/s",
-    "mala_chain_steps_per_s": "MALA `sample()` chain-steps/s, no compile",
-    "annealed_langevin_chain_steps_per_s": "annealed `sample()` chain-steps/s, no compile",
-    "mala_sample_call_chain_steps_per_s": "MALA `sample()` chain-steps/s, whole call",
-    "annealed_langevin_sample_call_chain_steps_per_s": "annealed `sample()` steps/s, whole call",
+import _common
+import peers
+
+ROOT = _common.ROOT
+SECTIONS = ("peers", "diagnostics", "nuts", "scaling")
+SCRIPTS = {
+    "diagnostics": "bench_diagnostics.py",
+    "nuts": "bench_nuts.py",
+    "scaling": "bench_scaling.py",
+}
+# full run: 3 repeats instead of bench_diagnostics.py's default 5 (the 15-minute budget)
+FULL_ARGS = {"diagnostics": {"--repeats": "3"}}
+QUICK_ARGS = {
+    "diagnostics": {"--chains": "100", "--draws": "500", "--repeats": "1"},
+    "nuts": ["--models", "kidiq_momhsiq", "--num-samples", "200", "--num-warmup", "200"],
+    "scaling": ["--chains", "10000", "--dims", "256", "--min-time", "0.3"],
 }
 
 
-def load_run_peers(peers_dir: Path):
-    spec = importlib.util.spec_from_file_location("run_peers", peers_dir / "run_peers.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-def matmul_flops(metric: str, cfg: dict) -> float | None:
-    """Matmul FLOPs per unit of ``metric`` (None where not meaningful).
-
-    F = 2 (dim h + h^2 + h) is one forward pass of one configuration. A Langevin step is a
-    forward and an input-gradient pass, 2F. A CD-k step: k Langevin steps per example, then
-    E and its parameter gradient on positives and negatives (3F each): batch (2kF + 6F).
-    DSM: score (2F) and the parameter gradient of the score's loss (about 4F): ~6F per example.
-    """
-    d, h = cfg["dim"], cfg["hidden"]
-    f = 2.0 * (d * h + h * h + h)
-    if metric in (
-        "langevin_chain_steps_per_s",
-        "mala_chain_steps_per_s",
-        "annealed_langevin_chain_steps_per_s",
-    ):
-        return 2 * f
-    if metric == "cd10_steps_per_s":
-        return cfg["batch"] * (2 * cfg.get("cd_k", 10) * f + 6 * f)
-    if metric == "dsm_steps_per_s":
-        return cfg["batch"] * 6 * f
-    return None
-
-
-def machine_info() -> dict:
-    model = "unknown"
-    try:
-        for line in open("/proc/cpuinfo"):
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    flags = ""
-    try:
-        text = open("/proc/cpuinfo").read()
-        flags = " ".join(f for f in ("avx2", "avx512f", "fma") if f" {f}" in text)
-    except OSError:
-        pass
-    mem = ""
-    try:
-        for line in open("/proc/meminfo"):
-            if line.startswith("MemTotal"):
-                mem = f"{int(line.split()[1]) / 2**20:.0f} GiB"
-    except OSError:
-        pass
-    return {
-        "nproc": os.cpu_count(),
-        "cpu_model": model,
-        "cpu_flags": flags,
-        "memory": mem,
-        "platform": platform.platform(),
-    }
-
-
-def versions(python: str, modules: list[str]) -> dict:
-    code = (
-        "import importlib.metadata as m, json, sys, platform\n"
-        "out = {'python': platform.python_version()}\n"
-        f"for n in {modules!r}:\n"
-        "    try: out[n] = m.version(n)\n"
-        "    except Exception: out[n] = None\n"
-        "print(json.dumps(out))"
-    )
-    try:
-        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
-        return json.loads(p.stdout.strip().splitlines()[-1])
-    except Exception as e:
-        return {"error": repr(e)}
-
-
-def git_revision() -> str:
-    try:
-        rev = subprocess.run(
-            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "numpyro_ebm"],
-            capture_output=True,
-            text=True,
-        ).stdout.strip()
-        return rev + ("+dirty(numpyro_ebm)" if dirty else "")
-    except OSError:
-        return "unknown"
-
-
-def fmt(v: float) -> str:
-    if v >= 10000:
-        return f"{v:,.0f}"
-    if v >= 100:
-        return f"{v:.0f}"
-    return f"{v:.3g}"
-
-
-def cell(vals: list[float]) -> str:
-    if not vals:
-        return "n/a"
-    return f"{fmt(statistics.median(vals))} [{fmt(min(vals))}–{fmt(max(vals))}]"
-
-
-def render_markdown(records, libs, meta, peak_gflops) -> str:
-    clean = {}
-    for rec in records:
-        if rec["rc"] == 0 and not rec["contaminated"] and rec["result"]:
-            clean.setdefault((rec["cfg"], rec["lib"]), []).append(rec["result"])
-    have_torch = "torchebm" in libs
-    lines = [
-        "# Peer benchmark: numpyro-ebm vs bare JAX vs TorchEBM (CPU)",
-        "",
-        f"Generated by `{meta['command']}` on {meta['date']} (UTC). Raw runs: "
-        f"`{meta['raw_file']}`. Revision: {meta['git']}.",
-        "",
-        f"Machine: {meta['machine']['nproc']} CPU cores, {meta['machine']['cpu_model']} "
-        f"({meta['machine']['cpu_flags']}), {meta['machine']['memory']}; "
-        f"{meta['machine']['platform']}.",
-        "",
-        "Versions: "
-        + "; ".join(
-            f"{lib}: " + ", ".join(f"{k} {v}" for k, v in vers.items() if v)
-            for lib, vers in meta["versions"].items()
-        ),
-        "",
-        "Each value: median over the clean fresh processes (seeds 1..n) of each process's "
-        "median of its timed repeats; brackets: range over processes. `n` = clean processes. "
-        "Ratios are of medians (> 1: numpyro-ebm faster). "
-        f"'% peak': achieved matmul FLOP/s over the {peak_gflops:g} GFLOP/s matmul peak of this "
-        "machine (matmul FLOPs only; DSM approximate; see `matmul_flops` in `benchmarks/run.py`).",
-        "",
-    ]
-    for cfg_name in meta["configs"]:
-        runs = {lib: clean.get((cfg_name, lib), []) for lib in libs}
-        any_run = next((r for rs in runs.values() for r in rs), None)
-        cfg = any_run["config"] if any_run else {}
-        title = (
-            f"dim {cfg.get('dim')}, hidden {cfg.get('hidden')}, {cfg.get('chains')} chains, "
-            f"{cfg.get('steps')} steps, batch {cfg.get('batch')}"
-            if cfg
-            else cfg_name
-        )
-        lines += [f"## {title}", ""]
-        head = "| metric | numpyro-ebm | bare JAX | " + ("TorchEBM | " if have_torch else "")
-        head += "ours / bare JAX | " + ("ours / TorchEBM | " if have_torch else "")
-        head += "% peak ours | % peak bare JAX | n (ours/JAX"
-        head += ("/Torch)" if have_torch else ")") + " |"
-        lines += [head, "|" + " --- |" * (head.count("|") - 1)]
-        vals = {
-            lib: {m: [r[m] for r in rs if r.get(m) is not None] for m in PEER_METRICS + OURS_ONLY}
-            for lib, rs in runs.items()
-        }
-
-        def med(lib, m, vals=vals):
-            v = vals.get(lib, {}).get(m, [])
-            return statistics.median(v) if v else None
-
-        for m in PEER_METRICS + OURS_ONLY:
-            ours, ref = med("numpyro-ebm", m), med("jax-reference", m)
-            torch = med("torchebm", m) if have_torch else None
-            ref_for_ratio = ref
-            ratio_note = ""
-            if m in OURS_ONLY:  # no peer runs these: compare with the bare JAX ULA loop
-                ref_for_ratio = med("jax-reference", "langevin_chain_steps_per_s")
-                ratio_note = " (vs bare ULA)"
-            flops = matmul_flops(m, cfg) if cfg else None
-
-            def pk(v, flops=flops):
-                return f"{100 * v * flops / (peak_gflops * 1e9):.0f} %" if v and flops else ""
-
-            row = [
-                LABELS[m],
-                cell(vals["numpyro-ebm"][m]),
-                cell(vals["jax-reference"][m]) if m in PEER_METRICS else "–",
-            ]
-            if have_torch:
-                row.append(cell(vals["torchebm"][m]) if m in PEER_METRICS else "–")
-            row.append(
-                f"{ours / ref_for_ratio:.2f}{ratio_note}" if ours and ref_for_ratio else "n/a"
-            )
-            if have_torch:
-                row.append(
-                    f"{ours / torch:.2f}" if ours and torch else ("–" if m in OURS_ONLY else "n/a")
-                )
-            row += [pk(ours), pk(ref) if m in PEER_METRICS else ""]
-            ns = [
-                str(len(vals[lib][m])) if m in PEER_METRICS or lib == "numpyro-ebm" else "–"
-                for lib in libs
-            ]
-            row.append("/".join(ns))
-            lines.append("| " + " | ".join(row) + " |")
-        # compile costs of our calls (not in the rates above)
-        comp = {}
-        for r in runs.get("numpyro-ebm", []):
-            for k, v in (r.get("compile_s") or {}).items():
-                comp.setdefault(k, []).append(v)
-            for k, v in (r.get("end_to_end") or {}).items():
-                if isinstance(v, list):
-                    comp.setdefault(k, []).append(statistics.median(v))
-        if comp:
-            lines += [
-                "",
-                "numpyro-ebm compile and per-call costs, seconds "
-                "(median over processes): "
-                + ", ".join(
-                    f"{k} {statistics.median(v):.2f}"
-                    for k, v in sorted(comp.items())
-                    if not k.endswith("num_steps")
-                ),
-            ]
-        lines.append("")
-    n_bad = sum(1 for r in records if r["contaminated"] or r["rc"] != 0)
-    lines += [f"Attempts: {len(records)}, discarded (contaminated or failed): {n_bad}.", ""]
-    lines += [
-        "Notes:",
-        "",
-        "* Langevin: ours is `numpyro_ebm.kernels.langevin` (ULA) vmapped over chains in a "
-        "`lax.scan`, one key per chain, as a BlackJAX user writes it; the bare loop draws one "
-        "(chains, dim) normal per step and calls `vmap(grad(E))`.",
-        "* DSM / CD-10: ours is `training.dsm` / `training.cd(k=10, alpha=0.001)` + "
-        "`optax.adam` through `ne.fit` (100 steps per compiled chunk, minibatches drawn with "
-        "replacement); steady-state windows of 200 steps, compilation excluded.",
-        "* MALA / annealed Langevin have no peer; their ratio column compares with the bare "
-        "JAX ULA loop (same gradient count per step, different algorithm). `sample()` compiles "
-        "afresh on every call; the 'compile excluded' rows subtract the tracing/lowering/XLA "
-        "time JAX reports through `jax.monitoring`, the 'whole call' rows do not.",
-        "",
-    ]
-    return "\n".join(lines)
-
-
-def main() -> int:
+def parse_args(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="smoke test (< 3 minutes)")
+    ap.add_argument("--only", default=",".join(SECTIONS), help=f"comma list of {SECTIONS}")
+    ap.add_argument("--reps", type=int, default=None, help="peer processes per cell (2; quick 1)")
     ap.add_argument(
-        "--quick",
-        action="store_true",
-        help="1 process per library and configuration, short runs (smoke test)",
-    )
-    ap.add_argument("--reps", type=int, default=None, help="fresh processes per cell (default 3)")
-    ap.add_argument("--configs", default="dim2,dim64")
-    ap.add_argument(
-        "--peers-dir",
-        default=None,
-        help="folder of the peers' scripts (default: <repo>/../shared/peers)",
+        "--configs", default=None, help="peer configurations, from dim2,dim64 (quick: dim2)"
     )
     ap.add_argument(
-        "--python",
-        default=None,
-        help="python for peer_bench.py and the JAX reference (default: <repo>/.venv)",
+        "--peers-dir", default=None, help="peers' scripts (default: <repo>/../shared/peers)"
+    )
+    ap.add_argument(
+        "--python", default=None, help="python of the repository's venv (default: <repo>/.venv)"
     )
     ap.add_argument(
         "--torchebm-python",
-        default=".venv-torchebm/bin/python",
-        help="TorchEBM venv python (relative to the repo root or absolute)",
+        default=None,
+        help="TorchEBM venv python (default .venv-torchebm/bin/python; given explicitly, it also "
+        "runs on a GPU backend)",
     )
-    ap.add_argument("--extra", default="", help="extra flags for every run")
-    ap.add_argument("--max-foreign", type=float, default=0.10)
-    ap.add_argument("--attempts", type=int, default=4)
-    ap.add_argument("--max-wait", type=float, default=600.0)
-    ap.add_argument("--timeout", type=float, default=900.0)
-    ap.add_argument("--peak-gflops", type=float, default=150.0)
-    ap.add_argument("--out-dir", default=str(ROOT / "benchmarks" / "results"))
-    a = ap.parse_args()
+    ap.add_argument("--extra", default="", help="extra flags for every peer run")
+    ap.add_argument(
+        "--nuts-models",
+        default=None,
+        help="bench_nuts.py --models (default: all three; quick: kidiq_momhsiq)",
+    )
+    ap.add_argument("--max-foreign", type=float, default=0.10, help="cores others may use")
+    ap.add_argument("--attempts", type=int, default=None, help="tries per peer run (4; quick 1)")
+    ap.add_argument(
+        "--max-wait",
+        type=float,
+        default=None,
+        help="seconds to wait for a quiet machine (600; quick 0: no wait, contention still "
+        "measured)",
+    )
+    ap.add_argument("--timeout", type=float, default=900.0, help="seconds per process")
+    ap.add_argument(
+        "--peak-gflops",
+        type=float,
+        default=_common.CPU_PEAK_GFLOPS,
+        help="f32 matmul peak of the CPU, GFLOP/s (GPUs: from a table in _common.py)",
+    )
+    ap.add_argument("--out-dir", default=None, help="default benchmarks/results[/gpu][/quick]")
+    ap.add_argument(
+        "--report", action="store_true", help="run nothing: rewrite README.md from the JSON files"
+    )
+    return ap.parse_args(argv)
 
-    peers = Path(a.peers_dir).resolve() if a.peers_dir else (ROOT.parent / "shared" / "peers")
+
+def resolve(p: str) -> str:
+    return str(p if os.path.isabs(p) else ROOT / p)
+
+
+def run_section(cmd, timeout, max_foreign, max_wait, run_peers) -> dict:
+    """One section's process: stdout captured (last line JSON), stderr shown live; the CPU
+    that other processes used meanwhile is measured as ``run_peers.run_once`` does."""
+    busy, waited = peers.wait_quiet(run_peers, max_foreign, max_wait)
+    hz = os.sysconf("SC_CLK_TCK")
+    r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    b0, s0 = run_peers.cpu_jiffies()
+    t0 = time.perf_counter()
+    try:
+        p = subprocess.run(cmd, stdout=subprocess.PIPE, text=True, timeout=timeout, cwd=ROOT)
+        rc, stdout = p.returncode, p.stdout
+    except subprocess.TimeoutExpired as e:
+        rc, stdout = -1, (e.stdout or b"").decode() if isinstance(e.stdout, bytes) else ""
+    wall = time.perf_counter() - t0
+    b1, s1 = run_peers.cpu_jiffies()
+    r1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    child = (r1.ru_utime - r0.ru_utime) + (r1.ru_stime - r0.ru_stime)
+    foreign = max(0.0, (b1 - b0) / hz - child) / wall
+    steal = (s1 - s0) / hz / wall
+    return {
+        "cmd": [str(c) for c in cmd],
+        "rc": rc,
+        "wall_s": round(wall, 1),
+        "foreign_cores": round(foreign, 3),
+        "steal_cores": round(steal, 3),
+        "busy_before": None if busy is None else round(busy, 3),
+        "waited_s": round(waited, 1),
+        "contaminated": foreign + steal > max_foreign,
+        "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
+        "stdout_tail": stdout[-300:] if rc else "",
+    }
+
+
+def load_json(path: Path):
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+
+
+# --- markdown --------------------------------------------------------------------------------
+
+
+def f3(v, spec=".3g") -> str:
+    if v is None:
+        return "n/a"
+    try:
+        return format(float(v), spec)
+    except (TypeError, ValueError):
+        return str(v)
+
+
+def section_note(suite: dict, name: str) -> str:
+    s = suite.get("sections", {}).get(name)
+    if not s:
+        return ""
+    flag = (
+        f" **Contended**: other processes used {s['foreign_cores']:.2f} cores on average "
+        "during it; rerun on a quiet machine."
+        if s.get("contaminated")
+        else f" Other processes used {s['foreign_cores']:.2f} cores meanwhile (clean)."
+    )
+    rc = "" if s.get("rc") == 0 else f" **Failed** (exit {s.get('rc')})."
+    if "attempts" in s:  # peers: contended runs were rerun; the tables use the clean ones
+        flag = f" {s['attempts']} runs, {s['discarded']} discarded as contended or failed" + (
+            "; **some cells have contended runs only (†)**."
+            if s.get("contaminated")
+            else "; every cell from clean runs."
+        )
+    return f"_Section run {s['date']}, {s['wall_s']:.0f} s.{rc}{flag}_"
+
+
+def md_peers(res: dict | None, suite: dict) -> list[str]:
+    out = ["## Langevin samplers and training: numpyro-ebm vs bare JAX vs TorchEBM", ""]
+    if not res or "runs" not in res:
+        return [*out, "Not run: `python benchmarks/run.py --only peers`.", ""]
+    meta = res["meta"]
+    libs = list(meta["libs"])
+    summary = peers.summarize(res["runs"], libs, meta.get("peak_gflops"))
+    reps = meta["reps"]
+    out += [
+        section_note(suite, "peers"),
+        "",
+        f"Values: median over {reps} fresh process(es) per library and configuration (seeds "
+        "1..n, interleaved), each the median of its timed repeats; brackets: range over "
+        "processes; `n` = clean processes. Ratios are of medians, > 1: numpyro-ebm faster. "
+        f"Flags for every library: `{' '.join(meta['flags'])}`. Raw runs: `peers.json`, "
+        "per-run detail: `peers.md`.",
+        "",
+        *peers.tables_markdown(summary, libs),
+        f"Attempts: {res['attempts']}, discarded (contaminated or failed): {res['discarded']}.",
+        "",
+        *(f"* {n}" for n in peers.NOTES + meta.get("notes", [])),
+        (
+            "* Budget cut (suite under 15 minutes on 2 cores): 2 fresh processes per cell "
+            "instead of the peers' 3, 2 timed repeats per process instead of 3, 500 Langevin "
+            "steps per timed call instead of 1000; identical flags for all three libraries. "
+            "Dim 64 uses 1024 chains (the peers' README used 256)."
+            if meta["flags"][: len(peers.FULL_FLAGS)] == peers.FULL_FLAGS
+            else "* Smoke-test flags: one process per library, short timed windows, dim 2 only."
+            if meta["flags"][: len(peers.QUICK_FLAGS)] == peers.QUICK_FLAGS
+            else f"* Custom flags: `{' '.join(meta['flags'])}`, {reps} process(es) per cell."
+        ),
+        "",
+    ]
+    return out
+
+
+def md_diagnostics(res: dict | None, suite: dict) -> list[str]:
+    out = ["## On-device R-hat / ESS vs ArviZ", ""]
+    if not res:
+        return [*out, "Not run: `python benchmarks/run.py --only diagnostics`.", ""]
+    shape = res.get("shape")
+    arviz_v = (res.get("versions") or {}).get("arviz") or res.get("arviz_version", "")
+    device = (res.get("machine") or {}).get("device") or res.get("device")
+    out += [
+        section_note(suite, "diagnostics"),
+        "",
+        f"`benchmarks/bench_diagnostics.py`: `numpyro_ebm.diagnostics` (jitted) vs ArviZ "
+        f"{arviz_v} on the same draws"
+        + (f", shape (chains, draws, params) = {tuple(shape)}" if shape else "")
+        + (f", {res['dtype']}" if res.get("dtype") else "")
+        + (f", {res['repeats']} interleaved repeats" if res.get("repeats") else "")
+        + (f", device {device}" if device else "")
+        + f". Measured {res.get('date', '?')}; file `diagnostics.json`.",
+        "",
+    ]
+    wall, cpu = res.get("median_wall_s"), res.get("median_cpu_s")
+    if isinstance(wall, dict):  # per-comparison layout
+        out += [
+            "| computation | numpyro-ebm, s | ArviZ, s | ArviZ / ours, wall | "
+            "ArviZ / ours, CPU time | ours' compilation, once, s |",
+            "| --- | --- | --- | --- | --- | --- |",
+        ]
+        comp = res.get("jax_compile_s") if isinstance(res.get("jax_compile_s"), dict) else {}
+        what = res.get("what", {})
+        for ours_key, theirs_key, label, key in (
+            ("ours_three", "arviz_three", "rhat + ess_bulk + ess_tail, one jit", "three"),
+            ("ours_separate", "arviz_three", "the same, three separate jits", "separate"),
+            ("ours_summary", "arviz_summary", "summary (7 statistics)", "summary"),
+        ):
+            if ours_key not in wall or theirs_key not in wall:
+                continue
+
+            def ratio(d, ours_key=ours_key, theirs_key=theirs_key):
+                if not isinstance(d, dict) or not d.get(ours_key):
+                    return None
+                return d[theirs_key] / d[ours_key]
+
+            out.append(
+                f"| {label} | {f3(wall[ours_key])} | {f3(wall[theirs_key])} | "
+                f"**{f3(ratio(wall))}** | {f3(ratio(cpu))} | "
+                f"{f3(comp.get(key))} |"
+            )
+        if what:
+            out += [
+                "",
+                "What each side computes: " + "; ".join(f"`{k}`: {v}" for k, v in what.items()),
+            ]
+        errs = res.get("max_rel_err_vs_arviz") or {}
+        if errs:
+            worst = max(
+                (v for d in errs.values() if isinstance(d, dict) for v in d.values()), default=None
+            )
+            out += ["", f"Largest relative difference from ArviZ over all statistics: {f3(worst)}."]
+        return [*out, ""]
+    # the first layout: one comparison
+    ours, theirs = res.get("jax_median_s"), res.get("arviz_median_s")
+    speed = res.get("speedup") or (theirs / ours if ours and theirs else None)
+    out += [
+        "| quantity | numpyro-ebm (jit) | ArviZ | ArviZ time / ours (> 1: ours faster) |",
+        "| --- | --- | --- | --- |",
+        f"| median seconds | {f3(ours)} | {f3(theirs)} | {f3(speed)} |",
+    ]
+    if isinstance(res.get("jax_compile_s"), int | float):
+        out.append(f"| compilation, once, s | {f3(res['jax_compile_s'])} | – | |")
+    err = res.get("max_rel_err")
+    if isinstance(err, dict):
+        out.append(
+            "| largest relative difference | "
+            + ", ".join(f"{k} {v:.1e}" for k, v in err.items())
+            + " | reference | |"
+        )
+    return [*out, ""]
+
+
+def md_nuts(res: dict | None, suite: dict) -> list[str]:
+    out = ["## NUTS on posteriordb models: numpyro-ebm (BlackJAX) vs NumPyro", ""]
+    if not res or not res.get("models"):
+        return [*out, "Not run: `python benchmarks/run.py --only nuts`.", ""]
+    c = res["config"]
+    out += [
+        section_note(suite, "nuts"),
+        "",
+        f"`numpyro_ebm.compare(model, ['nuts', 'numpyro_nuts'])`, {c['num_chains']} chains x "
+        f"{c['num_samples']} draws after {c['num_warmup']} warm-up, same key and initial "
+        "positions; ESS = min bulk ESS over all posterior coordinates; seconds exclude "
+        "compilation (`jax.monitoring`) and include warm-up; gradients count draws only. "
+        "Cells: ours / NumPyro. Accuracy against posteriordb's reference: |Δmean|/sd = max "
+        "|mean − ref mean| / ref sd; z = max |mean − ref mean| / sqrt(mcse² + ref mcse²) "
+        f"(≲ 3 for a correct sampler). Measured {res['date']}; file `nuts.json`.",
+        "",
+        "| model | ESS/s | ratio | ESS per 1k grads | ratio | min bulk ESS | seconds | "
+        "compile s | max R-hat | divergences | max abs Δmean / sd | max z |",
+        "| --- |" + " --- |" * 11,
+    ]
+    for name, m in res["models"].items():
+        a, b = (m["samplers"][s]["table"] for s in ("nuts", "numpyro_nuts"))
+        aa, ba = (m["samplers"][s]["accuracy"] for s in ("nuts", "numpyro_nuts"))
+        r = m["ratio_ours_over_numpyro"]
+
+        def pair(x, y, spec=".3g"):
+            return f"{f3(x, spec)} / {f3(y, spec)}"
+
+        out.append(
+            f"| {name} | {pair(a['ess_per_s'], b['ess_per_s'])} | **{f3(r['ess_per_s'])}** | "
+            f"{pair(a['ess_per_1k_grads'], b['ess_per_1k_grads'])} | "
+            f"**{f3(r['ess_per_1k_grads'])}** | "
+            f"{pair(a['min_ess_bulk'], b['min_ess_bulk'], '.0f')} | "
+            f"{pair(a['wall_s'], b['wall_s'])} | {pair(a['compile_s'], b['compile_s'], '.1f')} | "
+            f"{pair(a['max_rhat'], b['max_rhat'], '.3f')} | "
+            f"{pair(a['divergences'], b['divergences'], '.0f')} | "
+            f"{pair(aa['max_std_mean_error'], ba['max_std_mean_error'], '.3f')} | "
+            f"{pair(aa['max_z'], ba['max_z'], '.2f')} |"
+        )
+    out += [
+        "",
+        "Models in NumPyro with the Stan programs' parameterization (see "
+        "`benchmarks/bench_nuts.py`). A single run per model: ESS/s ratios carry the run-to-run "
+        "spread of the ESS estimate (±10-20 %).",
+        "",
+    ]
+    return out
+
+
+def md_scaling(res: dict | None, suite: dict, png_rel: str | None) -> list[str]:
+    out = ["## Scaling: chains 1 to 100,000 and dimension 2 to 1024", ""]
+    if not res:
+        return [*out, "Not run: `python benchmarks/run.py --only scaling`.", ""]
+    out += [
+        section_note(suite, "scaling"),
+        "",
+        f"{res['sampler']} on the peers' MLP energy (hidden 128, float32). Each point a fresh "
+        "process; seconds per step after compilation (median of calls); peak RSS = the "
+        "process's VmHWM (JAX runtime included; 'extra' = over the same process right after "
+        "importing JAX); % peak = 2·2·(d h + h² + h) matmul FLOPs per chain-step over the "
+        f"{res['peak_label']}. Measured {res['date']}; file `scaling.json`.",
+        "",
+    ]
+    if png_rel:
+        out += [f"![scaling]({png_rel})", ""]
+    mem = (
+        "device_peak_mib"
+        if any(p.get("device_peak_mib") for p in res["vs_chains"] + res["vs_dim"])
+        else None
+    )
+    head = "| sweep | chains | dim | ms / step | chain-steps/s | GFLOP/s | % peak | peak RSS MiB "
+    head += "| extra MiB |" + (" device peak MiB |" if mem else "")
+    out += [head, "|" + " --- |" * (head.count("|") - 1)]
+    for sweep, label in (("vs_chains", "chains"), ("vs_dim", "dim")):
+        for p in res[sweep]:
+            if "error" in p:
+                out.append(f"| {label} | {p['chains']} | {p['dim']} | failed | | | | | |")
+                continue
+            row = (
+                f"| {label} | {p['chains']:,} | {p['dim']} | {p['s_per_step'] * 1e3:.3g} | "
+                f"{peers.fmt(p['chain_steps_per_s'])} | {p['matmul_gflops']:.3g} | "
+                f"{f3(p.get('pct_peak'), '.1f')} | {p['peak_rss_mib']:.0f} | "
+                f"{p['extra_rss_mib']:.0f} |"
+            )
+            if mem:
+                row += f" {f3(p.get('device_peak_mib'), '.0f')} |"
+            out.append(row)
+    return [*out, ""]
+
+
+def md_gpu(backend: str, device: dict, date: str, gpu_dir: Path) -> list[str]:
+    out = ["## GPU", ""]
+    if backend != "cpu":
+        return [
+            *out,
+            f"This run: {device.get('device_kind')} ({backend}, {device.get('num_devices')} "
+            f"device(s)), {date}. Every table above was measured on it, with the same command "
+            "as the CPU suite.",
+            "",
+        ]
+    suite = load_json(gpu_dir / "suite.json")
+    if not suite:
+        return [*out, f"Not measured: no GPU available on {date}.", ""]
+    dev = suite.get("device", {})
+    out += [
+        f"Last GPU run: {dev.get('device_kind')} ({dev.get('backend')}), {suite.get('date')}, "
+        f"revision {suite.get('git')}: `benchmarks/results/gpu/README.md` (same command; its "
+        "ratios are measured within that run).",
+        "",
+        "| figure | value |",
+        "| --- | --- |",
+    ]
+    p = load_json(gpu_dir / "peers.json")
+    for cfg, block in ((p or {}).get("summary") or {}).items():
+        row = block["metrics"].get("langevin_chain_steps_per_s", {})
+        if "numpyro-ebm" in row:
+            out.append(
+                f"| {cfg}: ULA chain-steps/s, ours (ours / bare JAX) | "
+                f"{peers.fmt(row['numpyro-ebm']['median'])} "
+                f"({f3(row.get('ours_over_jax-reference'))}) |"
+            )
+    n = load_json(gpu_dir / "nuts.json")
+    for name, m in ((n or {}).get("models") or {}).items():
+        ratio = m["ratio_ours_over_numpyro"]["ess_per_s"]
+        out.append(f"| {name}: NUTS ESS/s ours / NumPyro | {f3(ratio)} |")
+    d = load_json(gpu_dir / "diagnostics.json")
+    if d and d.get("speedup") is not None:
+        out.append(f"| diagnostics: ArviZ time / ours | {f3(d['speedup'])} |")
+    s = load_json(gpu_dir / "scaling.json")
+    if s:
+        best = max(
+            (q for q in s["vs_chains"] + s["vs_dim"] if "error" not in q),
+            key=lambda q: q["chain_steps_per_s"],
+            default=None,
+        )
+        if best:
+            out.append(
+                f"| scaling: best chain-steps/s (chains, dim) | "
+                f"{peers.fmt(best['chain_steps_per_s'])} ({best['chains']}, {best['dim']}) |"
+            )
+    return [*out, ""]
+
+
+def render(suite, out_dir: Path, gpu_dir: Path, png_rel) -> str:
+    m = suite["machine"]
+    v = suite["versions"]
+    date = suite["date"]
+    t = suite.get("total_s")
+    lines = [
+        "# numpyro-ebm benchmarks" + (" (quick smoke test)" if suite["quick"] else ""),
+        "",
+        f"Generated by `{suite['command']}` on {date}"
+        + (f" in {t / 60:.1f} minutes" if t else "")
+        + f"; revision {suite['git']}.",
+        "",
+        f"Machine: {m['nproc']} CPU cores, {m['cpu_model']} ({m['cpu_flags']}), {m['memory']}; "
+        f"{m['platform']}. JAX backend: {suite['device'].get('backend')} "
+        f"({suite['device'].get('device_kind')}).",
+        "",
+        "Versions: "
+        + ", ".join(f"{k} {val}" for k, val in v.items() if val)
+        + "".join(
+            f"; TorchEBM venv: {k} {val}" if i == 0 else f", {k} {val}"
+            for i, (k, val) in enumerate((suite.get("torchebm") or {}).items())
+        ),
+        "",
+        "Every figure below is a ratio of two measurements taken in the same run, on the same "
+        "machine: > 1 means numpyro-ebm is faster (or more efficient). '% peak' is the "
+        f"achieved matmul FLOP/s over the {suite['peak_label']}. "
+        + (
+            "**This is a `--quick` smoke test: short runs, one process each; the ratios are "
+            "indicative only.** "
+            if suite["quick"]
+            else ""
+        )
+        + "Sections not run by this command show their last results, with their own dates.",
+        "",
+    ]
+    if not suite["quick"]:
+        lines += [
+            "Cuts made to fit the suite in 15 minutes on 2 cores: peers 2 fresh processes per "
+            "cell (the peers' README: 3), 2 timed repeats per process (3) and 500 Langevin steps "
+            "per timed call (1000); diagnostics 3 repeats (the script's default: 5); NUTS one "
+            "run per model; scaling about 2 s of timed calls per point.",
+            "",
+        ]
+    lines += md_peers(load_json(out_dir / "peers.json"), suite)
+    lines += md_nuts(load_json(out_dir / "nuts.json"), suite)
+    lines += md_diagnostics(load_json(out_dir / "diagnostics.json"), suite)
+    lines += md_scaling(load_json(out_dir / "scaling.json"), suite, png_rel)
+    lines += md_gpu(suite["device"].get("backend", "cpu"), suite["device"], date, gpu_dir)
+    return "\n".join(lines)
+
+
+# --- driver ----------------------------------------------------------------------------------
+
+
+def main(argv=None) -> int:
+    a = parse_args(argv)
+    only = [s.strip() for s in a.only.split(",") if s.strip()]
+    bad = sorted(set(only) - set(SECTIONS))
+    if bad:
+        sys.exit(f"error: unknown sections {bad}; choose from {SECTIONS}")
+    peers_dir = Path(a.peers_dir).resolve() if a.peers_dir else ROOT.parent / "shared" / "peers"
     missing = [
         f
         for f in ("jax_reference_bench.py", "torchebm_bench.py", "run_peers.py")
-        if not (peers / f).is_file()
+        if not (peers_dir / f).is_file()
     ]
     if missing:
         sys.exit(
-            f"error: peer scripts {missing} not found in {peers}; pass --peers-dir "
+            f"error: peer scripts {missing} not found in {peers_dir}; pass --peers-dir "
             "(expected shared/peers next to the repository)"
         )
-    run_peers = load_run_peers(peers)
-
-    def resolve(p):
-        return str(p if os.path.isabs(p) else ROOT / p)
-
-    py = (
-        resolve(a.python)
-        if a.python
-        else (
-            str(ROOT / ".venv" / "bin" / "python")
-            if (ROOT / ".venv" / "bin" / "python").exists()
-            else sys.executable
-        )
+    run_peers = peers.load_run_peers(peers_dir)
+    venv_py = ROOT / ".venv" / "bin" / "python"
+    py = resolve(a.python) if a.python else (str(venv_py) if venv_py.exists() else sys.executable)
+    probe = subprocess.run(
+        [
+            py,
+            "-c",
+            "import json, _common; import numpyro_ebm, optax, flax; "
+            "print(json.dumps(_common.jax_device()))",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=ROOT / "benchmarks",
     )
-    check = subprocess.run(
-        [py, "-c", "import jax, numpyro_ebm, optax, flax"], capture_output=True, text=True
-    )
-    if check.returncode:
+    if probe.returncode:
         sys.exit(
             f"error: {py} cannot import jax/numpyro_ebm/optax/flax "
-            f"(install the package into the repo's .venv):\n{check.stderr[-400:]}"
+            f"(install the package into the repo's .venv):\n{probe.stderr[-400:]}"
         )
-    libs = {
-        "numpyro-ebm": (py, str(ROOT / "benchmarks" / "peer_bench.py")),
-        "jax-reference": (py, str(peers / "jax_reference_bench.py")),
-    }
-    torch_py = resolve(a.torchebm_python)
-    notes = []
-    if os.path.exists(torch_py):
-        libs["torchebm"] = (torch_py, str(peers / "torchebm_bench.py"))
-    else:
-        notes.append(
-            f"TorchEBM venv not found at {torch_py}: TorchEBM skipped "
-            "(see shared/peers/README.md, 'Install')"
-        )
-        print("note:", notes[-1], flush=True)
-
-    reps = a.reps or (1 if a.quick else 3)
-    extra = (QUICK_FLAGS if a.quick else []) + a.extra.split()
-    configs = a.configs.split(",")
-    stamp = datetime.datetime.now(datetime.UTC)
-    suffix = "-quick" if a.quick else ""
-    out_dir = Path(a.out_dir)
+    device = json.loads(probe.stdout.strip().splitlines()[-1])
+    backend = device["backend"]
+    peak, peak_label = _common.peak_gflops(device, a.peak_gflops)
+    results = _common.RESULTS
+    gpu_dir = results / "gpu"
+    base = gpu_dir if backend != "cpu" else results
+    out_dir = Path(a.out_dir) if a.out_dir else (base / "quick" if a.quick else base)
     out_dir.mkdir(parents=True, exist_ok=True)
-    raw_path = out_dir / f"peers-{stamp:%Y-%m-%d}{suffix}.json"
-    md_path = out_dir / f"peers{suffix}.md"
+    if a.quick:
+        png = out_dir / "scaling.png"
+    else:
+        png_name = "scaling.png" if backend == "cpu" else "scaling-gpu.png"
+        png = ROOT / "docs" / "figures" / "benchmarks" / png_name
+    attempts = a.attempts or (1 if a.quick else 4)
+    max_wait = a.max_wait if a.max_wait is not None else (0.0 if a.quick else 600.0)
+    torch_py = resolve(a.torchebm_python or ".venv-torchebm/bin/python")
+    stamp = _common.utc_now()
+    print(
+        f"backend {backend} ({device['device_kind']}); sections {only}; writing {out_dir}",
+        flush=True,
+    )
 
-    vers = {
-        "numpyro-ebm": versions(
-            py, ["numpyro-ebm", "jax", "jaxlib", "flax", "optax", "blackjax", "numpyro", "arviz"]
-        )
+    suite_path = out_dir / "suite.json"
+    previous = load_json(suite_path) or {}
+    suite = {
+        "date": f"{stamp:%Y-%m-%d %H:%M} UTC",
+        "command": "python benchmarks/run.py" + (" " + " ".join(argv or sys.argv[1:])).rstrip(),
+        "quick": a.quick,
+        "machine": _common.machine_info(),
+        "device": device,
+        "versions": _common.versions(py),
+        "torchebm": _common.versions(torch_py, ["torch", "torchebm"])
+        if os.path.exists(torch_py)
+        else None,
+        "git": _common.git_revision(),
+        "peak_gflops": peak,
+        "peak_label": peak_label,
+        "sections": dict(previous.get("sections", {})),
     }
-    if "torchebm" in libs:
-        vers["torchebm"] = versions(torch_py, ["torch", "torchebm"])
-    meta = {
-        "date": f"{stamp:%Y-%m-%d %H:%M}",
-        "command": "python benchmarks/run.py" + (" --quick" if a.quick else ""),
-        "machine": machine_info(),
-        "versions": vers,
-        "git": git_revision(),
-        "configs": configs,
-        "reps": reps,
-        "extra_flags": extra,
-        "libs": {k: list(v) for k, v in libs.items()},
-        "notes": notes,
-        "max_foreign": a.max_foreign,
-        "peak_gflops": a.peak_gflops,
-        "raw_file": str(raw_path.relative_to(ROOT))
-        if raw_path.is_relative_to(ROOT)
-        else str(raw_path),
-    }
+    if a.report:
+        only = []
+        suite = previous or suite  # the measuring run's machine, device, versions, date
+    t_all = time.perf_counter()
+    for name in SECTIONS:
+        if name not in only:
+            continue
+        print(f"\n=== {name} ===", flush=True)
+        t0 = time.perf_counter()
+        if name == "peers":
+            res = peers.run(
+                quick=a.quick,
+                reps=a.reps,
+                configs=a.configs.split(",") if a.configs else None,
+                peers_dir=peers_dir,
+                python=py,
+                torchebm_python=torch_py,
+                force_torchebm=a.torchebm_python is not None,
+                backend=backend,
+                extra=a.extra.split(),
+                max_foreign=a.max_foreign,
+                attempts=attempts,
+                max_wait=max_wait,
+                timeout=a.timeout,
+                peak_gflops=peak,
+                out_dir=out_dir,
+            )
+            kept = [r for r in res["runs"] if r["rc"] == 0 and not r["contaminated"]]
+            suite["sections"]["peers"] = {
+                "rc": 0,
+                "wall_s": round(time.perf_counter() - t0, 1),
+                # mean over the runs kept (all runs when none was clean)
+                "foreign_cores": statistics.mean(
+                    r["foreign_cores"] for r in (kept or res["runs"]) or [{"foreign_cores": 0}]
+                ),
+                "contaminated": any(b["contended_only"] for b in res["summary"].values()),
+                "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
+                "attempts": res["attempts"],
+                "discarded": res["discarded"],
+            }
+        else:
+            script = ROOT / "benchmarks" / SCRIPTS[name]
+            cmd = [py, str(script), "--out", str(out_dir / f"{name}.json")]
+            if name == "diagnostics":
+                helptext = subprocess.run(
+                    [py, str(script), "--help"], capture_output=True, text=True, cwd=ROOT
+                ).stdout
+                wanted = QUICK_ARGS["diagnostics"] if a.quick else FULL_ARGS["diagnostics"]
+                for flag, val in wanted.items():
+                    if flag in helptext:  # only the flags the script (still) has
+                        cmd += [flag, val]
+            elif name == "nuts":
+                cmd += ["--posteriordb-dir", str(peers_dir.parent / "posteriordb")]
+                cmd += QUICK_ARGS["nuts"] if a.quick else []
+                cmd += ["--models", a.nuts_models] if a.nuts_models else []
+            elif name == "scaling":
+                cmd += ["--png", str(png), f"--peak-gflops={a.peak_gflops}"]
+                cmd += QUICK_ARGS["scaling"] if a.quick else []
+            rec = run_section(cmd, a.timeout, a.max_foreign, max_wait, run_peers)
+            suite["sections"][name] = rec
+            print(
+                f"{name}: rc={rec['rc']} wall={rec['wall_s']}s foreign={rec['foreign_cores']} "
+                f"{'CONTAMINATED' if rec['contaminated'] else 'clean'}",
+                flush=True,
+            )
+        _common.write_json(suite_path, suite)
+    if not a.report:
+        suite["total_s"] = time.perf_counter() - t_all
+        _common.write_json(suite_path, suite)
 
-    records = []
-    for rep in range(1, reps + 1):
-        for cfg in configs:
-            for name, (lib_py, script) in libs.items():
-                flags = ["--seed", str(rep)] + CONFIGS[cfg] + extra
-                for attempt in range(1, a.attempts + 1):
-                    busy, waited = run_peers.wait_quiet(a.max_foreign, a.max_wait)
-                    rec = run_peers.run_once(lib_py, script, flags, a.timeout)
-                    rec.update(
-                        {
-                            "rep": rep,
-                            "cfg": cfg,
-                            "lib": name,
-                            "attempt": attempt,
-                            "busy_before": round(busy, 3),
-                            "waited_s": round(waited, 1),
-                            "flags": flags,
-                            "date": time.strftime("%Y-%m-%dT%H:%M:%S"),
-                        }
-                    )
-                    rec["contaminated"] = (
-                        rec["foreign_cores"] + rec["steal_s"] / rec["wall_s"]
-                    ) > a.max_foreign
-                    records.append(rec)
-                    raw_path.write_text(json.dumps({"meta": meta, "runs": records}, indent=1))
-                    print(
-                        f"rep={rep} cfg={cfg} lib={name} attempt={attempt} "
-                        f"wall={rec['wall_s']}s foreign={rec['foreign_cores']} rc={rec['rc']} "
-                        f"{'CONTAMINATED' if rec['contaminated'] else 'clean'}"
-                        + (f"\n  stderr: {rec['stderr_tail']}" if rec["rc"] else ""),
-                        flush=True,
-                    )
-                    if rec["rc"] == 0 and not rec["contaminated"] and rec["result"]:
-                        break
-
-    md = render_markdown(records, list(libs), meta, a.peak_gflops)
-    md_path.write_text(md)
-    print(f"\nwrote {raw_path}\nwrote {md_path}\n")
+    png_rel = None
+    if (load_json(out_dir / "scaling.json") or {}).get("png"):
+        png_rel = os.path.relpath(load_json(out_dir / "scaling.json")["png"], out_dir)
+    md = render(suite, out_dir, gpu_dir, png_rel)
+    (out_dir / "README.md").write_text(md)
+    print(f"\nwrote {out_dir / 'README.md'} ({suite.get('total_s', 0) / 60:.1f} min)\n")
     print(md)
     return 0
 

@@ -3,24 +3,31 @@
 The public API is re-exported here; nothing is defined in this module.
 """
 
-from numpyro_ebm import diagnostics, kernels, samplers, training
+from numpyro_ebm import datasets, diagnostics, kernels, metrics, plots, samplers, training
+from numpyro_ebm.compare import Comparison, compare
 from numpyro_ebm.energy import EnergyDistribution, energy_factor, evaluate_energy, potential_fn
-from numpyro_ebm.inference import sample
+from numpyro_ebm.inference import Until, sample
 from numpyro_ebm.kernels.replica_exchange import geometric_ladder
 from numpyro_ebm.model import ModelDensity, logdensity_from_model
 from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, as_pure
+from numpyro_ebm.report import MixingReport, mixing_report
 from numpyro_ebm.samplers import register_sampler
 from numpyro_ebm.training import fit
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "Comparison",
     "EnergyDistribution",
     "MLPEnergy",
+    "MixingReport",
     "ModelDensity",
     "NoiseConditionalMLP",
+    "Until",
     "__version__",
     "as_pure",
+    "compare",
+    "datasets",
     "diagnostics",
     "energy_factor",
     "evaluate_energy",
@@ -28,6 +35,9 @@ __all__ = [
     "geometric_ladder",
     "kernels",
     "logdensity_from_model",
+    "metrics",
+    "mixing_report",
+    "plots",
     "potential_fn",
     "register_sampler",
     "sample",

@@ -1,39 +1,342 @@
-"""The ``numpyro-ebm`` command."""
+"""The ``numpyro-ebm`` command: ``demo``, ``train``, ``sample``, ``compare``, ``diagnose``.
+
+Bad input (a missing file, an unreadable format, NaN rows, a wrong dimension) ends the command
+with a one-line ``numpyro-ebm: error: ...`` on stderr and exit status 2, without a traceback
+(set the environment variable ``NUMPYRO_EBM_TRACEBACK=1`` to see it).
+"""
 
 from __future__ import annotations
 
 import argparse
-import runpy
+import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 __all__ = ["main"]
 
-QUICKSTART = Path(__file__).resolve().parent.parent / "examples" / "quickstart.py"
+DATA_FORMATS = (".npy", ".npz", ".csv")
+
+
+class UserError(Exception):
+    """An error in what the user gave: reported in one line, exit status 2."""
+
+
+def read_data(path: str | Path) -> np.ndarray:
+    """Data (n, d) from a ``.npy``, ``.npz`` (its only array, or the one named ``data``) or
+    ``.csv`` file (comma-separated numbers, an optional header line). Never unpickles."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"data file not found: {path}")
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".npy":
+            data = np.load(path, allow_pickle=False)
+        elif suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                names = list(archive.keys())
+                if len(names) != 1 and "data" not in names:
+                    raise UserError(f"{path} holds arrays {names}; name the data array 'data'")
+                data = archive["data" if "data" in names else names[0]]
+        elif suffix == ".csv":
+            data = _read_csv(path)
+        else:
+            raise UserError(
+                f"unsupported data format {suffix!r} ({path}); use one of {', '.join(DATA_FORMATS)}"
+            )
+    except (ValueError, OSError) as error:
+        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+    if not np.issubdtype(data.dtype, np.number):
+        raise UserError(f"{path} does not hold numbers (dtype {data.dtype})")
+    if data.ndim == 1:
+        data = data[:, None]
+    if data.ndim != 2 or len(data) < 2:
+        raise UserError(f"{path}: expected a table of shape (n, d) with n >= 2, got {data.shape}")
+    bad = ~np.isfinite(data).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise UserError(
+            f"{path}: {len(rows)} row(s) hold NaN or inf (first: row {rows[0]}); remove them"
+        )
+    return data.astype(np.float32)
+
+
+def _read_csv(path: Path) -> np.ndarray:
+    with open(path) as handle:
+        first = handle.readline()
+    try:
+        [float(v) for v in first.split(",")]
+        skip = 0
+    except ValueError:
+        skip = 1  # a header line
+    return np.loadtxt(path, delimiter=",", skiprows=skip, ndmin=2, dtype=np.float64)
+
+
+def _key(seed: int):
+    import jax
+
+    return jax.random.key(seed)
 
 
 def _demo(args: argparse.Namespace) -> int:
-    print(
-        "numpyro-ebm demo: the full demo (train a noise-conditional energy, sample it with "
-        "several samplers, diagnose and compare) is not yet available. Running the quick "
-        "start instead: one energy used as a NumPyro potential, a prior and a BlackJAX target."
+    from numpyro_ebm import workflow
+
+    settings = workflow.TrainSettings(num_steps=args.steps)
+    workflow.run_demo(
+        args.out,
+        key=_key(args.seed),
+        dataset=args.dataset,
+        settings=settings,
+        num_chains=args.chains,
+        num_samples=args.samples,
+        num_warmup=args.warmup,
+        progress=not args.no_progress,
     )
-    if not QUICKSTART.exists():
-        print(f"error: {QUICKSTART} not found (run from a source checkout)", file=sys.stderr)
-        return 1
-    runpy.run_path(str(QUICKSTART), run_name="__main__")
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="numpyro-ebm", description="Energy-based models in NumPyro, BlackJAX and optax."
+def _train(args: argparse.Namespace) -> int:
+    from numpyro_ebm import plots, workflow
+
+    data = read_data(args.data)
+    settings = workflow.TrainSettings(
+        objective=args.objective,
+        num_steps=args.steps,
+        batch_size=min(args.batch_size, len(data)),
+        learning_rate=args.lr,
+        hidden=tuple(args.hidden),
+        num_sigmas=args.num_sigmas,
+        sigma_max=args.sigma_max,
+        sigma_min=args.sigma_min,
+        sigma=args.sigma,
+        checkpoint_every=args.checkpoint_every,
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    demo = commands.add_parser("demo", help="run the end-to-end demo on embedded data")
+    trained, result = workflow.train(
+        data,
+        settings,
+        key=_key(args.seed),
+        out_dir=args.out,
+        resume=args.resume,
+        progress=not args.no_progress,
+    )
+    plots.training_curve(result.history, Path(args.out) / "training_loss.png")
+    print(
+        f"trained {trained.spec['network']} with {args.objective} on {len(data)} points: "
+        f"final loss {trained.metadata['final_loss']:.4g}; saved to {args.out}"
+    )
+    return 0
+
+
+def _sample_args(args: argparse.Namespace, sampler: str, trained) -> dict:
+    from numpyro_ebm import workflow
+
+    options = workflow.sampler_options(sampler, trained, args.steps_per_level)
+    if args.step_size is not None and sampler != "tempered_smc":
+        options["step_size"] = args.step_size
+    return options
+
+
+def _sample(args: argparse.Namespace) -> int:
+    import numpyro_ebm as ne
+    from numpyro_ebm import _arviz, workflow
+
+    trained = workflow.load(args.checkpoint)
+    data = ne.sample(
+        workflow.energy_of(trained),
+        args.sampler,
+        key=_key(args.seed),
+        num_chains=args.chains,
+        num_samples=args.samples,
+        num_warmup=args.warmup,
+        event_shape=tuple(trained.spec["event_shape"]),
+        progress=not args.no_progress,
+        **_sample_args(args, args.sampler, trained),
+    )
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    _arviz.to_netcdf(data, out)
+    ne.mixing_report(data)
+    print(f"wrote {out}")
+    return 0
+
+
+def _compare(args: argparse.Namespace) -> int:
+    import numpyro_ebm as ne
+    from numpyro_ebm import workflow
+
+    trained = workflow.load(args.checkpoint)
+    samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
+    reference = None
+    if args.reference is not None:
+        reference = read_data(args.reference)
+        workflow.check_event_shape(reference, trained)
+        reference = {"x": reference}
+    options = {s: _sample_args(args, s, trained) for s in samplers}
+    result = ne.compare(
+        workflow.energy_of(trained),
+        samplers,
+        key=_key(args.seed),
+        reference=reference,
+        num_chains=args.chains,
+        num_samples=args.samples,
+        num_warmup=args.warmup,
+        sampler_options={s: o for s, o in options.items() if o},
+        event_shape=tuple(trained.spec["event_shape"]),
+        progress=not args.no_progress,
+    )
+    print(result)
+    paths = result.save(args.out) + result.plot(args.out)
+    print(f"wrote {len(paths)} files to {args.out}")
+    return 0
+
+
+def _diagnose(args: argparse.Namespace) -> int:
+    import numpyro_ebm as ne
+    from numpyro_ebm import _arviz
+
+    try:
+        data = _arviz.from_netcdf(args.file)
+    except FileNotFoundError as error:
+        raise UserError(str(error)) from None
+    except (OSError, ValueError) as error:
+        raise UserError(f"cannot read {args.file} as sampler output: {error}") from None
+    report = ne.mixing_report(data)
+    return 1 if args.strict and not report.ok else 0
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+    return value
+
+
+def _sampling_options(parser: argparse.ArgumentParser, chains: int, samples: int) -> None:
+    parser.add_argument("--chains", type=_positive_int, default=chains, help="parallel chains")
+    parser.add_argument("--samples", type=_positive_int, default=samples, help="draws per chain")
+    parser.add_argument("--warmup", type=int, default=200, help="warm-up steps per chain")
+    parser.add_argument(
+        "--step-size",
+        type=float,
+        default=None,
+        help="initial step size (annealed_langevin: alpha at the last level)",
+    )
+    parser.add_argument(
+        "--steps-per-level",
+        type=_positive_int,
+        default=100,
+        help="annealed_langevin: Langevin steps per noise level",
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from numpyro_ebm import datasets, workflow
+
+    parser = argparse.ArgumentParser(
+        prog="numpyro-ebm",
+        description="Energy-based models in NumPyro, BlackJAX and optax: train, sample, "
+        "compare and diagnose.",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of the jax.random key")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    demo = commands.add_parser(
+        "demo",
+        help="the end-to-end demo on embedded data",
+        description="Train a noise-conditional energy on an embedded 2-D data set, sample it "
+        "with annealed Langevin, parallel tempering, tempered SMC and MALA, print the "
+        "comparison and mixing tables and write data, checkpoints, netCDF files, metrics and "
+        "figures to --out.",
+    )
+    demo.add_argument("--out", default="numpyro-ebm-demo", help="output folder")
+    demo.add_argument(
+        "--dataset", default="gaussian_mixture", choices=sorted(datasets.TOY_DATASETS)
+    )
+    demo.add_argument("--steps", type=_positive_int, default=6000, help="training steps")
+    demo.add_argument("--chains", type=_positive_int, default=64)
+    demo.add_argument("--samples", type=_positive_int, default=200)
+    demo.add_argument("--warmup", type=int, default=200)
     demo.set_defaults(func=_demo)
+
+    train = commands.add_parser(
+        "train",
+        help="train an energy on your data",
+        description="Train an energy on --data (.npy, .npz or .csv, shape (n, d)) and save "
+        "the network, Orbax checkpoints, training.json and training_loss.png to --out.",
+    )
+    train.add_argument("--data", required=True, help="data file (.npy, .npz or .csv)")
+    train.add_argument("--objective", default="ncsn", choices=workflow.OBJECTIVES)
+    train.add_argument("--out", required=True, help="output folder")
+    train.add_argument("--steps", type=_positive_int, default=6000)
+    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument(
+        "--lr", type=float, default=3e-3, help="initial Adam learning rate (cosine decay)"
+    )
+    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 128, 128])
+    train.add_argument("--num-sigmas", type=_positive_int, default=10, help="ncsn: noise levels")
+    train.add_argument("--sigma-max", type=float, default=None, help="ncsn: largest noise")
+    train.add_argument("--sigma-min", type=float, default=None, help="ncsn: smallest noise")
+    train.add_argument("--sigma", type=float, default=0.1, help="dsm: the noise level")
+    train.add_argument("--checkpoint-every", type=_positive_int, default=500)
+    train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
+    train.set_defaults(func=_train)
+
+    sample = commands.add_parser(
+        "sample",
+        help="sample a trained energy",
+        description="Sample the energy saved by `train` in --checkpoint and write the draws "
+        "as netCDF (ArviZ) to --out; prints the mixing report.",
+    )
+    sample.add_argument("--checkpoint", required=True, help="the `train` output folder")
+    sample.add_argument("--sampler", default="annealed_langevin")
+    sample.add_argument("--out", default="samples.nc", help="netCDF file to write")
+    _sampling_options(sample, chains=256, samples=100)
+    sample.set_defaults(func=_sample)
+
+    compare = commands.add_parser(
+        "compare",
+        help="compare samplers on a trained energy",
+        description="Run several samplers on the energy in --checkpoint with the same budget; "
+        "print the table and write netCDF files, comparison.csv and figures to --out.",
+    )
+    compare.add_argument("--checkpoint", required=True, help="the `train` output folder")
+    compare.add_argument(
+        "--samplers", default=",".join(workflow.DEMO_SAMPLERS), help="comma-separated sampler names"
+    )
+    compare.add_argument(
+        "--reference", default=None, help="data file of reference draws for the accuracy columns"
+    )
+    compare.add_argument("--out", default="comparison", help="output folder")
+    _sampling_options(compare, chains=64, samples=200)
+    compare.set_defaults(func=_compare)
+
+    diagnose = commands.add_parser(
+        "diagnose",
+        help="mixing report of a netCDF file",
+        description="Print the mixing report (R-hat, bulk/tail ESS, MCSE, divergences, "
+        "warnings) of sampler output saved as netCDF.",
+    )
+    diagnose.add_argument("file", help="a .nc file written by `sample` or `compare`")
+    diagnose.add_argument(
+        "--strict", action="store_true", help="exit with status 1 when the report has warnings"
+    )
+    diagnose.set_defaults(func=_diagnose)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        return args.func(args)
+    except (UserError, ValueError, TypeError, FileNotFoundError) as error:
+        if os.environ.get("NUMPYRO_EBM_TRACEBACK"):
+            raise
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"numpyro-ebm: error: {message}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

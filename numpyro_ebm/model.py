@@ -57,7 +57,8 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
     for name, site in info.model_trace.items():
-        if site["type"] == "plate" and site["args"][1] < site["args"][0]:
+        size, subsample_size = site["args"] if site["type"] == "plate" else (None, None)
+        if subsample_size is not None and subsample_size < size:
             raise ValueError(
                 f"the model subsamples its data (plate {name!r} draws subsample_size="
                 f"{site['args'][1]} of {site['args'][0]}), so its log density is random; use "

@@ -429,3 +429,82 @@ def test_exact_samplers_refuse_a_subsampled_model():
         ne.sample(subsampled_model, "nuts", key=jax.random.key(0), model_args=(y,))
     with pytest.raises(ValueError, match=r"plate 'N' draws subsample_size=50 of 100"):
         ne.logdensity_from_model(subsampled_model, y, key=jax.random.key(0))
+
+
+def _gaussian_energy(x):
+    return 0.5 * jnp.sum(x**2)
+
+
+def test_until_stops_when_mixed_and_reports_why():
+    until = ne.Until(rhat=1.01, ess_bulk=400.0, block=50)
+    idata = ne.sample(
+        _gaussian_energy,
+        "mala",
+        key=jax.random.key(0),
+        event_shape=(3,),
+        num_chains=8,
+        num_samples=2000,
+        num_warmup=200,
+        until=until,
+    )
+    attrs = idata.sample_stats.attrs
+    draws = np.asarray(idata.posterior["x"])
+    assert attrs["until_reason"] == "converged"
+    assert draws.shape[1] == attrs["until_num_draws"] < 2000
+    assert attrs["until_num_draws"] % 50 == 0
+    # the reported statistics are those of the returned draws, and meet the rule
+    assert attrs["until_rhat"] < 1.01 and attrs["until_ess_bulk"] > 400
+    np.testing.assert_allclose(
+        attrs["until_rhat"], float(ne.diagnostics.rhat(draws).max()), rtol=1e-5
+    )
+
+
+@pytest.mark.parametrize(
+    "num_samples, until, reason, num_draws",
+    [
+        (200, ne.Until(block=50), "max_draws", 200),
+        (10_000, ne.Until(block=20, max_seconds=1e-6), "max_seconds", 20),
+    ],
+)
+def test_until_stops_on_its_budget_when_chains_stay_in_separate_modes(
+    num_samples, until, reason, num_draws
+):
+    # MALA cannot cross between modes 10 sd apart: chains started in each stay there
+    init = jnp.asarray(np.repeat(CENTRES, 2, axis=0))
+    idata = ne.sample(
+        mixture_energy,
+        "mala",
+        key=jax.random.key(1),
+        init_position=init,
+        event_shape=(2,),
+        num_chains=4,
+        num_samples=num_samples,
+        num_warmup=100,
+        until=until,
+    )
+    attrs = idata.sample_stats.attrs
+    assert attrs["until_reason"] == reason and attrs["until_num_draws"] == num_draws
+    assert attrs["until_rhat"] > 1.1
+
+
+@pytest.mark.parametrize(
+    "sampler, kwargs, match",
+    [
+        ("tempered_smc", {}, "draws chain by chain"),
+        ("mala", {"num_chains": 1}, "num_chains must be >= 2"),
+        ("mala", {"until": ne.Until(block=2)}, "until.block"),
+        ("mala", {"until": ne.Until(rhat=-1.0)}, "until.rhat"),
+    ],
+)
+def test_until_rejects_bad_input(sampler, kwargs, match):
+    options = {"num_chains": 4, "until": ne.Until()} | kwargs
+    with pytest.raises(ValueError, match=match):
+        ne.sample(
+            _gaussian_energy,
+            sampler,
+            key=jax.random.key(0),
+            event_shape=(2,),
+            num_samples=10,
+            num_warmup=10,
+            **options,
+        )

@@ -10,6 +10,9 @@ machine.
 Minibatches are drawn **with replacement**: ``batch_size`` indices uniform on
 :math:`\{0, \dots, n-1\}`, independently at every step. This costs :math:`O(b)` per step
 whatever the data size, and makes each gradient an unbiased estimate of the full-data one.
+
+With ``devices=``, training is data-parallel (see :func:`fit`): the same steps, each
+minibatch split over the devices of a ``data`` mesh axis.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
 from numpyro_ebm import diagnostics
+from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_finite_array, check_int
 from numpyro_ebm.training.buffer import ReplayBuffer
 
@@ -74,9 +78,23 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
-def _build_chunk(loss, optimizer, batch_size, stateful):
+def _build_chunk(loss, optimizer, batch_size, stateful, mesh=None, loss_state_sharding=None):
     """The compiled chunk: ``length`` optimizer steps in one ``lax.scan``. Once a step's loss
-    or gradient is non-finite the carry freezes and records that step."""
+    or gradient is non-finite the carry freezes and records that step.
+
+    With a ``mesh``, each step's minibatch is split over the ``data`` axis and the loss state
+    is held with ``loss_state_sharding``; parameters and optimizer state, replicated on entry,
+    stay replicated (the partitioner all-reduces the gradient of the batch mean)."""
+    if mesh is None:
+        batch_sharded = state_sharded = lambda tree: tree
+    else:
+        batch_sharding = _sharding.sharded(mesh, "data")
+        batch_sharded = lambda x: jax.lax.with_sharding_constraint(x, batch_sharding)
+        state_sharded = lambda tree: (
+            tree
+            if loss_state_sharding is None
+            else jax.lax.with_sharding_constraint(tree, loss_state_sharding)
+        )
 
     def objective(params, batch, key, loss_state):
         if stateful:
@@ -89,7 +107,8 @@ def _build_chunk(loss, optimizer, batch_size, stateful):
     def step(carry, t, key, data):
         params, opt_state, loss_state, bad_step = carry
         key_batch, key_loss = jax.random.split(jax.random.fold_in(key, t))
-        batch = data[jax.random.randint(key_batch, (batch_size,), 0, data.shape[0])]
+        indices = batch_sharded(jax.random.randint(key_batch, (batch_size,), 0, data.shape[0]))
+        batch = batch_sharded(data[indices])
         (value, (aux, new_loss_state)), grads = grad_fn(params, batch, key_loss, loss_state)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new = (optax.apply_updates(params, updates), new_opt_state, new_loss_state)
@@ -99,7 +118,7 @@ def _build_chunk(loss, optimizer, batch_size, stateful):
             lambda a, b: jnp.where(keep, a, b), new, (params, opt_state, loss_state)
         )
         bad_step = jnp.where((bad_step < 0) & ~good, t, bad_step)
-        return (params, opt_state, loss_state, bad_step), {"loss": value, **aux}
+        return (params, opt_state, state_sharded(loss_state), bad_step), {"loss": value, **aux}
 
     def chunk(params, opt_state, loss_state, key, data, start, *, length):
         carry = (params, opt_state, loss_state, jnp.asarray(-1, jnp.int32))
@@ -130,7 +149,13 @@ class _Checkpoints:
         return self.manager.latest_step()
 
     def save(self, step: int, state, history: dict[str, list[float]]) -> None:
-        leaves = [np.asarray(x) for x in jax.tree.leaves(state)]
+        # sharded arrays are written by Orbax shard by shard (each process its own)
+        leaves = [
+            x
+            if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding)
+            else np.asarray(x)
+            for x in jax.tree.leaves(state)
+        ]
         self.manager.save(
             step,
             args=ocp.args.Composite(
@@ -139,21 +164,49 @@ class _Checkpoints:
             ),
         )
 
-    def restore(self, step: int, like):
+    def restore(self, step: int, like, shardings=None):
+        """The state saved at ``step``, shaped like ``like``, laid out with ``shardings``
+        (a pytree matching ``like``; ``None``: the default device)."""
         leaves, treedef = jax.tree.flatten(like)
-        abstract = [jax.ShapeDtypeStruct(np.shape(x), x.dtype) for x in leaves]
+        placed = [None] * len(leaves) if shardings is None else treedef.flatten_up_to(shardings)
+        abstract = [
+            jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
+            for x, sharding in zip(leaves, placed, strict=True)
+        ]
         restored = self.manager.restore(
             step,
             args=ocp.args.Composite(
                 state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
             ),
         )
-        state = jax.tree.unflatten(treedef, [jnp.asarray(x) for x in restored["state"]])
+        values = restored["state"]
+        if shardings is None:
+            values = [jnp.asarray(x) for x in values]
+        state = jax.tree.unflatten(treedef, values)
         return state, {name: list(values) for name, values in restored["history"].items()}
 
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+def _loss_state_sharding(loss_state, mesh, devices):
+    """Each array leaf of the loss state split along its first axis over ``data`` (a replay
+    buffer: each device holds a block of the chains), scalars replicated."""
+    shards = _sharding.axis_size(mesh, "data")
+
+    def one(leaf):
+        if np.ndim(leaf) == 0:
+            return _sharding.replicated(mesh)
+        if np.shape(leaf)[0] % shards:
+            raise ValueError(
+                f"loss_state holds an array of shape {np.shape(leaf)}, whose first axis is not "
+                f"a multiple of the {shards} devices of the 'data' axis (devices={devices!r}); "
+                "use a buffer capacity divisible by the device count"
+            )
+        return _sharding.sharded(mesh, "data")
+
+    return jax.tree.map(one, loss_state)
 
 
 _MIXING_SLOTS = 64
@@ -196,6 +249,7 @@ def fit(
     progress: bool = True,
     monitor_mixing: bool = False,
     mixing_rhat_threshold: float = 1.1,
+    devices=None,
 ) -> FitResult:
     r"""Minimize an objective of :mod:`numpyro_ebm.training.objectives` with optax.
 
@@ -257,6 +311,19 @@ def fit(
         With ``monitor_mixing``: a ``RuntimeWarning`` is issued at the end of the run when
         the last ``buffer_rhat`` exceeds it (the negative phase then samples a few modes of
         the model, not the model, and the gradient is biased).
+    devices
+        Data-parallel training: ``None`` (default: the default device), ``"all"`` (every
+        device of ``jax.devices()``, all processes' after ``jax.distributed.initialize``), a
+        sequence of devices, or a ``jax.sharding.Mesh`` with a ``"data"`` axis. ``params``,
+        the optimizer state and ``data`` are replicated on every device; each step's
+        minibatch is split over ``data`` (``batch_size`` must be a multiple of the device
+        count), and each array of ``loss_state`` (the replay buffer) is split along its first
+        axis (a multiple of the device count). Every random draw comes from the same keys as
+        on one device (partitionable Threefry), and the gradient of the batch mean is reduced
+        across devices, so the run equals the single-device run up to the summation order of
+        that reduction (float tolerance). Checkpoints store the global arrays: a run
+        checkpointed on several devices resumes on any layout, bitwise on the same one. On
+        several processes, every process passes the same ``params``, ``data`` and ``key``.
 
     Returns
     -------
@@ -295,10 +362,30 @@ def fit(
         )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
+    mesh = _sharding.device_mesh(devices, "data")
+    shardings = None
+    if mesh is not None:
+        loss_state_sharding = _loss_state_sharding(loss_state, mesh, devices)
+        shards = _sharding.axis_size(mesh, "data")
+        if batch_size % shards:
+            raise ValueError(
+                f"batch_size={batch_size} must be a multiple of the {shards} devices of the "
+                f"'data' axis (devices={devices!r})"
+            )
+        everywhere = _sharding.replicated(mesh)
 
     params = jax.tree.map(jnp.asarray, params)
     opt_state = optimizer.init(params)
     state = (params, opt_state, loss_state, jax.random.key_data(key))
+    if mesh is not None:
+        shardings = (
+            jax.tree.map(lambda _: everywhere, params),
+            jax.tree.map(lambda _: everywhere, opt_state),
+            loss_state_sharding,
+            everywhere,
+        )
+        state = _sharding.place(state, shardings)
+        data = _sharding.place(data, everywhere)
     history: dict[str, list[float]] = {}
     start = 0
     checkpoints = None
@@ -317,11 +404,18 @@ def fit(
                 raise ValueError(
                     f"the latest checkpoint (step {latest}) is beyond num_steps ({num_steps})"
                 )
-            state, history = checkpoints.restore(latest, state)
+            state, history = checkpoints.restore(latest, state, shardings)
             start = latest
     params, opt_state, loss_state, key_data = state
     key = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key))
-    chunk = _build_chunk(loss, optimizer, batch_size, loss_state is not None)
+    chunk = _build_chunk(
+        loss,
+        optimizer,
+        batch_size,
+        loss_state is not None,
+        mesh,
+        None if mesh is None else loss_state_sharding,
+    )
 
     mixing_trace: list[np.ndarray] = []
     bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="fit", unit="step")
@@ -344,7 +438,7 @@ def fit(
                 history.setdefault(name, []).append(float(value))
             if monitor_mixing:
                 mixing_trace = mixing_trace[1 - _MIXING_WINDOW :]
-                mixing_trace.append(np.asarray(loss_state.samples[:_MIXING_SLOTS]))
+                mixing_trace.append(_sharding.to_host(loss_state.samples[:_MIXING_SLOTS]))
                 for name, value in _mixing(mixing_trace).items():
                     history.setdefault(name, []).append(value)
             bar.update(stop - start)

@@ -1,0 +1,137 @@
+"""Helpers shared by the benchmark scripts: machine, versions, revision, peak FLOP/s."""
+
+from __future__ import annotations
+
+import datetime
+import importlib.metadata
+import json
+import os
+import platform
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+CPU_PEAK_GFLOPS = 150.0  # f32 matmul peak of the 2-core reference machine (issue 7)
+PACKAGES = ("numpyro-ebm", "jax", "jaxlib", "flax", "optax", "blackjax", "numpyro", "arviz")
+# f32 peaks of the accelerators the suite may meet, GFLOP/s (vendor datasheets, dense, no
+# sparsity). JAX runs float32 matmuls on the GPU at its default precision, which may use TF32
+# tensor cores: against the plain-FP32 peak the fraction can then exceed 100 %.
+GPU_PEAK_GFLOPS = {"H100": 67_000.0, "H200": 67_000.0}
+
+
+def utc_now() -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC)
+
+
+def machine_info() -> dict:
+    """CPU model, flags, core count and memory of this machine."""
+    model, flags, mem = "unknown", "", ""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        for line in text.splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+        flags = " ".join(f for f in ("avx2", "avx512f", "fma") if f" {f}" in text)
+    except OSError:
+        pass
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 2**20:.0f} GiB"
+    except OSError:
+        pass
+    return {
+        "nproc": os.cpu_count(),
+        "cpu_model": model,
+        "cpu_flags": flags,
+        "memory": mem,
+        "platform": platform.platform(),
+    }
+
+
+def local_versions(names=PACKAGES) -> dict:
+    """Python and package versions of this interpreter."""
+    out = {"python": platform.python_version()}
+    for name in names:
+        try:
+            out[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def versions(python: str, names=PACKAGES) -> dict:
+    """Python and package versions of another interpreter (a venv's python)."""
+    code = (
+        "import importlib.metadata as m, json, platform\n"
+        "out = {'python': platform.python_version()}\n"
+        f"for n in {list(names)!r}:\n"
+        "    try: out[n] = m.version(n)\n"
+        "    except Exception: out[n] = None\n"
+        "print(json.dumps(out))"
+    )
+    try:
+        p = subprocess.run([python, "-c", code], capture_output=True, text=True, timeout=120)
+        return json.loads(p.stdout.strip().splitlines()[-1])
+    except Exception as e:
+        return {"error": repr(e)}
+
+
+def git_revision() -> str:
+    """Short HEAD revision, marked dirty when the library has uncommitted changes."""
+    try:
+        rev = subprocess.run(
+            ["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"], capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "-C", str(ROOT), "status", "--porcelain", "--", "numpyro_ebm"],
+            capture_output=True,
+            text=True,
+        ).stdout.strip()
+        return (rev or "unknown") + ("+dirty(numpyro_ebm)" if dirty else "")
+    except OSError:
+        return "unknown"
+
+
+def jax_device() -> dict:
+    """Backend and first device of the JAX in this process."""
+    import jax
+
+    dev = jax.devices()[0]
+    return {
+        "backend": jax.default_backend(),
+        "device": str(dev),
+        "device_kind": getattr(dev, "device_kind", "unknown"),
+        "num_devices": jax.device_count(),
+    }
+
+
+def peak_gflops(device: dict, cpu_peak: float = CPU_PEAK_GFLOPS) -> tuple[float | None, str]:
+    """The f32 matmul peak used for '% of peak' on this device, and its label."""
+    if device.get("backend") == "cpu":
+        return cpu_peak, f"{cpu_peak:g} GFLOP/s f32 matmul peak (2-core reference CPU)"
+    kind = device.get("device_kind", "")
+    for name, peak in GPU_PEAK_GFLOPS.items():
+        if name in kind:
+            return peak, f"{peak / 1000:g} TFLOP/s FP32 (non-tensor) peak of the {name}"
+    return None, f"no known peak for {kind!r}"
+
+
+def peak_rss_mib() -> float:
+    """Peak resident memory of this process so far (VmHWM), MiB."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj, indent=1, default=float) + "\n")

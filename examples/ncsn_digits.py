@@ -1,0 +1,330 @@
+r"""Noise-conditional energy on 8x8 digits: train with NCSN, sample with annealed Langevin.
+
+A :class:`numpyro_ebm.NoiseConditionalMLP` energy :math:`E_\theta(x, \sigma)` is fit to
+scikit-learn's digits (64 pixels in [0, 1]) by multi-scale denoising score matching over a
+geometric ladder :math:`\sigma_1 > \dots > \sigma_L` (NCSN, Song & Ermon 2019),
+
+.. math::
+
+    \mathcal{L}(\theta) = \mathbb{E}_{i, x, z}\left[\tfrac12 \left\| -\sigma_i
+    \nabla_x E_\theta(x + \sigma_i z, \sigma_i) + z \right\|^2\right],
+
+with :math:`\sigma_1` about the largest distance between two training images (Song & Ermon
+2020, technique 1). Digits are then drawn by annealed Langevin dynamics from
+:math:`\mathcal{N}(0, \sigma_1^2 I)`: at level :math:`i`, :math:`T` steps
+:math:`x \leftarrow x - \tfrac{\alpha_i}{2}\nabla_x E_\theta(x, \sigma_i) + \sqrt{\alpha_i} z`
+with :math:`\alpha_i = \epsilon\, \sigma_i^2/\sigma_L^2`, followed by one Tweedie denoising step
+:math:`x \leftarrow x - \sigma_L^2 \nabla_x E_\theta(x, \sigma_L)` (Jolicoeur-Martineau et al.
+2021). We set :math:`\epsilon = 0.2\, \sigma_L^2`, Song & Ermon's :math:`\epsilon = 2\cdot 10^{-5}`
+at :math:`\sigma_L = 0.01` rescaled to our :math:`\sigma_L`.
+
+Sample quality is measured by nearest-neighbour distances to the training set: samples
+should be as close to it as held-out real digits are (much farther means poor samples, much
+closer means copies), and much closer than uniform noise images.
+
+Writes ``samples.png`` (samples beside training images) and ``loss.png`` to ``--out``, and
+``metrics.json``; prints the numbers. ``--smoke`` runs a tiny configuration in seconds.
+
+Run: ``python examples/ncsn_digits.py [--smoke] [--out DIR] [--seed N]``.
+
+References
+----------
+Y. Song and S. Ermon (2019). Generative modeling by estimating gradients of the data
+distribution. NeurIPS.
+Y. Song and S. Ermon (2020). Improved techniques for training score-based generative models.
+NeurIPS.
+A. Jolicoeur-Martineau, R. Piché-Taillefer, R. Tachet des Combes and I. Mitliagkas (2021).
+Adversarial score matching and improved sampling for image generation. ICLR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import os
+import sys
+import time
+from pathlib import Path
+from typing import NamedTuple
+
+if "--smoke" in sys.argv[1:]:
+    # A smoke run is mostly XLA compilation of programs that then run for milliseconds: ask
+    # for cheap code generation. XLA reads XLA_FLAGS once, when JAX starts its CPU backend
+    # (importing numpyro_ebm does), so this comes before the imports.
+    os.environ["XLA_FLAGS"] = " ".join(
+        [
+            os.environ.get("XLA_FLAGS", ""),
+            "--xla_backend_optimization_level=0",
+            "--xla_llvm_disable_expensive_passes=true",
+        ]
+    ).strip()
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import jax
+import matplotlib.pyplot as plt
+import numpy as np
+import optax
+from flax import nnx
+
+import numpyro_ebm as ne
+from numpyro_ebm import datasets
+from numpyro_ebm.training import objectives
+
+NAME = "ncsn_digits"
+
+
+class Config(NamedTuple):
+    """Sizes of one run; ``FULL`` and ``SMOKE`` below."""
+
+    hidden: tuple[int, ...]
+    num_levels: int
+    num_steps: int
+    batch_size: int
+    learning_rate: float
+    num_samples: int
+    num_steps_per_level: int
+
+
+FULL = Config(
+    hidden=(256, 256, 256),
+    num_levels=20,
+    num_steps=15_000,
+    batch_size=128,
+    learning_rate=2e-3,
+    num_samples=100,
+    num_steps_per_level=50,
+)
+SMOKE = Config(
+    hidden=(64, 64),
+    num_levels=5,
+    num_steps=500,
+    batch_size=64,
+    learning_rate=2e-3,
+    num_samples=16,
+    num_steps_per_level=30,
+)
+
+SIGMA_MAX = 5.0  # about the largest pixel-space distance between two digits (4.8)
+SIGMA_MIN = 0.02  # a third of one grey level (1/16)
+NUM_TEST = 180  # held-out digits: the reference for nearest-neighbour distances
+
+
+# --------------------------------------------------------------------------------------------
+# pieces shared with inverse_problem.py
+
+
+def digit_split(key: jax.Array, num_test: int = NUM_TEST):
+    """Shuffle the digits with ``key`` and split them: ``(train, test, train_labels,
+    test_labels)``, images of shape ``(n, 64)`` in [0, 1]."""
+    images, labels = datasets.digits()
+    order = jax.random.permutation(key, images.shape[0])
+    images, labels = np.asarray(images)[order], np.asarray(labels)[order]
+    return images[num_test:], images[:num_test], labels[num_test:], labels[:num_test]
+
+
+def sigma_ladder(num_levels: int) -> jax.Array:
+    r"""The geometric noise ladder :math:`\sigma_1 = 5 > \dots > \sigma_L = 0.02`."""
+    return objectives.geometric_sigmas(SIGMA_MAX, SIGMA_MIN, num_levels)
+
+
+def train_ncsn(train: np.ndarray, key: jax.Array, config: Config, progress: bool = True):
+    r"""Fit a noise-conditional energy to ``train`` with :func:`~numpyro_ebm.training.ncsn`.
+
+    Adam with a cosine-decayed learning rate (to 2 % of its initial value) over
+    ``config.num_steps`` minibatch steps.
+
+    Returns
+    -------
+    energy
+        ``energy(x, sigma) -> scalar``, the trained :math:`E_\theta` (a pure function).
+    history
+        ``fit``'s history (per-chunk mean losses).
+    """
+    init_key, fit_key = jax.random.split(key)
+    net = ne.NoiseConditionalMLP(
+        (train.shape[1],), hidden=config.hidden, output="energy", rngs=nnx.Rngs(params=init_key)
+    )
+    apply, params = ne.as_pure(net)
+    schedule = optax.cosine_decay_schedule(config.learning_rate, config.num_steps, alpha=0.02)
+    result = ne.fit(
+        objectives.ncsn(apply, sigma_ladder(config.num_levels)),
+        params,
+        train,
+        key=fit_key,
+        optimizer=optax.adam(schedule),
+        num_steps=config.num_steps,
+        batch_size=config.batch_size,
+        steps_per_chunk=min(500, config.num_steps),
+        progress=progress,
+    )
+    return functools.partial(apply, result.params), result.history
+
+
+def langevin_step_size(sigmas) -> float:
+    r""":math:`\epsilon = 0.2\,\sigma_L^2`: the variance of the last level's Langevin noise is
+    a fifth of that level's noise variance."""
+    return 0.2 * float(sigmas[-1]) ** 2
+
+
+def nearest_neighbour(points: np.ndarray, reference: np.ndarray):
+    """Euclidean distance from each row of ``points`` to its nearest row of ``reference``,
+    and that row's index."""
+    points, reference = np.asarray(points, np.float64), np.asarray(reference, np.float64)
+    d2 = (
+        np.sum(points**2, axis=1)[:, None]
+        - 2.0 * points @ reference.T
+        + np.sum(reference**2, axis=1)[None, :]
+    )
+    index = np.argmin(d2, axis=1)
+    return np.sqrt(np.maximum(d2[np.arange(d2.shape[0]), index], 0.0)), index
+
+
+def show_digits(ax, images: np.ndarray, ncols: int, title: str) -> None:
+    """Tile ``images`` (rows of 64 pixels) into one grid image on ``ax``, 1 pixel apart."""
+    nrows = -(-images.shape[0] // ncols)
+    canvas = np.full((9 * nrows + 1, 9 * ncols + 1), np.nan)
+    for i, image in enumerate(np.clip(images, 0.0, 1.0)):
+        row, col = divmod(i, ncols)
+        canvas[1 + 9 * row : 9 * row + 9, 1 + 9 * col : 9 * col + 9] = image.reshape(8, 8)
+    cmap = plt.get_cmap("gray_r").with_extremes(bad="#d8e4f0")
+    ax.imshow(canvas, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
+    ax.set_title(title)
+    ax.axis("off")
+
+
+def parse_args(name: str, doc: str, argv=None, add_arguments=None) -> argparse.Namespace:
+    """``--smoke``, ``--out`` (default ``examples/output/<name>``, created) and ``--seed``;
+    ``add_arguments(parser)`` adds an example's own options."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        default=Path(__file__).resolve().parent / "output" / name,
+        help="directory for the figures and metrics.json (default: %(default)s)",
+    )
+    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
+    if add_arguments is not None:
+        add_arguments(parser)
+    args = parser.parse_args(argv)
+    args.out.mkdir(parents=True, exist_ok=True)
+    return args
+
+
+# --------------------------------------------------------------------------------------------
+# this example
+
+
+def sample_digits(energy, sigmas, key: jax.Array, config: Config) -> np.ndarray:
+    """``config.num_samples`` digits: one annealed-Langevin sweep per chain from
+    :math:`\\mathcal{N}(0, \\sigma_1^2 I)`, Tweedie-denoised at the end."""
+    idata = ne.sample(
+        energy,
+        "annealed_langevin",
+        key=key,
+        event_shape=(64,),
+        num_chains=config.num_samples,
+        num_samples=1,
+        num_warmup=0,
+        init_scale=float(sigmas[0]),
+        sigmas=sigmas,
+        step_size=langevin_step_size(sigmas),
+        num_steps_per_level=config.num_steps_per_level,
+        denoise=True,
+    )
+    return np.asarray(idata.posterior["x"]).reshape(config.num_samples, 64)
+
+
+def quality(samples, train, test, train_labels, key) -> dict[str, float]:
+    """Nearest-neighbour distances to the training set of the samples, of held-out digits
+    and of uniform-noise images; the spread of the samples' nearest neighbours' labels."""
+    noise = np.asarray(jax.random.uniform(key, samples.shape))
+    d_samples, nearest = nearest_neighbour(samples, train)
+    nearest_labels = train_labels[nearest]
+    return {
+        "nn_distance_samples": float(d_samples.mean()),
+        "nn_distance_heldout_digits": float(nearest_neighbour(test, train)[0].mean()),
+        "nn_distance_uniform_noise": float(nearest_neighbour(noise, train)[0].mean()),
+        "min_nn_distance_samples": float(d_samples.min()),
+        "num_classes_of_nearest_neighbours": int(np.unique(nearest_labels).size),
+        "largest_class_fraction": float(np.bincount(nearest_labels).max() / samples.shape[0]),
+    }
+
+
+def main(argv=None) -> dict:
+    args = parse_args(NAME, __doc__, argv)
+    config = SMOKE if args.smoke else FULL
+    key_split, key_train, key_sample, key_noise, key_show = jax.random.split(
+        jax.random.key(args.seed), 5
+    )
+    train, test, train_labels, _ = digit_split(key_split)
+    sigmas = sigma_ladder(config.num_levels)
+
+    started = time.perf_counter()
+    energy, history = train_ncsn(train, key_train, config, progress=not args.smoke)
+    train_seconds = time.perf_counter() - started
+
+    started = time.perf_counter()
+    samples = sample_digits(energy, sigmas, key_sample, config)
+    sample_seconds = time.perf_counter() - started
+
+    metrics = quality(samples, train, test, train_labels, key_noise) | {
+        "final_loss": float(history["loss"][-1]),
+        "train_seconds": train_seconds,
+        "sample_seconds": sample_seconds,
+        "num_samples": config.num_samples,
+        "num_train_steps": config.num_steps,
+    }
+
+    ncols = int(np.ceil(np.sqrt(config.num_samples)))
+    shown = np.asarray(jax.random.choice(key_show, train.shape[0], (config.num_samples,), False))
+    fig, axes = plt.subplots(1, 2, figsize=(10, 5.4))
+    show_digits(axes[0], samples, ncols, f"annealed Langevin samples ({config.num_samples})")
+    show_digits(axes[1], train[shown], ncols, "training digits")
+    fig.suptitle(
+        "NCSN energy on 8x8 digits; nearest-neighbour distance to the training set: "
+        f"samples {metrics['nn_distance_samples']:.2f}, held-out digits "
+        f"{metrics['nn_distance_heldout_digits']:.2f}, noise "
+        f"{metrics['nn_distance_uniform_noise']:.2f}",
+        fontsize=9,
+    )
+    fig.tight_layout()
+    fig.savefig(args.out / "samples.png", dpi=120)
+    plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    ax.plot(history["step"], history["loss"])
+    ax.set(xlabel="step", ylabel="NCSN loss (chunk mean)", title="training")
+    fig.tight_layout()
+    fig.savefig(args.out / "loss.png", dpi=120)
+    plt.close(fig)
+
+    (args.out / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    print(f"ncsn_digits ({'smoke' if args.smoke else 'full'} size)")
+    print(
+        f"  trained {config.num_steps} steps in {train_seconds:.1f} s, final loss "
+        f"{metrics['final_loss']:.3f}"
+    )
+    print(f"  drew {config.num_samples} samples in {sample_seconds:.1f} s")
+    print("  mean nearest-neighbour distance to the training set:")
+    print(f"    samples            {metrics['nn_distance_samples']:.3f}")
+    print(f"    held-out digits    {metrics['nn_distance_heldout_digits']:.3f}  (the target)")
+    print(f"    uniform noise      {metrics['nn_distance_uniform_noise']:.3f}")
+    print(
+        f"  closest sample to a training digit: {metrics['min_nn_distance_samples']:.3f} "
+        "(0 would be a copy)"
+    )
+    print(
+        f"  nearest neighbours' labels: {metrics['num_classes_of_nearest_neighbours']} classes, "
+        f"largest {metrics['largest_class_fraction']:.0%}"
+    )
+    print(f"  figures: {args.out / 'samples.png'}, {args.out / 'loss.png'}")
+    return metrics
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,109 @@
+"""Figures: ESS-per-second bars, rank plots, energy landscapes with samples, training curves.
+
+Matplotlib with the non-interactive Agg canvas (figures go to files, never to a screen);
+rank plots are ArviZ's (Vehtari et al. 2021, Sec. 4.3).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+
+import arviz as az
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+
+__all__ = ["energy_landscape", "ess_per_second", "rank", "samples_grid", "training_curve"]
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    return path
+
+
+def ess_per_second(table: pd.DataFrame, path: str | os.PathLike) -> Path:
+    """Horizontal bars of min bulk ESS per second (and per 1000 gradient evaluations) per
+    sampler, from :attr:`~numpyro_ebm.compare.Comparison.table`."""
+    fig = Figure(figsize=(9, 0.5 * len(table) + 1.5))
+    left, right = fig.subplots(1, 2, sharey=True)
+    names = list(table.index)
+    left.barh(names, table["ess_per_s"].to_numpy(), color="tab:blue")
+    left.set_xlabel("min bulk ESS per second (after compilation)")
+    right.barh(names, table["ess_per_1k_grads"].to_numpy(), color="tab:orange")
+    right.set_xlabel("min bulk ESS per 1000 gradient evaluations")
+    left.invert_yaxis()
+    fig.suptitle("Sampler efficiency (higher is better)")
+    return _save(fig, path)
+
+
+def rank(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "") -> Path:
+    """ArviZ rank plots of the first ``max_chains`` chains of a posterior ``xarray.Dataset``:
+    uniform histograms when chains mix, skewed ones when they do not."""
+    subset = posterior.isel(chain=slice(0, max_chains))
+    variables = [name for name in subset.data_vars if subset[name].ndim <= 3][:4]
+    subset = subset[variables].isel(
+        {d: slice(0, 3) for d in subset.dims if d not in ("chain", "draw")}
+    )
+    axes = az.plot_rank(subset, kind="bars", show=False)
+    fig = np.ravel(axes)[0].get_figure()
+    fig.suptitle(title)
+    path = _save(fig, path)
+    import matplotlib.pyplot as plt  # ArviZ draws on pyplot figures; free them
+
+    plt.close(fig)
+    return path
+
+
+def energy_landscape(
+    energy: Callable,
+    path: str | os.PathLike,
+    samples: np.ndarray | None = None,
+    limits: tuple[float, float] = (-4.0, 4.0),
+    title: str = "",
+    resolution: int = 200,
+) -> Path:
+    """The log density :math:`-E(x)` of a 2-D energy on a grid (shifted to a maximum of 0 and
+    clipped 10 nats below it, so that minor modes stay visible), with ``samples`` (n, 2)
+    scattered on top."""
+    grid = np.linspace(*limits, resolution)
+    xx, yy = np.meshgrid(grid, grid)
+    points = jnp.asarray(np.stack([xx.ravel(), yy.ravel()], 1), jnp.float32)
+    energies = np.asarray(jax.jit(jax.vmap(energy))(points)).reshape(xx.shape)
+    log_density = np.clip(energies.min() - energies, -10.0, 0.0)
+    fig = Figure(figsize=(5.8, 5))
+    ax = fig.subplots()
+    mesh = ax.pcolormesh(xx, yy, log_density, cmap="viridis", shading="auto")
+    fig.colorbar(mesh, ax=ax, label="log density (nats below the maximum)")
+    if samples is not None:
+        samples = np.asarray(samples).reshape(-1, 2)
+        ax.scatter(samples[:, 0], samples[:, 1], s=1, c="white", alpha=0.4)
+    ax.set(xlim=limits, ylim=limits, aspect="equal", title=title)
+    return _save(fig, path)
+
+
+def samples_grid(
+    samples: dict[str, np.ndarray], path: str | os.PathLike, limits=(-4.0, 4.0)
+) -> Path:
+    """One scatter panel per entry of ``samples`` (name -> (n, 2) points), same axes."""
+    fig = Figure(figsize=(3.2 * len(samples), 3.4))
+    axes = np.atleast_1d(fig.subplots(1, len(samples), sharex=True, sharey=True))
+    for ax, (name, points) in zip(axes, samples.items(), strict=True):
+        points = np.asarray(points).reshape(-1, 2)
+        ax.scatter(points[:, 0], points[:, 1], s=1, alpha=0.3)
+        ax.set(xlim=limits, ylim=limits, aspect="equal", title=name)
+    return _save(fig, path)
+
+
+def training_curve(history: dict[str, np.ndarray], path: str | os.PathLike) -> Path:
+    """The loss per chunk of a :func:`~numpyro_ebm.fit` history against the step."""
+    fig = Figure(figsize=(6, 3.5))
+    ax = fig.subplots()
+    ax.plot(history["step"], history["loss"])
+    ax.set(xlabel="optimizer step", ylabel="loss (chunk mean)", title="training loss")
+    return _save(fig, path)

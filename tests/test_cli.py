@@ -1,0 +1,154 @@
+"""The numpyro-ebm command: train -> sample -> diagnose on a small file, and one-line errors."""
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from numpyro_ebm import _arviz
+from numpyro_ebm.cli import main, read_data
+
+
+def run(*args, cwd=None):
+    """The command in a fresh interpreter, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "numpyro_ebm.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env={"JAX_PLATFORMS": "cpu", "PATH": ""},
+    )
+
+
+@pytest.fixture(scope="module")
+def ring(tmp_path_factory):
+    """A small .npy file: 500 points on a noisy ring of radius 1.5."""
+    rng = np.random.default_rng(0)
+    angle = rng.uniform(0, 2 * np.pi, 500)
+    radius = 1.5 + 0.1 * rng.normal(size=500)
+    path = tmp_path_factory.mktemp("data") / "ring.npy"
+    np.save(path, np.stack([radius * np.cos(angle), radius * np.sin(angle)], 1))
+    return path
+
+
+def test_train_then_sample_then_diagnose(ring, tmp_path, capsys):
+    model_dir = tmp_path / "model"
+    assert (
+        main(
+            [
+                "--no-progress",
+                "train",
+                "--data",
+                str(ring),
+                "--objective",
+                "ncsn",
+                "--out",
+                str(model_dir),
+                "--steps",
+                "400",
+                "--hidden",
+                "32",
+                "32",
+                "--checkpoint-every",
+                "200",
+            ]
+        )
+        == 0
+    )
+    assert (model_dir / "network" / "network.json").exists()
+    assert (model_dir / "training_loss.png").stat().st_size > 5000
+    assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()) == ["200", "400"]
+
+    out = tmp_path / "draws.nc"
+    assert (
+        main(
+            [
+                "--no-progress",
+                "sample",
+                "--checkpoint",
+                str(model_dir),
+                "--sampler",
+                "annealed_langevin",
+                "--chains",
+                "200",
+                "--samples",
+                "4",
+                "--warmup",
+                "0",
+                "--steps-per-level",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
+    draws = np.asarray(_arviz.group(_arviz.from_netcdf(out), "posterior")["x"])
+    assert draws.shape == (200, 4, 2) and np.all(np.isfinite(draws))
+    # the trained energy puts its samples on the ring, not at the initial N(0, I) spread
+    radius = np.linalg.norm(draws[:, -1], axis=-1)
+    assert abs(np.median(radius) - 1.5) < 0.25, np.median(radius)
+
+    capsys.readouterr()
+    assert main(["diagnose", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "200 chains x 4 draws" in text and "x[1]" in text
+
+
+def test_diagnose_strict_fails_on_warnings(tmp_path):
+    data = _arviz.from_dict(
+        {
+            "posterior": {
+                "x": np.stack([np.zeros(50), np.ones(50)])
+                + np.random.default_rng(0).normal(size=(2, 50))
+            }
+        }
+    )
+    _arviz.to_netcdf(data, tmp_path / "stuck.nc")
+    assert main(["diagnose", str(tmp_path / "stuck.nc")]) == 0
+    assert main(["diagnose", "--strict", str(tmp_path / "stuck.nc")]) == 1
+
+
+@pytest.mark.parametrize(
+    "content, suffix, message",
+    [
+        (None, ".npy", "data file not found"),
+        (b"not an array", ".npy", "cannot read"),
+        (b"1,2\n3,4\n", ".txt", "unsupported data format '.txt'"),
+        (b"a,b\n1,2\nnan,4\n5,6\n", ".csv", "1 row(s) hold NaN or inf (first: row 1)"),
+        (b"1,2\n3,x\n", ".csv", "cannot read"),
+    ],
+)
+def test_bad_data_files_give_a_one_line_error(tmp_path, content, suffix, message):
+    path = tmp_path / f"data{suffix}"
+    if content is not None:
+        path.write_bytes(content)
+    result = run("train", "--data", str(path), "--out", str(tmp_path / "out"))
+    assert result.returncode == 2
+    assert result.stderr.strip().count("\n") == 0, result.stderr
+    assert result.stderr.startswith("numpyro-ebm: error:") and message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_wrong_dimension_and_missing_checkpoint_are_one_line_errors(tmp_path, ring):
+    np.save(tmp_path / "cube.npy", np.zeros((4, 2, 2)))
+    result = run("train", "--data", str(tmp_path / "cube.npy"), "--out", str(tmp_path / "o"))
+    assert result.returncode == 2 and "expected a table of shape (n, d)" in result.stderr
+    result = run("sample", "--checkpoint", str(tmp_path / "nothing"))
+    assert result.returncode == 2 and "no such directory" in result.stderr
+    result = run("diagnose", str(tmp_path / "missing.nc"))
+    assert result.returncode == 2 and "no such file" in result.stderr
+
+
+def test_csv_with_a_header_and_npz_are_read(tmp_path):
+    (tmp_path / "d.csv").write_text("x,y\n1,2\n3,4\n5,6\n")
+    np.testing.assert_array_equal(read_data(tmp_path / "d.csv"), [[1, 2], [3, 4], [5, 6]])
+    np.savez(tmp_path / "d.npz", data=np.ones((3, 2)), labels=np.zeros(3))
+    assert read_data(tmp_path / "d.npz").shape == (3, 2)
+
+
+def test_every_command_has_help():
+    for command in ("demo", "train", "sample", "compare", "diagnose"):
+        result = run(command, "--help")
+        assert result.returncode == 0 and "usage: numpyro-ebm " + command in result.stdout

@@ -1,0 +1,139 @@
+"""The examples run end to end at ``--smoke`` size and write the figures they promise.
+
+Each example runs in its own subprocess (``sys.executable examples/<name>.py --smoke --out
+DIR``) on the CPU. A smoke run is mostly JAX compilation, which is largely single-threaded, so
+the examples run two at a time: a module-scoped pool starts them all on first use and each
+test waits for its own. Smoke sizes train for a few hundred steps, so the tests check that the
+runs complete and report finite, well-formed numbers, not their quality (the full-size runs
+are what show it; their numbers are in the examples' docstrings and the project's notes).
+"""
+
+import json
+import math
+import os
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+EXAMPLES_DIR = Path(__file__).resolve().parent.parent / "examples"
+TIMEOUT_S = 600  # generous: a loaded CI machine can be several times slower than 40 s
+
+#: example -> the figures it promises
+FIGURES = {
+    "ncsn_digits": ["samples.png", "loss.png"],
+    "inverse_problem": ["reconstruction.png", "posterior_draws.png"],
+    "imitation_learning": ["imitation.png"],
+    "compare_samplers": [
+        "ess_per_second.png",
+        "rank_mala.png",
+        "rank_hmc.png",
+        "posterior_tau.png",
+    ],
+}
+
+
+def _run(name: str, out: Path, processes: list) -> subprocess.CompletedProcess:
+    env = os.environ | {"JAX_PLATFORMS": "cpu", "MPLBACKEND": "Agg"}
+    env.pop("XLA_FLAGS", None)  # the examples run on one plain CPU device
+    command = [sys.executable, str(EXAMPLES_DIR / f"{name}.py"), "--smoke", "--out", str(out)]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
+    processes.append(process)
+    try:
+        stdout, stderr = process.communicate(timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        stdout, stderr = process.communicate()
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+@pytest.fixture(scope="module")
+def smoke_runs(tmp_path_factory):
+    """name -> (future of the CompletedProcess, output directory); all examples start on
+    first use, two at a time. Runs still going at teardown are killed."""
+    processes: list[subprocess.Popen] = []
+    pool = ThreadPoolExecutor(max_workers=2)
+    runs = {}
+    for name in FIGURES:
+        out = tmp_path_factory.mktemp(name)
+        runs[name] = (pool.submit(_run, name, out, processes), out)
+    yield runs
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+
+
+def _finished(smoke_runs, name) -> tuple[Path, dict, str]:
+    future, out = smoke_runs[name]
+    result = future.result()
+    assert result.returncode == 0, (
+        f"{name} --smoke exited with {result.returncode}\n"
+        f"stdout:\n{result.stdout[-3000:]}\nstderr:\n{result.stderr[-3000:]}"
+    )
+    for figure in FIGURES[name]:
+        path = out / figure
+        assert path.is_file(), f"{name} did not write {figure}"
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", f"{figure} is not a PNG"
+    warnings = [line for line in result.stderr.splitlines() if "Warning:" in line]
+    assert not warnings, f"{name} emitted warnings:\n" + "\n".join(warnings)
+    return out, json.loads((out / "metrics.json").read_text()), result.stdout
+
+
+def _is_finite(*values) -> bool:
+    return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
+
+
+def test_ncsn_digits_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ncsn_digits")
+    assert "mean nearest-neighbour distance to the training set" in stdout
+    assert metrics["num_samples"] == 16
+    assert _is_finite(
+        metrics["nn_distance_samples"],
+        metrics["nn_distance_heldout_digits"],
+        metrics["nn_distance_uniform_noise"],
+        metrics["final_loss"],
+    )
+    # the reference distances do not depend on the model: held-out digits are far closer to
+    # the training set than uniform noise images are
+    assert metrics["nn_distance_heldout_digits"] < 0.5 * metrics["nn_distance_uniform_noise"]
+    assert 1 <= metrics["num_classes_of_nearest_neighbours"] <= 10
+
+
+def test_inverse_problem_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "inverse_problem")
+    assert "reconstruction RMSE" in stdout
+    assert metrics["num_digits"] == 2 and metrics["mask"] == "bottom"
+    for name in ("baseline", "nuts", "langevin"):
+        assert _is_finite(metrics[f"{name}_rmse"], metrics[f"{name}_rmse_hidden"])
+    # the baseline copies the observed pixels: its error there is the noise alone, so over all
+    # pixels it is below its error on the hidden ones
+    assert metrics["baseline_rmse"] < metrics["baseline_rmse_hidden"]
+    assert _is_finite(metrics["nuts_max_rhat"])
+    assert 0.0 <= metrics["nuts_coverage_2sd_hidden"] <= 1.0
+
+
+def test_imitation_learning_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "imitation_learning")
+    assert "fraction of actions within" in stdout
+    for key in ("ebm_follows_expert", "regression_follows_expert", "ebm_upper_mode_fraction"):
+        assert 0.0 <= metrics[key] <= 1.0
+    assert metrics["num_actions"] == 2 * 30 * 9
+    assert _is_finite(metrics["regression_mse"], metrics["swap_acceptance"])
+
+
+def test_compare_samplers_smoke(smoke_runs):
+    out, metrics, stdout = _finished(smoke_runs, "compare_samplers")
+    assert "max_rhat" in stdout
+    assert set(metrics["table"]) == {"mala", "hmc"}
+    for row in metrics["table"].values():
+        assert _is_finite(row["max_rhat"], row["min_ess_bulk"], row["grad_evals"])
+    # the reference's own accuracy columns are zero by construction
+    assert metrics["table"]["hmc"]["mean_error"] == 0.0
+    assert (out / "comparison.csv").is_file()
+    assert (out / "mala.nc").is_file() and (out / "hmc.nc").is_file()

@@ -1,0 +1,145 @@
+"""mixing_report: statistics per coordinate and warnings in words, on both ArviZ data models."""
+
+import io
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from jax.scipy.special import logsumexp
+from jax.scipy.stats import norm
+
+import numpyro_ebm as ne
+from numpyro_ebm import _arviz
+
+CENTRES = np.array([[4.0, 0.0], [-4.0, 0.0]])
+
+
+def two_modes(x):
+    return -logsumexp(jnp.sum(norm.logpdf(x, CENTRES, 0.5), axis=-1))
+
+
+def test_chains_stuck_in_different_modes_get_a_warning():
+    init = jnp.asarray(np.repeat(CENTRES, 2, axis=0))  # chains 0, 1 right; 2, 3 left
+    idata = ne.sample(
+        two_modes,
+        "mala",
+        key=jax.random.key(0),
+        init_position=init,
+        event_shape=(2,),
+        num_chains=4,
+        num_samples=300,
+        num_warmup=200,
+    )
+    report = ne.mixing_report(idata, display=False)
+    assert report.table.loc["x[0]", "rhat"] > 1.1
+    assert not report.ok and any("R-hat > 1.01" in w for w in report.warnings)
+
+
+def test_a_well_mixed_run_gets_no_warning():
+    idata = ne.sample(
+        lambda x: 0.5 * jnp.sum(x**2),
+        "nuts",
+        key=jax.random.key(1),
+        event_shape=(2,),
+        num_chains=4,
+        num_samples=1000,
+        num_warmup=300,
+    )
+    report = ne.mixing_report(idata, display=False)
+    assert report.ok, report.warnings
+    assert np.all(report.table["rhat"] < 1.01) and np.all(report.table["ess_bulk"] > 400)
+    # the table's statistics are the on-device diagnostics of the same draws
+    draws = np.asarray(_arviz.group(idata, "posterior")["x"])
+    np.testing.assert_allclose(report.table["rhat"], ne.diagnostics.rhat(draws), rtol=1e-6)
+    np.testing.assert_allclose(report.table["mean"], draws.mean((0, 1)), rtol=1e-5)
+
+
+def _run(posterior, sample_stats=None):
+    groups = {"posterior": posterior}
+    if sample_stats is not None:
+        groups["sample_stats"] = sample_stats
+    return _arviz.from_dict(groups)
+
+
+def test_divergences_nonfinite_chains_and_rare_swaps_are_reported():
+    rng = np.random.default_rng(0)
+    diverging = np.zeros((4, 100), bool)
+    diverging[1, 5] = diverging[1, 7] = diverging[3, 0] = True
+    nonfinite = np.zeros((4, 100), bool)
+    nonfinite[2, 50:] = True
+    swaps = np.full((4, 100, 3), 0.5)
+    swaps[..., 1] = 0.01
+    swaps[:, ::2, 2] = np.nan  # pairs not attempted at a draw
+    report = ne.mixing_report(
+        _run(
+            {"x": rng.normal(size=(4, 100))},
+            {"diverging": diverging, "nonfinite": nonfinite, "swap_acceptance": swaps},
+        ),
+        display=False,
+        min_ess_per_chain=10,
+    )
+    assert report.divergences == 3 and report.nonfinite_chains == 1
+    np.testing.assert_allclose(report.swap_acceptance, [0.5, 0.01, 0.5])
+    text = " ".join(report.warnings)
+    assert "3 divergent transition(s) in 2 chain(s)" in text
+    assert "1 chain(s) reached a non-finite" in text
+    assert "1<->2 (0.010)" in text and "0<->1" not in text
+
+
+def test_nan_draws_and_short_runs_are_explained_not_crashed_on():
+    x = np.random.default_rng(1).normal(size=(4, 50, 2))
+    x[0, 3, 1] = np.nan
+    report = ne.mixing_report(_run({"x": x}), display=False, min_ess_per_chain=1)
+    assert np.isfinite(report.table.loc["x[0]", "rhat"])
+    assert np.isnan(report.table.loc["x[1]", "rhat"])
+    assert any("NaN or infinite draws (x[1])" in w for w in report.warnings)
+
+    single = ne.mixing_report(_run({"x": x[:, :1, 0]}), display=False)  # 4 chains x 1 draw
+    assert np.isnan(single.table.loc["x", "rhat"]) and np.isfinite(single.table.loc["x", "mean"])
+    assert any("at least 2 chains of at least 4 draws" in w for w in single.warnings)
+
+
+def test_the_report_is_printed_as_a_table():
+    out = io.StringIO()
+    data = _run(
+        {
+            "mu": np.random.default_rng(2).normal(size=(2, 400)),
+            "theta": np.random.default_rng(3).normal(size=(2, 400, 3)),
+        }
+    )
+    report = ne.mixing_report(data, file=out, var_names=["theta"])
+    text = out.getvalue()
+    assert "2 chains x 400 draws" in text and "theta[2]" in text and "mu" not in text
+    assert list(report.table.index) == ["theta[0]", "theta[1]", "theta[2]"]
+    with pytest.raises(ValueError, match=r"var_names \['nope'\] not in the posterior"):
+        ne.mixing_report(data, var_names=["nope"], display=False)
+
+
+def test_arviz_1_datatree_output_is_supported(monkeypatch, tmp_path):
+    """With ArviZ >= 1 (Python >= 3.12), sample() returns an xarray.DataTree; the report, the
+    accessors and netCDF files work the same (tested through arviz_base, which ArviZ 1.x
+    re-exports)."""
+    pytest.importorskip("arviz_base")
+    import xarray as xr
+
+    monkeypatch.setattr(_arviz, "ARVIZ_1", True)
+    tree = ne.sample(
+        lambda x: 0.5 * jnp.sum(x**2),
+        "mala",
+        key=jax.random.key(3),
+        event_shape=(2,),
+        num_chains=4,
+        num_samples=200,
+        num_warmup=100,
+    )
+    assert isinstance(tree, xr.DataTree)
+    assert _arviz.group(tree, "sample_stats").attrs["sampler"] == "mala"
+    report = ne.mixing_report(tree, display=False)
+    assert list(report.table.index) == ["x[0]", "x[1]"]
+    _arviz.to_netcdf(tree, tmp_path / "run.nc")
+    back = _arviz.from_netcdf(tmp_path / "run.nc")
+    assert isinstance(back, xr.DataTree)
+    np.testing.assert_array_equal(
+        _arviz.group(back, "posterior")["x"], _arviz.group(tree, "posterior")["x"]
+    )
