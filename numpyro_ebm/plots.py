@@ -52,7 +52,8 @@ def rank(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "
     )
     axes = az.plot_rank(subset, kind="bars", show=False)
     fig = np.ravel(axes)[0].get_figure()
-    fig.suptitle(title)
+    # above ArviZ's two-line panel titles ("x" over the coordinate), not between them
+    fig.suptitle(title, y=1.06, fontsize="xx-large")
     path = _save(fig, path)
     import matplotlib.pyplot as plt  # ArviZ draws on pyplot figures; free them
 

@@ -31,7 +31,7 @@ import jax
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-__all__ = ["device_mesh", "place", "replicated", "sharded", "to_host"]
+__all__ = ["constrain", "device_mesh", "place", "replicated", "sharded", "to_host"]
 
 
 def device_mesh(devices, axis_name: str) -> Mesh | None:
@@ -98,6 +98,21 @@ def sharded(mesh: Mesh, axis_name: str, leading: int = 0) -> NamedSharding:
 def replicated(mesh: Mesh) -> NamedSharding:
     """A full copy on every device of ``mesh``."""
     return NamedSharding(mesh, PartitionSpec())
+
+
+def constrain(x: jax.Array, axis_name: str) -> jax.Array:
+    """``x`` split along its first axis over ``axis_name`` of the mesh in context, if any.
+
+    :func:`numpyro_ebm.fit` traces its steps under its mesh (``jax.set_mesh``), so that a loss
+    can lay out arrays that it makes itself and whose layout the partitioner cannot infer from
+    the inputs: the negative chains of :func:`~numpyro_ebm.training.pcd`, gathered from the
+    replay buffer at random slots, would otherwise run whole on every device. Outside such a
+    context (or when the mesh has no ``axis_name``) ``x`` is returned unchanged.
+    """
+    mesh = jax.sharding.get_abstract_mesh()
+    if mesh.empty or axis_name not in mesh.axis_names:
+        return x
+    return jax.lax.with_sharding_constraint(x, PartitionSpec(axis_name))
 
 
 def place(tree, sharding):

@@ -17,6 +17,7 @@ minibatch split over the devices of a ``data`` mesh axis.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import warnings
 from collections.abc import Callable, Sequence
@@ -31,7 +32,7 @@ from tqdm.auto import tqdm
 
 from numpyro_ebm import diagnostics
 from numpyro_ebm import sharding as _sharding
-from numpyro_ebm._checks import check_finite_array, check_int
+from numpyro_ebm._checks import all_finite, check_finite_array, check_int
 from numpyro_ebm.training.buffer import ReplayBuffer
 
 __all__ = ["FitResult", "fit"]
@@ -72,10 +73,6 @@ def _check_data(data) -> jax.Array:
         raise TypeError(f"data must be numeric, got dtype {data.dtype}")
     check_finite_array("data", data)
     return jnp.asarray(data)
-
-
-def all_finite(tree) -> jax.Array:
-    return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree)]))
 
 
 def _build_chunk(loss, optimizer, batch_size, stateful, mesh=None, loss_state_sharding=None):
@@ -422,9 +419,10 @@ def fit(
     try:
         while start < num_steps:
             stop = min((start // steps_per_chunk + 1) * steps_per_chunk, num_steps)
-            params_new, opt_new, state_new, bad_step, means = chunk(
-                params, opt_state, loss_state, key, data, jnp.int32(start), length=stop - start
-            )
+            with contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh):
+                params_new, opt_new, state_new, bad_step, means = chunk(
+                    params, opt_state, loss_state, key, data, jnp.int32(start), length=stop - start
+                )
             bad_step = int(bad_step)
             if bad_step >= 0:
                 last = None if checkpoints is None else checkpoints.latest_step()

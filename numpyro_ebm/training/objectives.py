@@ -40,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.base import SamplingAlgorithm
 
+from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
 from numpyro_ebm.kernels import langevin
 from numpyro_ebm.training import buffer as replay
@@ -123,8 +124,10 @@ def _negatives(energy_fn, make_kernel, k, params, starts, key) -> jax.Array:
         state, _ = jax.lax.scan(step, algorithm.init(start), jax.random.split(chain_key, k))
         return state.position
 
+    # Under fit's mesh the chains run split over the devices of its "data" axis.
+    starts = _sharding.constrain(starts, "data")
     ends = jax.vmap(chain)(starts, jax.random.split(key, starts.shape[0]))
-    return jax.lax.stop_gradient(ends)
+    return jax.lax.stop_gradient(_sharding.constrain(ends, "data"))
 
 
 def _contrastive(energy_fn, alpha, params, positives, negatives):
