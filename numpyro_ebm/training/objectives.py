@@ -121,7 +121,11 @@ def _negatives(energy_fn, make_kernel, k, params, starts, key) -> jax.Array:
             state, _ = algorithm.step(step_key, state)
             return state, None
 
-        state, _ = jax.lax.scan(step, algorithm.init(start), jax.random.split(chain_key, k))
+        keys = jax.random.split(chain_key, k)
+        state, _ = jax.lax.scan(step, algorithm.init(start), keys[:-1])
+        # The last step outside the loop: what it prepares for a next step (for ULA the
+        # gradient at the end) is unused and compiled away, so k ULA steps cost k gradients.
+        state, _ = algorithm.step(keys[-1], state)
         return state.position
 
     # Under fit's mesh the chains run split over the devices of its "data" axis.
