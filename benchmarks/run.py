@@ -210,8 +210,8 @@ def md_peers(res: dict | None, suite: dict) -> list[str]:
         "",
         *(f"* {n}" for n in peers.NOTES + meta.get("notes", [])),
         (
-            "* Budget cut (suite under 15 minutes on 2 cores): 2 fresh processes per cell "
-            "instead of the peers' 3, 2 timed repeats per process instead of 3, 500 Langevin "
+            f"* Budget cut (suite under 15 minutes on 2 cores): {reps} fresh processes per "
+            "cell (the peers' README: 3), 2 timed repeats per process instead of 3, 500 Langevin "
             "steps per timed call instead of 1000; identical flags for all three libraries. "
             "Dim 64 uses 1024 chains (the peers' README used 256)."
             if meta["flags"][: len(peers.FULL_FLAGS)] == peers.FULL_FLAGS
@@ -483,7 +483,8 @@ def render(suite, out_dir: Path, gpu_dir: Path, png_rel) -> str:
     if not suite["quick"]:
         lines += [
             "Cuts made to fit the suite in 15 minutes on 2 cores: peers 2 fresh processes per "
-            "cell (the peers' README: 3), 2 timed repeats per process (3) and 500 Langevin steps "
+            "cell by default (`--reps`; the peers' README: 3), 2 timed repeats per process (3) "
+            "and 500 Langevin steps "
             "per timed call (1000); diagnostics 3 repeats (the script's default: 5); NUTS one "
             "run per model; scaling about 2 s of timed calls per point.",
             "",
