@@ -41,27 +41,15 @@ via the fused lasso. JRSS B 67(1).
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-if "--smoke" in sys.argv[1:]:
-    # A smoke run is mostly XLA compilation of programs that then run for milliseconds: ask
-    # for cheap code generation. XLA reads XLA_FLAGS once, when JAX starts its CPU backend
-    # (importing numpyro_ebm does), so this comes before the imports.
-    os.environ["XLA_FLAGS"] = " ".join(
-        [
-            os.environ.get("XLA_FLAGS", ""),
-            "--xla_backend_optimization_level=0",
-            "--xla_llvm_disable_expensive_passes=true",
-        ]
-    ).strip()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and pyplot
 
-import matplotlib
-
-matplotlib.use("Agg")
+# isort: split
 
 import jax
 import jax.numpy as jnp
@@ -71,9 +59,6 @@ import numpyro
 import numpyro.distributions as dist
 
 import numpyro_ebm as ne
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ncsn_digits import parse_args  # the examples' shared command line
 
 NAME = "compare_samplers"
 SAMPLERS = ("nuts", "hmc", "mala", "parallel_tempering", "numpyro_nuts")
@@ -133,7 +118,7 @@ def plot_tau(path: Path, comparison) -> None:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(NAME, __doc__, argv)
+    args = _setup.parse_args(NAME, __doc__, argv)
     config = SMOKE if args.smoke else FULL
     samplers, reference = (SMOKE_SAMPLERS, SMOKE_REFERENCE) if args.smoke else (SAMPLERS, REFERENCE)
     started = time.perf_counter()

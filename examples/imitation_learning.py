@@ -53,27 +53,15 @@ from __future__ import annotations
 
 import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-if "--smoke" in sys.argv[1:]:
-    # A smoke run is mostly XLA compilation of programs that then run for milliseconds: ask
-    # for cheap code generation. XLA reads XLA_FLAGS once, when JAX starts its CPU backend
-    # (importing numpyro_ebm does), so this comes before the imports.
-    os.environ["XLA_FLAGS"] = " ".join(
-        [
-            os.environ.get("XLA_FLAGS", ""),
-            "--xla_backend_optimization_level=0",
-            "--xla_llvm_disable_expensive_passes=true",
-        ]
-    ).strip()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and pyplot
 
-import matplotlib
-
-matplotlib.use("Agg")
+# isort: split
 
 import blackjax
 import jax
@@ -86,9 +74,6 @@ from flax import nnx
 
 import numpyro_ebm as ne
 from numpyro_ebm.training import buffer, objectives
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from ncsn_digits import parse_args  # the examples' shared command line
 
 NAME = "imitation_learning"
 NOISE_SD = 0.05  # the expert's action noise
@@ -311,7 +296,7 @@ def plot(path, demos, energy, states, actions, regression, metrics) -> None:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(NAME, __doc__, argv)
+    args = _setup.parse_args(NAME, __doc__, argv)
     config = SMOKE if args.smoke else FULL
     key_demos, key_ebm, key_regression, key_sample = jax.random.split(jax.random.key(args.seed), 4)
     demos = demonstrations(key_demos, config.num_demos)

@@ -56,39 +56,25 @@ M. D. Hoffman and A. Gelman (2014). The No-U-Turn sampler. JMLR 15.
 from __future__ import annotations
 
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-if "--smoke" in sys.argv[1:]:
-    # A smoke run is mostly XLA compilation of programs that then run for milliseconds: ask
-    # for cheap code generation. XLA reads XLA_FLAGS once, when JAX starts its CPU backend
-    # (importing numpyro_ebm does), so this comes before the imports.
-    os.environ["XLA_FLAGS"] = " ".join(
-        [
-            os.environ.get("XLA_FLAGS", ""),
-            "--xla_backend_optimization_level=0",
-            "--xla_llvm_disable_expensive_passes=true",
-        ]
-    ).strip()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and pyplot
 
-import matplotlib
-
-matplotlib.use("Agg")
+# isort: split
 
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
+import ncsn_digits  # the sibling example: its energy, training and plotting
 import numpy as np
 import numpyro
 import numpyro.distributions as dist
 
 import numpyro_ebm as ne
-
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import ncsn_digits  # the sibling example: its energy, training and plotting
 
 NAME = "inverse_problem"
 SIGMA_PRIOR = 0.1  # NUTS's prior is E(x, sigma) at the ladder level nearest this
@@ -281,7 +267,7 @@ def plot_draws(path, truth, y, langevin, num_draws: int = 8) -> None:
 
 
 def main(argv=None) -> dict:
-    args = ncsn_digits.parse_args(NAME, __doc__, argv, _add_arguments)
+    args = _setup.parse_args(NAME, __doc__, argv, _add_arguments)
     if not (np.isfinite(args.noise) and args.noise > 0):
         raise ValueError(f"--noise must be positive and finite, got {args.noise}")
     config = SMOKE if args.smoke else FULL

@@ -39,30 +39,17 @@ Adversarial score matching and improved sampling for image generation. ICLR.
 
 from __future__ import annotations
 
-import argparse
 import functools
 import json
-import os
 import sys
 import time
 from pathlib import Path
 from typing import NamedTuple
 
-if "--smoke" in sys.argv[1:]:
-    # A smoke run is mostly XLA compilation of programs that then run for milliseconds: ask
-    # for cheap code generation. XLA reads XLA_FLAGS once, when JAX starts its CPU backend
-    # (importing numpyro_ebm does), so this comes before the imports.
-    os.environ["XLA_FLAGS"] = " ".join(
-        [
-            os.environ.get("XLA_FLAGS", ""),
-            "--xla_backend_optimization_level=0",
-            "--xla_llvm_disable_expensive_passes=true",
-        ]
-    ).strip()
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and pyplot
 
-import matplotlib
-
-matplotlib.use("Agg")
+# isort: split
 
 import jax
 import matplotlib.pyplot as plt
@@ -196,25 +183,6 @@ def show_digits(ax, images: np.ndarray, ncols: int, title: str) -> None:
     ax.axis("off")
 
 
-def parse_args(name: str, doc: str, argv=None, add_arguments=None) -> argparse.Namespace:
-    """``--smoke``, ``--out`` (default ``examples/output/<name>``, created) and ``--seed``;
-    ``add_arguments(parser)`` adds an example's own options."""
-    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
-    parser.add_argument("--smoke", action="store_true", help="tiny sizes: runs in seconds")
-    parser.add_argument(
-        "--out",
-        type=Path,
-        default=Path(__file__).resolve().parent / "output" / name,
-        help="directory for the figures and metrics.json (default: %(default)s)",
-    )
-    parser.add_argument("--seed", type=int, default=0, help="seed of every random draw")
-    if add_arguments is not None:
-        add_arguments(parser)
-    args = parser.parse_args(argv)
-    args.out.mkdir(parents=True, exist_ok=True)
-    return args
-
-
 # --------------------------------------------------------------------------------------------
 # this example
 
@@ -256,7 +224,7 @@ def quality(samples, train, test, train_labels, key) -> dict[str, float]:
 
 
 def main(argv=None) -> dict:
-    args = parse_args(NAME, __doc__, argv)
+    args = _setup.parse_args(NAME, __doc__, argv)
     config = SMOKE if args.smoke else FULL
     key_split, key_train, key_sample, key_noise, key_show = jax.random.split(
         jax.random.key(args.seed), 5
