@@ -410,7 +410,7 @@ def _fft_mean_autocov(series: Array) -> Array:
     return jnp.fft.irfft(power, n=length, axis=-1)[..., :n] / n
 
 
-def _ess_of_series(series: Array, constant: Array | None = None) -> Array:
+def _ess_of_series(series: Array) -> Array:
     r"""ESS of float series ``(R, chain, n)`` of split chains (ArviZ's ``_ess``), one batched FFT.
 
     ``blackjax.diagnostics.effective_sample_size`` is not used: it differs from ArviZ in that
@@ -428,8 +428,7 @@ def _ess_of_series(series: Array, constant: Array | None = None) -> Array:
 
     so the estimate never exceeds :math:`S \log_{10} S`. A constant array has ESS :math:`S`.
     """
-    if constant is None:
-        constant = series.max(axis=(-2, -1)) - series.min(axis=(-2, -1)) < _CONSTANT_RANGE
+    constant = series.max(axis=(-2, -1)) - series.min(axis=(-2, -1)) < _CONSTANT_RANGE
     var_means = jnp.var(series.mean(axis=-1), axis=-1, ddof=1)
     return _ess_from_autocov(_fft_mean_autocov(series), var_means, constant, *series.shape[-2:])
 
@@ -544,8 +543,7 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
 
     def general():
         if not want_rhat:
-            z = _normal_scores(_rank_sums(flat), size, dtype).reshape(chains, n)
-            return {"z": z, "z_constant": z.max() - z.min() < _CONSTANT_RANGE}
+            return {"z": _normal_scores(_rank_sums(flat), size, dtype).reshape(chains, n)}
         folded = jnp.abs(flat - median)
         # An infinite median folds infinite draws to NaN; ArviZ's tail value is then NaN.
         valid = ~jnp.isnan(folded).any()
@@ -559,7 +557,6 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
         }
         if want_z:
             out["z"] = z
-            out["z_constant"] = z.max() - z.min() < _CONSTANT_RANGE
         return out
 
     def constant():
@@ -568,7 +565,6 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
             out["rhat_bulk"] = out["rhat_tail"] = jnp.asarray(jnp.nan, dtype)
         if want_z:
             out["z"] = jnp.zeros((chains, n), dtype)
-            out["z_constant"] = jnp.asarray(True)
         return out
 
     def from_folded_order(z_bulk, fold_sums, index, bulk_in_draw_order=False):
@@ -591,7 +587,6 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
                 out["rhat_bulk"] = _psrf_from_sums(_chain_sums(z_bulk, index // n, chains), n)
         if want_z:
             out["z"] = z_bulk.reshape(chains, n)
-            out["z_constant"] = jnp.asarray(False)
         return out
 
     def ranked():
@@ -826,7 +821,7 @@ def _parameter_stats(draws: Array, low: Array, high: Array, names: frozenset) ->
             # As in ArviZ (Python's ``max``), a NaN tail value leaves the bulk value.
             out["rhat"] = jnp.where(tail_rhat > bulk, tail_rhat, bulk)
         if "ess_bulk" in names:
-            out["ess_bulk"] = _ess_of_series(ranked["z"][None], ranked["z_constant"])[0]
+            series["ess_bulk"] = ranked["z"]
     if "ess_tail" in names:
         quantiles = jnp.stack(
             [
