@@ -205,6 +205,24 @@ def test_fit_is_the_same_on_one_and_four_devices(objective):
         assert {shard.data.shape for shard in samples.addressable_shards} == {(25, 2)}
 
 
+def test_pcd_negative_chains_are_split_over_the_data_axis(monkeypatch):
+    # The starts are gathered from the replay buffer at random slots (here a 100-slot buffer,
+    # replicated: 100 is not a multiple of 4), so without fit's mesh in context the
+    # partitioner would run every chain on every device.
+    layouts = []
+    negatives = objectives._negatives
+
+    def spy(*args):
+        ends = negatives(*args)
+        jax.debug.inspect_array_sharding(ends, callback=layouts.append)
+        return ends
+
+    monkeypatch.setattr(objectives, "_negatives", spy)
+    _fit("pcd", "all", num_steps=10)
+    assert layouts
+    assert all(layout.spec == PartitionSpec("data") for layout in layouts)
+
+
 def test_sharded_checkpoints_resume_bitwise_and_on_one_device(tmp_path):
     class Killed(Exception):
         pass

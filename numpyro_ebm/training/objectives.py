@@ -131,7 +131,7 @@ def _negatives(energy_fn, make_kernel, k, params, starts, key) -> jax.Array:
     # Under fit's mesh the chains run split over the devices of its "data" axis.
     starts = _sharding.constrain(starts, "data")
     ends = jax.vmap(chain)(starts, jax.random.split(key, starts.shape[0]))
-    return jax.lax.stop_gradient(_sharding.constrain(ends, "data"))
+    return jax.lax.stop_gradient(ends)
 
 
 def _contrastive(energy_fn, alpha, params, positives, negatives):
