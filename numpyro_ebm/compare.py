@@ -129,20 +129,28 @@ class Comparison:
         return paths
 
 
-def _reference_moments(reference, var_names) -> dict[str, tuple[np.ndarray, ...]]:
-    """(mean, sd, mcse_mean) per variable of a run or of draws ``{name: (n, ...)}``."""
-    if isinstance(reference, dict):
-        moments = {}
-        for name in var_names:
-            if name not in reference:
-                raise ValueError(f"reference draws have no variable {name!r}")
-            draws = np.asarray(reference[name], float)
-            if not np.all(np.isfinite(draws)) or draws.shape[0] < 2:
-                raise ValueError(f"reference draws of {name!r} must be finite, at least 2")
-            sd = draws.std(0, ddof=1)
-            moments[name] = (draws.mean(0), sd, sd / np.sqrt(draws.shape[0]))
-        return moments
-    table = mixing_report(reference, var_names=var_names, display=False).table
+def _draw_moments(reference: dict) -> dict[str, tuple[np.ndarray, ...]]:
+    """(mean, sd, mcse_mean) of each variable of reference draws ``{name: (n, ...)}``."""
+    moments = {}
+    for name, value in reference.items():
+        draws = np.asarray(value, float)
+        if draws.ndim == 0 or draws.shape[0] < 2 or not np.all(np.isfinite(draws)):
+            raise ValueError(f"reference draws of {name!r} must be finite, at least 2")
+        sd = draws.std(0, ddof=1)
+        moments[name] = (draws.mean(0), sd, sd / np.sqrt(draws.shape[0]))
+    return moments
+
+
+def _pick(moments: dict, var_names) -> dict[str, tuple[np.ndarray, ...]]:
+    for name in var_names:
+        if name not in moments:
+            raise ValueError(f"reference draws have no variable {name!r}")
+    return {name: moments[name] for name in var_names}
+
+
+def _run_moments(run, var_names) -> dict[str, tuple[np.ndarray, ...]]:
+    """(mean, sd, mcse_mean) per variable of a run, from its mixing report."""
+    table = mixing_report(run, var_names=var_names, display=False).table
     return {
         name: tuple(
             table.loc[_rows(table, name), c].to_numpy() for c in ("mean", "sd", "mcse_mean")
@@ -234,6 +242,10 @@ def compare(
     )
     if isinstance(reference, str):
         get_sampler(reference)
+    # Reference draws are checked before anything runs.
+    drawn = _draw_moments(reference) if isinstance(reference, dict) else None
+    if drawn is not None and var_names is not None:
+        _pick(drawn, var_names)
 
     runs, rows, reports = {}, {}, {}
     for name in to_run:
@@ -275,9 +287,11 @@ def compare(
     table.index.name = "sampler"
     if reference is not None:
         variables = var_names or list(_arviz.group(runs[samplers[0]], "posterior").data_vars)
-        moments = _reference_moments(
-            runs[reference] if isinstance(reference, str) else reference, variables
-        )
+        if drawn is not None:
+            moments = _pick(drawn, variables)
+        else:
+            run = runs[reference] if isinstance(reference, str) else reference
+            moments = _run_moments(run, variables)
         accuracy = {name: _accuracy(reports[name].table, moments) for name in to_run}
         table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
     return Comparison(table.loc[to_run], runs, reports)

@@ -94,10 +94,31 @@ def test_a_reference_sampler_is_run_once_and_tabulated():
         (["mala", "mala"], {}, "duplicates"),
         (["mala", "bogus"], {}, "bogus"),
         (["mala"], {"sampler_options": {"nuts": {}}}, r"sampler_options for \['nuts'\]"),
+        (["mala"], {"reference": {"x": np.full((10, 2), np.nan)}}, "'x' must be finite"),
+        (["mala"], {"reference": {"x": np.zeros((1, 2))}}, "at least 2"),
+        (
+            ["mala"],
+            {"reference": {"y": np.zeros((10, 2))}, "var_names": ["x"]},
+            "reference draws have no variable 'x'",
+        ),
     ],
 )
 def test_bad_input_is_rejected_before_running(samplers, kwargs, match):
     with pytest.raises(ValueError, match=match):
         ne.compare(
             lambda x: jnp.sum(x**2), samplers, key=jax.random.key(0), event_shape=(2,), **kwargs
+        )
+
+
+def test_reference_draws_of_another_shape_are_named():
+    with pytest.raises(ValueError, match="'x' has 2 coordinates but the reference 3"):
+        ne.compare(
+            lambda x: jnp.sum(x**2),
+            ["mala"],
+            key=jax.random.key(0),
+            reference={"x": np.zeros((10, 3))},
+            event_shape=(2,),
+            num_chains=2,
+            num_samples=20,
+            num_warmup=20,
         )
