@@ -27,7 +27,7 @@ NaN or infinite value at a concrete (not traced) point raises ``ValueError``.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -38,7 +38,30 @@ from numpyro.distributions import constraints
 
 from numpyro_ebm._checks import check_positive
 
-__all__ = ["EnergyDistribution", "energy_factor", "evaluate_energy", "potential_fn"]
+__all__ = [
+    "BoundLogDensity",
+    "EnergyDistribution",
+    "energy_factor",
+    "evaluate_energy",
+    "potential_fn",
+]
+
+
+class BoundLogDensity(NamedTuple):
+    r"""The log density :math:`\log p_\theta(x) = -E_\theta(x)` of a parametric energy, with
+    :math:`\theta` bound: ``BoundLogDensity(energy_fn, params)(x) == -energy_fn(params, x)``.
+
+    Training objectives hand their negative-phase kernel factories this value rather than an
+    anonymous closure, so that a kernel which exploits a model's structure (block Gibbs in a
+    restricted Boltzmann machine needs its weights, not only its free energy) can read
+    ``params``; every other kernel just calls it.
+    """
+
+    energy_fn: Callable
+    params: Any
+
+    def __call__(self, x) -> jax.Array:
+        return -self.energy_fn(self.params, x)
 
 
 def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Array:

@@ -42,6 +42,7 @@ from blackjax.base import SamplingAlgorithm
 
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
+from numpyro_ebm.energy import BoundLogDensity
 from numpyro_ebm.kernels import langevin
 from numpyro_ebm.training import buffer as replay
 
@@ -114,7 +115,7 @@ def _negatives(energy_fn, make_kernel, k, params, starts, key) -> jax.Array:
     """Run ``k`` kernel steps from each start on :math:`\\log p = -E_\\theta`; the ends carry
     no gradient (neither through the chain nor through the parameters)."""
     params = jax.lax.stop_gradient(params)
-    algorithm = make_kernel(lambda x: -energy_fn(params, x))
+    algorithm = make_kernel(BoundLogDensity(energy_fn, params))
 
     def chain(start, chain_key):
         def step(state, step_key):
@@ -183,7 +184,8 @@ def cd(
         Weight :math:`\alpha \ge 0` of the energy regularizer.
     kernel
         A factory ``logdensity_fn -> blackjax.SamplingAlgorithm``, e.g.
-        ``lambda ld: blackjax.mala(ld, 1e-2)``.
+        ``lambda ld: blackjax.mala(ld, 1e-2)``; ``logdensity_fn`` is a
+        :class:`~numpyro_ebm.energy.BoundLogDensity` (its ``params`` are the current ones).
 
     Returns
     -------
