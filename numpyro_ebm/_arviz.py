@@ -17,7 +17,15 @@ from typing import Any
 import arviz as az
 import xarray as xr
 
-__all__ = ["ARVIZ_1", "from_dict", "from_netcdf", "group", "group_names", "to_netcdf"]
+__all__ = [
+    "ARVIZ_1",
+    "add_group",
+    "from_dict",
+    "from_netcdf",
+    "group",
+    "group_names",
+    "to_netcdf",
+]
 
 ARVIZ_1 = int(az.__version__.split(".")[0]) >= 1
 
@@ -46,6 +54,27 @@ def _datatree_from_dict(groups: dict[str, dict], attrs: dict[str, dict]) -> xr.D
     from arviz_base import from_dict as datatree_from_dict  # az.from_dict in ArviZ >= 1
 
     return datatree_from_dict(groups, attrs=attrs)
+
+
+def add_group(data: Data, name: str, arrays: dict, attrs: dict) -> Data:
+    """``data`` with a group ``name`` of per-chain arrays (leading dim ``chain``, then one
+    dim per axis named ``{var}_dim_{i}``) and ``attrs``; returned, not changed in place."""
+    dataset = xr.Dataset(
+        {
+            var: (("chain", *(f"{var}_dim_{i}" for i in range(a.ndim - 1))), a)
+            for var, a in arrays.items()
+        },
+        attrs=attrs,
+    )
+    if isinstance(data, xr.DataTree):
+        data = data.copy()
+        data[name] = xr.DataTree(dataset)
+        return data
+    with warnings.catch_warnings():
+        # a group outside ArviZ's scheme (the sampler's final state) is meant
+        warnings.filterwarnings("ignore", message=".*not defined in the InferenceData scheme")
+        data.add_groups({name: dataset})
+    return data
 
 
 def group(data: Data, name: str) -> xr.Dataset:

@@ -41,6 +41,7 @@ from numpyro_ebm._checks import check_positive
 __all__ = [
     "BoundLogDensity",
     "EnergyDistribution",
+    "at_noise_level",
     "energy_factor",
     "evaluate_energy",
     "potential_fn",
@@ -133,6 +134,13 @@ class EnergyDistribution(dist.Distribution):
         (``jax.eval_shape``, no computation).
     temperature
         :math:`T > 0`.
+    sigma
+        For a noise-conditional energy ``E(x, sigma)`` (trained with
+        :func:`~numpyro_ebm.training.objectives.ncsn`): the noise level at which the prior is
+        evaluated, :math:`\log p(x) = -E(x, \sigma)/T`, usually the smallest one. A model with
+        such a prior can be sampled by posterior annealed Langevin dynamics
+        (``ne.samplers.annealed_langevin``), which moves ``sigma`` through its schedule
+        (:func:`at_noise_level`) while the likelihood stays as it is.
 
     Notes
     -----
@@ -142,7 +150,7 @@ class EnergyDistribution(dist.Distribution):
     """
 
     arg_constraints: ClassVar[dict] = {"temperature": constraints.positive}
-    pytree_data_fields = ("temperature",)
+    pytree_data_fields = ("temperature", "sigma")
     pytree_aux_fields = ("energy",)
 
     def __init__(
@@ -151,6 +159,7 @@ class EnergyDistribution(dist.Distribution):
         event_shape: Sequence[int],
         temperature: float = 1.0,
         *,
+        sigma: float | None = None,
         validate_args: bool | None = None,
     ):
         if not callable(energy):
@@ -160,10 +169,27 @@ class EnergyDistribution(dist.Distribution):
         except TypeError:
             raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
         check_positive("temperature", temperature)
+        if sigma is not None:
+            check_positive("sigma", sigma)
         self.energy = energy
         self.temperature = temperature
-        self._check_event_shape(energy, event_shape)
+        self.sigma = sigma
+        self._check_event_shape(self._one, event_shape)
         super().__init__(batch_shape=(), event_shape=event_shape, validate_args=validate_args)
+
+    def _one(self, x) -> jax.Array:
+        """The energy of one configuration (at the noise level ``sigma``, if any)."""
+        return self.energy(x) if self.sigma is None else self.energy(x, self.sigma)
+
+    def at_noise_level(self, sigma) -> EnergyDistribution:
+        """The same noise-conditional prior at another noise level."""
+        if self.sigma is None:
+            raise ValueError("at_noise_level needs a noise-conditional prior (sigma= given)")
+        return EnergyDistribution(self.energy, self.event_shape, self.temperature, sigma=sigma)
+
+    @property
+    def noise_conditional(self) -> bool:
+        return self.sigma is not None
 
     @staticmethod
     def _check_event_shape(energy: Callable, event_shape: tuple[int, ...]) -> None:
@@ -194,7 +220,7 @@ class EnergyDistribution(dist.Distribution):
             )
         batch_shape = value.shape[: value.ndim - event_ndim]
         flat = value.reshape((-1, *self.event_shape))
-        energies = jax.vmap(self.energy)(flat)
+        energies = jax.vmap(self._one)(flat)
         if not isinstance(energies, Tracer) and not jnp.all(jnp.isfinite(energies)):
             raise ValueError(
                 f"energy is not finite at {int(jnp.sum(~jnp.isfinite(energies)))} "
@@ -211,6 +237,23 @@ class EnergyDistribution(dist.Distribution):
 
     def sample(self, key, sample_shape=()):
         raise NotImplementedError(self._no_sample_message)
+
+
+class _AtNoiseLevel(numpyro.primitives.Messenger):
+    def __init__(self, fn, sigma):
+        self.sigma = sigma
+        super().__init__(fn)
+
+    def process_message(self, msg):
+        site = msg.get("fn")
+        if msg["type"] == "sample" and getattr(site, "noise_conditional", False):
+            msg["fn"] = site.at_noise_level(self.sigma)
+
+
+def at_noise_level(model: Callable, sigma) -> Callable:
+    """``model`` with every noise-conditional :class:`EnergyDistribution` site evaluated at the
+    noise level ``sigma`` (a NumPyro effect handler); the rest of the model is unchanged."""
+    return _AtNoiseLevel(model, sigma)
 
 
 def energy_factor(name: str, energy: Callable, x, temperature: float = 1.0) -> jax.Array:

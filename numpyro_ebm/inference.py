@@ -1,31 +1,38 @@
-"""``sample()``: a target and a sampler name in, ``arviz.InferenceData`` out."""
+"""``sample()``: a target and a sampler in, ArviZ data out, the final state kept to continue.
+
+The driver is thin: it builds the :class:`~numpyro_ebm.targets.Target` (or takes one), asks
+the :class:`~numpyro_ebm.samplers.Sampler` whether it accepts it, and runs the sampler's
+chains, ``vmap``-ed over chains and scanned over draws, in compiled chunks. The programs of a
+run are cached by (sampler, target, shapes, warmup length, thinning, devices, statistics
+kept), so a repeated call compiles nothing new (:func:`clear_cache` empties the cache).
+"""
 
 from __future__ import annotations
 
-import inspect
 import math
 import time
 import warnings
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
-from tqdm.auto import tqdm
 
 from numpyro_ebm import _arviz, diagnostics
 from numpyro_ebm import sharding as _sharding
-from numpyro_ebm._checks import check_finite_array, check_int, check_positive
-from numpyro_ebm.model import (
-    ModelDensity,
-    logdensity_from_model,
-    minibatch_logdensity_from_model,
-)
-from numpyro_ebm.samplers import Target, get_sampler
+from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm.samplers import Sampler, get_sampler
+from numpyro_ebm.targets import Target, _typed_key, energy_target, model_target
 
-__all__ = ["Until", "sample"]
+__all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
+
+
+@jax.jit
+def _max_rhat_min_ess(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
+    return jnp.max(diagnostics.rhat(flat)), jnp.min(diagnostics.ess_bulk(flat))
 
 
 class Until(NamedTuple):
@@ -42,7 +49,7 @@ class Until(NamedTuple):
     * ``"max_seconds"``: ``max_seconds`` of wall time spent drawing (warm-up excluded).
 
     ``sample_stats.attrs`` of the result records ``until_reason``, ``until_rhat``,
-    ``until_ess_bulk`` and ``until_num_draws``.
+    ``until_ess_bulk`` and ``until_num_draws``. The check is compiled once per shape.
     """
 
     rhat: float = 1.01
@@ -60,70 +67,11 @@ class Until(NamedTuple):
     def mixing(self, draws) -> tuple[float, float]:
         """Worst R-hat and bulk ESS over every coordinate of ``draws`` (chain, draw, ...)."""
         flat = jnp.concatenate(
-            [leaf.reshape(*leaf.shape[:2], -1) for leaf in jax.tree.leaves(draws)], axis=-1
+            [jnp.reshape(leaf, (*leaf.shape[:2], -1)) for leaf in jax.tree.leaves(draws)],
+            axis=-1,
         )
-        return float(jnp.max(diagnostics.rhat(flat))), float(jnp.min(diagnostics.ess_bulk(flat)))
-
-
-def _energy_target(energy, temperature, init_position, event_shape, num_chains, key, scale):
-    """The energy's log density and one initial position per chain."""
-    if init_position is None:
-        shape = tuple(int(d) for d in event_shape)
-        init_position = scale * jax.random.normal(key, (num_chains, *shape))
-    else:
-        init_position = jax.tree.map(jnp.asarray, init_position)
-        leaves = jax.tree.leaves(init_position)
-        if event_shape is not None:
-            shape = (tuple(int(d) for d in event_shape),)
-            if leaves[0].shape[-len(shape[0]) :] != shape[0]:
-                raise ValueError(
-                    f"init_position of shape {leaves[0].shape} does not end with "
-                    f"event_shape={shape[0]}"
-                )
-        if event_shape is None or leaves[0].shape == tuple(event_shape):
-            init_position = jax.tree.map(
-                lambda x: jnp.broadcast_to(x, (num_chains, *x.shape)), init_position
-            )
-        for leaf in jax.tree.leaves(init_position):
-            if leaf.shape[0] != num_chains:
-                raise ValueError(
-                    f"init_position has {leaf.shape[0]} chains along its first "
-                    f"axis but num_chains={num_chains}"
-                )
-        for leaf in jax.tree.leaves(init_position):
-            if not bool(jnp.all(jnp.isfinite(leaf))):  # on the device; details only if not
-                check_finite_array("init_position", leaf)
-
-    def logdensity_fn(x):
-        return -energy(x) / temperature
-
-    return logdensity_fn, init_position
-
-
-def _model_target(model, args, kwargs, num_chains, key, sampler):
-    """A model's Target, postprocess function and one initial position per chain."""
-    keys = jax.random.split(key, num_chains)
-    try:
-        # one trace for all chains: NumPyro draws a batch of keys' initial positions in a
-        # compiled loop (the same positions as one call per key, without num_chains traces)
-        density = logdensity_from_model(model, *args, key=keys, **kwargs)
-        target = Target(density.logdensity_fn, model, "model", tuple(args), kwargs, None)
-        return target, density.postprocess_fn, density.initial_position
-    except ValueError as error:
-        if "subsample" not in str(error):
-            raise
-        if sampler != "sgld":
-            raise ValueError(
-                f"the model subsamples its data (a plate with subsample_size), which only the "
-                f"stochastic-gradient sampler 'sgld' supports; {sampler!r} needs the full data"
-            ) from error
-        densities = [minibatch_logdensity_from_model(model, *args, key=k, **kwargs) for k in keys]
-        minibatch_fn = densities[0][0]
-        fixed = keys[0]
-        densities = [ModelDensity(lambda z: minibatch_fn(fixed, z), *d[1:]) for d in densities]
-    positions = jax.tree.map(lambda *xs: jnp.stack(xs), *[d.initial_position for d in densities])
-    target = Target(densities[0].logdensity_fn, model, "model", tuple(args), kwargs, minibatch_fn)
-    return target, densities[0].postprocess_fn, positions
+        worst, least = _max_rhat_min_ess(flat)
+        return float(worst), float(least)
 
 
 #: Bytes of kept draws (positions and statistics, all chains) that one compiled chunk of draws
@@ -131,15 +79,33 @@ def _model_target(model, args, kwargs, num_chains, key, sampler):
 #: whatever ``num_samples``. Chunking does not change the draws.
 CHUNK_BYTES = 64 * 2**20
 
+#: Compiled programs by run signature, most recent last (at most ``_CACHE_SIZE``).
+_PROGRAMS: OrderedDict = OrderedDict()
+_CACHE_SIZE = 32
 
-def _chunk_length(out_shapes, num_samples, progress, until) -> int:
+
+def clear_cache() -> None:
+    """Forget the compiled programs of earlier :func:`sample` calls."""
+    _PROGRAMS.clear()
+
+
+class _Programs(NamedTuple):
+    warmup: Callable  # (key, positions) -> (state, parameters)
+    run_chunk: Callable  # (state, parameters, sample_key, start, limit, length) -> (state, out)
+    state_treedef: Any
+
+
+def _chunking(per_draw_bytes: int, num_samples: int, progress: bool, until) -> int:
     """Draws per compiled chunk: an ``until`` block, at most 100 with a progress bar (so that
-    it moves), and at most :data:`CHUNK_BYTES` of output."""
+    it moves), and at most :data:`CHUNK_BYTES` of output; the chunks of a run are of equal
+    length (the last one padded by at most one draw per chunk), so one program serves them."""
     if until is not None:
         return min(until.block, num_samples)
-    per_draw = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(out_shapes))
-    chunk = max(1, min(num_samples, CHUNK_BYTES // max(per_draw, 1)))
-    return min(chunk, 100) if progress else chunk
+    most = max(1, CHUNK_BYTES // max(per_draw_bytes, 1))
+    if progress:
+        most = min(most, 100)
+    chunks = math.ceil(num_samples / most)
+    return math.ceil(num_samples / chunks)
 
 
 def _over_chains(fn, mesh, spec=None):
@@ -152,28 +118,20 @@ def _over_chains(fn, mesh, spec=None):
     return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
 
 
-def _stat_names(chain_sampler, positions) -> list[str]:
-    """The names of the per-draw statistics of ``chain_sampler`` (traced, not compiled)."""
-    one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), positions)
-
-    def probe(key, position):
-        state, parameters = chain_sampler.warmup(key, position, 1)
-        return chain_sampler.step(key, state, parameters)[1]
-
-    return sorted(jax.eval_shape(probe, jax.random.key(0), one))
-
-
-def _chain_programs(
-    chain_sampler, num_chains, num_warmup, thinning, mesh, postprocess, keep, stat_names=None
-):
+def _build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names):
     """The two compiled programs of a run: ``warmup(key, positions) -> (state, parameters)``
-    and ``run_chunk(state, parameters, keys) -> (state, out)``, ``out`` holding one entry per
-    key of ``keys`` (draw-major: (draw, chain, ...)) for each of ``keep`` (``"kept"``: the
-    draws, through ``postprocess``; ``"stats"``: the statistics named in ``stat_names``, all
-    if ``None``; ``"unconstrained"``: the draws as sampled).
+    and ``run_chunk(state, parameters, sample_key, start, limit, length) -> (state, out)``.
 
-    The per-chain keys are ``split(key, num_chains)`` of one key per transition, the same
-    values whatever the mesh (partitionable Threefry draws each device's block in place)."""
+    ``run_chunk`` makes ``length`` draws, the draw of global index ``t`` with the key
+    ``fold_in(sample_key, t)`` (so a run continued from its final state makes the draws a
+    longer run would have made), and leaves the state untouched for ``t >= limit`` (the padding
+    of a last, shorter chunk). ``out`` holds, draw-major (draw, chain, ...), each of ``keep``
+    (``"kept"``: the draws, through the target's ``postprocess_fn``; ``"stats"``: the
+    statistics named in ``stat_names``, all if ``None``; ``"unconstrained"``: the draws as
+    sampled). The per-chain keys are ``split(key, num_chains)`` of one key per transition, the
+    same values whatever the mesh (partitionable Threefry draws each device's block in place).
+    """
+    num_chains = target.num_chains
     if mesh is None:
         per_chain = per_draw = lambda tree: tree
     else:
@@ -184,6 +142,7 @@ def _chain_programs(
     warm = _over_chains(jax.vmap(lambda k, x: chain_sampler.warmup(k, x, num_warmup)), mesh)
     step = _over_chains(jax.vmap(chain_sampler.step), mesh)
     position = _over_chains(jax.vmap(chain_sampler.position), mesh)
+    postprocess = target.postprocess_fn
     if postprocess is not None:
         postprocess = _over_chains(
             jax.vmap(jax.vmap(postprocess)), mesh, PartitionSpec(None, "chains")
@@ -192,25 +151,42 @@ def _chain_programs(
     def warmup(key, positions):
         return warm(per_chain(jax.random.split(key, num_chains)), positions)
 
-    def one_draw(state, key, parameters):
-        def transition(state, key):
+    def transition(parameters):
+        def one(state, key):
             return step(per_chain(jax.random.split(key, num_chains)), state, parameters)
 
-        state, stats = jax.lax.scan(transition, state, jax.random.split(key, thinning))
-        stats = jax.tree.map(lambda s: s[-1], stats) | {
-            "num_grad_evals": stats["num_grad_evals"].sum(0),
-            "nonfinite": stats["nonfinite"].any(0),
-            "diverging": stats["diverging"].any(0),
-        }
+        return one
+
+    def one_draw(state, key, parameters):
+        if thinning == 1:
+            state, stats = transition(parameters)(state, key)
+        else:
+            state, stats = jax.lax.scan(
+                transition(parameters), state, jax.random.split(key, thinning)
+            )
+            stats = jax.tree.map(lambda s: s[-1], stats) | {
+                "num_grad_evals": stats["num_grad_evals"].sum(0),
+                "nonfinite": stats["nonfinite"].any(0),
+                "diverging": stats["diverging"].any(0),
+            }
         if stat_names is not None:
             stats = {name: value for name, value in stats.items() if name in stat_names}
-        return state, (position(state), stats)
+        return state, stats
 
-    def run_chunk(state, parameters, keys):
-        # per-chain parameters are arguments, not constants baked into the program
-        state, (unconstrained, stats) = jax.lax.scan(
-            lambda state, key: one_draw(state, key, parameters), state, keys
-        )
+    def run_chunk(state, parameters, sample_key, start, limit, length):
+        def draw(state, t):
+            state, stats = one_draw(state, jax.random.fold_in(sample_key, t), parameters)
+            return state, (position(state), stats)
+
+        shapes = jax.eval_shape(draw, state, start)[1]
+
+        def body(state, t):
+            def pad(state, t):  # past the last draw: the state stays as it is
+                return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+            return jax.lax.cond(t < limit, draw, pad, state, t)
+
+        state, (unconstrained, stats) = jax.lax.scan(body, state, start + jnp.arange(length))
         out = {
             "kept": unconstrained if postprocess is None else postprocess(unconstrained),
             "stats": stats,
@@ -218,80 +194,178 @@ def _chain_programs(
         }
         return state, per_draw({name: out[name] for name in keep})
 
-    return jax.jit(warmup), jax.jit(run_chunk)
+    return jax.jit(warmup), jax.jit(run_chunk, static_argnames="length")
+
+
+def _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> _Programs:
+    """The cached programs of a run signature (built, not compiled, on a miss)."""
+    shapes = jax.tree.map(lambda x: (x.shape, x.dtype), target.initial_position)
+    signature = (
+        sampler,
+        target.cache_key,
+        jax.tree.structure(target.initial_position),
+        tuple(jax.tree.leaves(shapes)),
+        num_warmup,
+        thinning,
+        mesh,
+        keep,
+        stat_names,
+    )
+    if signature in _PROGRAMS:
+        _PROGRAMS.move_to_end(signature)
+        return _PROGRAMS[signature]
+    chain_sampler = sampler.chain_sampler(target)
+    warmup, run_chunk = _build_programs(
+        chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
+    )
+    one = jax.eval_shape(warmup, jax.random.key(0), target.initial_position)
+    programs = _Programs(warmup, run_chunk, jax.tree.structure(one))
+    _PROGRAMS[signature] = programs
+    while len(_PROGRAMS) > _CACHE_SIZE:
+        _PROGRAMS.popitem(last=False)
+    return programs
+
+
+def _stat_names(sampler, target, keep_stats) -> frozenset | None:
+    if keep_stats is None:
+        return None
+    chain_sampler = sampler.chain_sampler(target)
+    one = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), target.initial_position
+    )
+
+    def probe(key, position):
+        state, parameters = chain_sampler.warmup(key, position, 1)
+        return chain_sampler.step(key, state, parameters)[1]
+
+    known = sorted(jax.eval_shape(probe, jax.random.key(0), one))
+    unknown = sorted(set(keep_stats) - set(known))
+    if unknown:
+        raise ValueError(
+            f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
+            f"it reports {known}"
+        )
+    return frozenset({*keep_stats, "nonfinite"})
+
+
+# --- the final state, kept with the draws -------------------------------------------------
+
+_STATE_GROUP = "sampler_state"
+
+
+def _state_dataset(state, parameters, sample_key, next_draw: int, sampler: Sampler) -> dict:
+    leaves = jax.tree.leaves((state, parameters))
+    arrays = {f"leaf_{i:03d}": np.asarray(jax.device_get(leaf)) for i, leaf in enumerate(leaves)}
+    attrs = {
+        "sampler": repr(sampler),
+        "next_draw": int(next_draw),
+        "sample_key": np.asarray(jax.random.key_data(sample_key)).tolist(),
+        "num_leaves": len(leaves),
+    }
+    return {"arrays": arrays, "attrs": attrs}
+
+
+def _resume_from(previous, sampler: Sampler, programs: _Programs, num_chains: int):
+    """``(state, parameters, sample_key, next_draw)`` of a finished run, checked against the
+    run it is to continue."""
+    try:
+        stored = _arviz.group(previous, _STATE_GROUP)
+    except (KeyError, TypeError) as error:
+        raise ValueError(
+            "resume= must be the result of an earlier sample() call of a Markov-chain sampler "
+            f"(with its {_STATE_GROUP!r} group): {error}"
+        ) from None
+    attrs = stored.attrs
+    if attrs.get("sampler") != repr(sampler):
+        raise ValueError(
+            f"resume= holds a run of {attrs.get('sampler')}, not of {sampler!r}: continue a run "
+            "with the sampler that made it"
+        )
+    leaves = [jnp.asarray(stored[f"leaf_{i:03d}"].values) for i in range(attrs["num_leaves"])]
+    if len(leaves) != programs.state_treedef.num_leaves:
+        raise ValueError("resume= holds the state of another target: its structure differs")
+    state = jax.tree.unflatten(programs.state_treedef, leaves)
+    if leaves and leaves[0].shape[0] != num_chains:
+        raise ValueError(f"resume= holds {leaves[0].shape[0]} chains, but num_chains={num_chains}")
+    key_data = np.asarray(attrs["sample_key"], np.uint32)
+    sample_key = jax.random.wrap_key_data(key_data)
+    return (*state, sample_key, int(attrs["next_draw"]))
 
 
 def _run_chains(
-    chain_sampler,
+    sampler,
+    target,
     key,
-    positions,
     num_warmup,
     num_samples,
     thinning,
     progress,
-    until=None,
-    mesh=None,
-    postprocess=None,
-    keep_stats=None,
+    until,
+    mesh,
+    keep_stats,
+    resume,
 ):
-    """Warm up, then draw, all chains vmapped; draws are taken in jitted scan chunks so that a
-    host-side tqdm bar can follow and ``until`` can check mixing between chunks (one compiled
-    chunk, reused), without host callbacks.
+    """Warm up (or take the state of ``resume``), then draw, all chains vmapped, in jitted
+    scan chunks so that a host-side tqdm bar can follow and ``until`` can check mixing between
+    chunks, without host callbacks. Each chunk's draws and statistics are copied into host
+    arrays of shape (chain, draw, ...) allocated once: memory holds what is kept, plus one
+    chunk on the device. With a ``mesh``, every per-chain array is split over its ``chains``
+    axis. Returns draws, stats, the stop attributes and the final state's record."""
+    from tqdm.auto import tqdm
 
-    Each chunk's draws (passed through ``postprocess`` on the device, for models) and
-    statistics are copied into host arrays of shape (chain, draw, ...) allocated once: memory
-    holds what is kept, plus one chunk on the device. With a ``mesh``, every per-chain array
-    (positions, states, tuned parameters, per-chain keys, draws) is split over its ``chains``
-    axis. Returns draws, stats and the stop attributes."""
-    num_chains = jax.tree.leaves(positions)[0].shape[0]
-    warmup_key, sample_key = jax.random.split(key)
-    if mesh is not None:
-        warmup_key, sample_key = _sharding.place(
-            (warmup_key, sample_key), _sharding.replicated(mesh)
-        )
+    num_chains = target.num_chains
     keep = ("kept", "stats")
-    if until is not None and postprocess is not None:
+    if until is not None and target.postprocess_fn is not None:
         keep += ("unconstrained",)  # until= watches the sampler's own coordinates
-    if keep_stats is not None:
-        known = _stat_names(chain_sampler, positions)
-        unknown = sorted(set(keep_stats) - set(known))
-        if unknown:
-            raise ValueError(
-                f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
-                f"it reports {known}"
+    stat_names = _stat_names(sampler, target, keep_stats)
+    programs = _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names)
+    positions = target.initial_position
+    if mesh is not None:
+        positions = _sharding.place(positions, _sharding.sharded(mesh, "chains"))
+    if resume is None:
+        warmup_key, sample_key = jax.random.split(key)
+        if mesh is not None:
+            warmup_key = _sharding.place(warmup_key, _sharding.replicated(mesh))
+        state, parameters = programs.warmup(warmup_key, positions)
+        first = 0
+    else:
+        state, parameters, sample_key, first = _resume_from(resume, sampler, programs, num_chains)
+        if mesh is not None:
+            state, parameters = _sharding.place(
+                (state, parameters), _sharding.sharded(mesh, "chains")
             )
-        keep_stats = {*keep_stats, "nonfinite"}
-    warmup, run_chunk = _chain_programs(
-        chain_sampler, num_chains, num_warmup, thinning, mesh, postprocess, keep, keep_stats
-    )
-    state, parameters = warmup(warmup_key, positions)
-    draw_keys = jax.random.split(sample_key, num_samples)
-    out_shapes = jax.eval_shape(run_chunk, state, parameters, draw_keys[:1])[1]
-    chunk = _chunk_length(out_shapes, num_samples, progress, until)
-    # the kept draws, (chain, draw, ...) on the host, filled chunk by chunk
+    if mesh is not None:
+        sample_key = _sharding.place(sample_key, _sharding.replicated(mesh))
+    out_shapes = jax.eval_shape(
+        lambda s, p, k: programs.run_chunk(s, p, k, first, first + 1, length=1),
+        state,
+        parameters,
+        sample_key,
+    )[1]
+    per_draw = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(out_shapes))
+    chunk = _chunking(per_draw, num_samples, progress, until)
     kept = jax.tree.map(
         lambda s: np.empty((num_chains, num_samples, *s.shape[2:]), s.dtype), out_shapes
     )
-    attrs, start = {}, 0
+    attrs, done = {}, 0
     started = time.perf_counter()
     with tqdm(total=num_samples, disable=not progress, desc="sampling") as bar:
-        while start < num_samples:
-            keys = draw_keys[start : start + chunk]
-            if keys.shape[0] < chunk:  # the last, shorter chunk: pad, then drop the extra
-                keys = jnp.concatenate([keys, draw_keys[: chunk - keys.shape[0]]])
-            state, out = run_chunk(state, parameters, keys)
-            taken = min(chunk, num_samples - start)
+        while done < num_samples:
+            start = jnp.asarray(first + done, jnp.int32)
+            limit = jnp.asarray(first + num_samples, jnp.int32)
+            state, out = programs.run_chunk(state, parameters, sample_key, start, limit, chunk)
+            taken = min(chunk, num_samples - done)
             for host, device in zip(jax.tree.leaves(kept), jax.tree.leaves(out), strict=True):
                 draws = _sharding.to_host(device)[:taken]
-                host[:, start : start + taken] = np.swapaxes(draws, 0, 1)
+                host[:, done : done + taken] = np.swapaxes(draws, 0, 1)
             del out, draws
             bar.update(taken)
-            start += taken
-            if until is None or start < 4:
+            done += taken
+            if until is None or done < 4:
                 continue
             so_far = kept.get("unconstrained", kept["kept"])
-            worst_rhat, min_ess = until.mixing(jax.tree.map(lambda x, n=start: x[:, :n], so_far))
-            attrs = {"until_rhat": worst_rhat, "until_ess_bulk": min_ess, "until_num_draws": start}
+            worst_rhat, min_ess = until.mixing(jax.tree.map(lambda x, n=done: x[:, :n], so_far))
+            attrs = {"until_rhat": worst_rhat, "until_ess_bulk": min_ess, "until_num_draws": done}
             bar.set_postfix(rhat=f"{worst_rhat:.3f}", ess=f"{min_ess:.0f}")
             if worst_rhat < until.rhat and min_ess > until.ess_bulk:
                 attrs["until_reason"] = "converged"
@@ -301,25 +375,82 @@ def _run_chains(
                 break
     if until is not None:
         attrs.setdefault("until_reason", "max_draws")
-    kept = jax.tree.map(lambda x: x[:, :start], kept)
-    return kept["kept"], kept["stats"], attrs
+    kept = jax.tree.map(lambda x: x[:, :done], kept)
+    record = _state_dataset(state, parameters, sample_key, first + done, sampler)
+    return kept["kept"], kept["stats"], attrs, record
 
 
-def _to_inference_data(posterior: dict, stats: dict, attrs: dict, sampler: str):
-    posterior = {name: np.asarray(value) for name, value in posterior.items()}
-    stats = {name: np.asarray(value) for name, value in stats.items()}
-    return _arviz.from_dict(
-        {"posterior": posterior, "sample_stats": stats},
-        {"posterior": {"sampler": sampler}, "sample_stats": {"sampler": sampler, **attrs}},
+def _target(
+    target,
+    sampler,
+    *,
+    key,
+    num_chains,
+    init_position,
+    event_shape,
+    init_scale,
+    temperature,
+    model_args,
+    model_kwargs,
+    var_name,
+) -> Target:
+    """The target of a ``sample`` call: given, or built from a callable (one rule each)."""
+    if isinstance(target, Target):
+        given = {
+            "init_position": init_position,
+            "event_shape": event_shape,
+            "model_args": model_args or None,
+            "model_kwargs": model_kwargs,
+        }
+        extra = sorted(name for name, value in given.items() if value is not None)
+        if extra:
+            raise TypeError(
+                f"{extra} were given beside a ready Target; they belong to energy_target or "
+                "model_target"
+            )
+        if num_chains is not None and num_chains != target.num_chains:
+            raise ValueError(
+                f"num_chains={num_chains} but the target holds {target.num_chains} initial "
+                "positions"
+            )
+        return target
+    if not callable(target):
+        raise TypeError(f"target must be an energy, a NumPyro model or a Target, got {target!r}")
+    num_chains = 4 if num_chains is None else num_chains
+    noise_conditional = "noise_conditional" in sampler.accepts and "energy" not in sampler.accepts
+    if event_shape is not None or init_position is not None:
+        if model_args or model_kwargs:
+            raise TypeError(
+                "model_args/model_kwargs were given with event_shape/init_position: a target "
+                "is either an energy (event_shape or init_position) or a NumPyro model"
+            )
+        return energy_target(
+            target,
+            key=key,
+            num_chains=num_chains,
+            init_position=init_position,
+            event_shape=event_shape,
+            init_scale=init_scale,
+            temperature=temperature,
+            var_name=var_name,
+            noise_conditional=noise_conditional,
+        )
+    return model_target(
+        target,
+        *model_args,
+        key=key,
+        num_chains=num_chains,
+        subsample=sampler.minibatch,
+        **(model_kwargs or {}),
     )
 
 
 def sample(
-    target: Callable,
-    sampler: str = "nuts",
+    target,
+    sampler="nuts",
     *,
-    key: jax.Array,
-    num_chains: int = 4,
+    key: jax.Array | None = None,
+    num_chains: int | None = None,
     num_samples: int = 1000,
     num_warmup: int = 1000,
     thinning: int = 1,
@@ -334,34 +465,38 @@ def sample(
     until: Until | None = None,
     devices=None,
     keep_stats: Sequence[str] | None = None,
+    resume=None,
     **sampler_options,
 ):
-    r"""Draw from an energy or a NumPyro model with a named sampler.
+    r"""Draw from an energy, a NumPyro model or a ready target with a sampler.
 
     Parameters
     ----------
     target
-        An **energy** ``E(x) -> scalar`` (give ``event_shape`` or ``init_position``), a
-        noise-conditional energy or score for ``"annealed_langevin"``, or else a **NumPyro
-        model** (with ``model_args``/``model_kwargs``), sampled on NumPyro's unconstrained space
-        through :func:`~numpyro_ebm.logdensity_from_model` and reported in constrained space.
+        A :class:`~numpyro_ebm.targets.Target` (:func:`~numpyro_ebm.energy_target`,
+        :func:`~numpyro_ebm.model_target`), or a callable: an **energy** ``E(x) -> scalar``
+        (give ``event_shape`` or ``init_position``), a noise-conditional energy or score for
+        ``annealed_langevin``, or else a **NumPyro model** (with ``model_args``/
+        ``model_kwargs``), sampled on NumPyro's unconstrained space and reported in
+        constrained space.
     sampler
-        A registered name: ``"nuts"``, ``"hmc"``, ``"mala"``, ``"sgld"``,
-        ``"annealed_langevin"``, ``"parallel_tempering"``, ``"tempered_smc"``,
-        ``"numpyro_nuts"`` (see :mod:`numpyro_ebm.samplers`).
+        A sampler value (``ne.samplers.mala(step_size=0.05)``, see
+        :mod:`numpyro_ebm.samplers`) or a registered name (``"nuts"``, ``"hmc"``, ``"mala"``,
+        ``"ula"``, ``"sgld"``, ``"annealed_langevin"``, ``"parallel_tempering"``,
+        ``"tempered_smc"``, ``"numpyro_nuts"``) with its options as ``**sampler_options``. A
+        sampler that cannot take the target says so before anything compiles.
     key
-        PRNG key; the result is a deterministic function of it.
+        PRNG key; the result is a deterministic function of it. Not with ``resume``.
     num_chains, num_samples, num_warmup, thinning
-        Chains run in parallel (``vmap``) inside one compiled program; each keeps
-        ``num_samples`` draws, one every ``thinning`` transitions, after ``num_warmup`` tuning
-        transitions. For ``"tempered_smc"`` a chain is an independent SMC run and
-        ``num_samples`` its number of particles. Memory holds the kept draws (positions and
-        statistics, ``num_chains * num_samples`` of each) plus one compiled chunk of draws
-        (at most :data:`CHUNK_BYTES`) on the device, whatever the number of transitions:
-        ``num_samples=1, thinning=T`` keeps only each chain's state after ``T`` transitions.
+        Chains run in parallel (``vmap``) inside one compiled program (default 4, or the
+        target's); each keeps ``num_samples`` draws, one every ``thinning`` transitions,
+        after ``num_warmup`` tuning transitions. For ``tempered_smc`` a chain is an
+        independent SMC run and ``num_samples`` its number of particles. Memory holds the kept
+        draws plus one compiled chunk of draws (at most :data:`CHUNK_BYTES`) on the device.
     init_position
-        Energy targets: one configuration (shared by all chains) or one per chain (leading
-        axis ``num_chains``). Default: :math:`\mathcal{N}(0, \text{init\_scale}^2)` draws.
+        Energy targets: one configuration per chain, every leaf with a leading
+        ``num_chains`` axis (as NumPyro's ``init_params``). Default:
+        :math:`\mathcal{N}(0, \text{init\_scale}^2)` draws.
     event_shape
         Shape of one configuration of an energy target.
     temperature
@@ -372,31 +507,22 @@ def sample(
         Show a tqdm progress bar.
     until
         An :class:`Until` stop rule: draw in blocks until the chains have mixed, with
-        ``num_samples`` as the budget of draws per chain (samplers that draw by chain only,
-        not ``"tempered_smc"`` or ``"numpyro_nuts"``).
+        ``num_samples`` as the budget of draws per chain (Markov-chain samplers only).
     devices
-        Split the chains over devices: ``None`` (default: the default device), ``"all"``
-        (every device of ``jax.devices()``, all processes' after
-        ``jax.distributed.initialize``), a sequence of devices, or a ``jax.sharding.Mesh``
-        with a ``"chains"`` axis (replicated over its other axes). ``num_chains`` must be a
-        multiple of the number of devices. Each device runs its block of chains
-        (``shard_map`` of the vmapped chain; initial positions, states, tuned parameters and
-        per-chain keys live on their chain's device, and no step communicates); each chunk of
-        draws is then gathered to the host (to every process). The per-chain keys are
-        ``split(key, num_chains)`` of the same keys whatever the devices, so a key gives the
-        same chains on 1 or 4 devices up to floating-point rounding (XLA may round a few
-        operations differently for another per-device batch shape). A Markov chain can
-        amplify such a difference over many transitions (HMC/NUTS trajectories, a
-        Metropolis test within rounding of its threshold); the draws then differ but have the
-        same distribution. Not for ``"tempered_smc"`` or ``"numpyro_nuts"``, which run their
-        own programs. See ``docs/scaling.md``.
+        Split the chains over devices: ``None`` (the default device), ``"all"``, a sequence of
+        devices, or a ``jax.sharding.Mesh`` with a ``"chains"`` axis. ``num_chains`` must be a
+        multiple of the number of devices; a key gives the same chains on 1 or 4 devices up to
+        floating-point rounding (see ``docs/scaling.md``). Markov-chain samplers only.
     keep_stats
         Names of the per-draw ``sample_stats`` to keep (``None``: all); ``nonfinite`` is
-        always kept. ``keep_stats=()`` keeps 1 byte per chain and draw instead of 18 (the
-        statistics outweigh a 2-D position); not for ``"tempered_smc"`` or
-        ``"numpyro_nuts"``.
+        always kept. Markov-chain samplers only.
+    resume
+        The result of an earlier call with the same target and sampler: continue its chains
+        from their final state (tuned step size, mass matrix, ladder kept; no warm-up) for
+        ``num_samples`` more draws. The draws equal those a single longer run with the first
+        call's key would have made after its first draws.
     **sampler_options
-        Passed to the sampler (step sizes, noise schedules, ladders; see each sampler).
+        Options of a sampler given by name.
 
     Returns
     -------
@@ -404,99 +530,95 @@ def sample(
         ``posterior`` with dims (chain, draw, ...), site names for models; ``sample_stats`` with
         ``acceptance_rate``, ``diverging``, ``step_size``, ``potential_energy``,
         ``num_grad_evals`` (per draw, thinning included) and ``nonfinite`` (a chain whose
-        position or density stopped being finite; also reported by a ``RuntimeWarning``).
+        position or density stopped being finite; also reported by a ``RuntimeWarning``);
+        ``sampler_state`` with the final state of Markov-chain samplers, for ``resume=``.
     """
-    factory, is_runner = get_sampler(sampler)
-    num_chains = check_int("num_chains", num_chains)
+    sampler = get_sampler(sampler, **sampler_options)
     num_samples = check_int("num_samples", num_samples)
     num_warmup = check_int("num_warmup", num_warmup, minimum=0)
     thinning = check_int("thinning", thinning)
-    check_positive("temperature", temperature)
-    check_positive("init_scale", init_scale)
+    if num_chains is not None:
+        num_chains = check_int("num_chains", num_chains)
+    if resume is None:
+        if key is None:
+            raise TypeError("sample() needs key=, a jax.random.key (e.g. jax.random.key(0))")
+        key = _typed_key(key)
+    elif key is not None:
+        raise TypeError(
+            "resume= continues the earlier run with its own key; do not pass key= as well"
+        )
+    else:
+        key = jax.random.key(0)  # the initial positions it draws are replaced by the state
     if until is not None:
         if not isinstance(until, Until):
             raise TypeError(f"until must be a numpyro_ebm.Until, got {until!r}")
         until.check()
-        if is_runner:
+    if keep_stats is not None and (
+        isinstance(keep_stats, str) or not all(isinstance(n, str) for n in keep_stats)
+    ):
+        raise TypeError(f"keep_stats must be a sequence of statistic names, got {keep_stats!r}")
+    whole = {"until": until, "devices": devices, "keep_stats": keep_stats, "resume": resume}
+    if sampler.is_runner:
+        used = sorted(name for name, value in whole.items() if value is not None)
+        if used:
             raise ValueError(
-                f"until= needs a sampler that draws chain by chain; {sampler!r} does not"
-            )
-        if num_chains < 2:
-            raise ValueError(f"until= compares chains: num_chains must be >= 2, got {num_chains}")
-    if not callable(target):
-        raise TypeError(f"target must be an energy or a NumPyro model, got {target!r}")
-    if keep_stats is not None:
-        if isinstance(keep_stats, str) or not all(isinstance(n, str) for n in keep_stats):
-            raise TypeError(f"keep_stats must be a sequence of statistic names, got {keep_stats!r}")
-        if is_runner:
-            raise ValueError(
-                f"keep_stats= needs a sampler that draws chain by chain; {sampler!r} does not"
+                f"{used} need a sampler that draws chain by chain; {sampler.name!r} runs as a whole"
             )
     mesh = _sharding.device_mesh(devices, "chains")
+    init_key, run_key = jax.random.split(key)
+    target = _target(
+        target,
+        sampler,
+        key=init_key,
+        num_chains=num_chains,
+        init_position=init_position,
+        event_shape=event_shape,
+        init_scale=init_scale,
+        temperature=temperature,
+        model_args=model_args,
+        model_kwargs=model_kwargs,
+        var_name=var_name,
+    )
+    sampler.check(target)
+    num_chains = target.num_chains
+    if until is not None and num_chains < 2:
+        raise ValueError(f"until= compares chains: num_chains must be >= 2, got {num_chains}")
     if mesh is not None:
-        if is_runner:
-            raise ValueError(
-                f"devices= shards chains that sample() steps itself; {sampler!r} runs its own "
-                "program: leave devices=None"
-            )
         shards = _sharding.axis_size(mesh, "chains")
         if num_chains % shards:
             raise ValueError(
                 f"num_chains={num_chains} must be a multiple of the {shards} devices of the "
                 f"'chains' axis (devices={devices!r})"
             )
-    init_key, run_key = jax.random.split(key)
 
-    if event_shape is not None or init_position is not None:
-        logdensity_fn, positions = _energy_target(
-            target, temperature, init_position, event_shape, num_chains, init_key, init_scale
-        )
-        if sampler != "annealed_langevin":
-            from numpyro_ebm.energy import evaluate_energy
-
-            energies = jax.vmap(lambda x: evaluate_energy(target, x, name="target"))(positions)
-            check_finite_array("energy at init_position (one per chain)", energies)
-        spec, postprocess = Target(logdensity_fn, target, "energy"), None
-    else:
-        spec, postprocess, positions = _model_target(
-            target, model_args, model_kwargs or {}, num_chains, init_key, sampler
-        )
-
-    if is_runner:
-        draws, stats, attrs = factory(
+    groups = {}
+    if sampler.is_runner:
+        draws, stats, attrs = sampler.run(
             run_key,
-            spec,
-            positions,
+            target,
             num_warmup=num_warmup,
             num_samples=num_samples,
             progress=progress,
-            **sampler_options,
+            **sampler.options,
         )
-        if postprocess is not None:
-            draws = jax.jit(jax.vmap(jax.vmap(postprocess)))(draws)
+        if target.postprocess_fn is not None:
+            draws = jax.jit(jax.vmap(jax.vmap(target.postprocess_fn)))(draws)
     else:
-        accepted = inspect.signature(factory).parameters
-        unknown = set(sampler_options) - set(accepted) if "options" not in accepted else set()
-        if unknown:
-            raise TypeError(f"sampler {sampler!r} takes no option(s) {sorted(unknown)}")
-        chain_sampler = factory(spec, **sampler_options)
-        if mesh is not None:
-            positions = _sharding.place(positions, _sharding.sharded(mesh, "chains"))
-        draws, stats, attrs = _run_chains(
-            chain_sampler,
+        draws, stats, attrs, groups[_STATE_GROUP] = _run_chains(
+            sampler,
+            target,
             run_key,
-            positions,
             num_warmup,
             num_samples,
             thinning,
             progress,
             until,
             mesh,
-            postprocess,
             keep_stats,
+            resume,
         )
 
-    posterior = draws if spec.kind == "model" else {var_name: draws}
+    posterior = draws if target.kind == "model" else _named(target.var_name, draws)
     bad = np.asarray(stats["nonfinite"]).any(axis=1)
     if bad.any():
         warnings.warn(
@@ -506,4 +628,37 @@ def sample(
             RuntimeWarning,
             stacklevel=2,
         )
-    return _to_inference_data(posterior, stats, attrs, sampler)
+    return _to_data(posterior, stats, attrs, sampler, groups)
+
+
+def _named(var_name: str, draws) -> dict:
+    """An energy's draws as posterior variables: ``var_name`` for an array, ``var_name.key``
+    for each leaf of a pytree (``x.a``, ``x.b.0``)."""
+    if isinstance(draws, np.ndarray | jax.Array):
+        return {var_name: draws}
+    return {
+        var_name + "".join(f".{_path_name(k)}" for k in path): leaf
+        for path, leaf in jax.tree_util.tree_leaves_with_path(draws)
+    }
+
+
+def _path_name(entry) -> str:
+    for field in ("key", "name", "idx"):
+        if hasattr(entry, field):
+            return str(getattr(entry, field))
+    return str(entry)
+
+
+def _to_data(posterior: dict, stats: dict, attrs: dict, sampler: Sampler, extra: dict):
+    posterior = {name: np.asarray(value) for name, value in posterior.items()}
+    stats = {name: np.asarray(value) for name, value in stats.items()}
+    data = _arviz.from_dict(
+        {"posterior": posterior, "sample_stats": stats},
+        {
+            "posterior": {"sampler": sampler.name},
+            "sample_stats": {"sampler": sampler.name, "sampler_options": repr(sampler), **attrs},
+        },
+    )
+    for name, record in extra.items():
+        data = _arviz.add_group(data, name, record["arrays"], record["attrs"])
+    return data

@@ -17,7 +17,17 @@ import jax
 from numpyro import handlers
 from numpyro.infer.util import initialize_model, potential_energy
 
-__all__ = ["ModelDensity", "logdensity_from_model", "minibatch_logdensity_from_model"]
+__all__ = [
+    "ModelDensity",
+    "SubsampledModelError",
+    "logdensity_from_model",
+    "minibatch_logdensity_from_model",
+]
+
+
+class SubsampledModelError(ValueError):
+    """The model subsamples its data, so its log density is random: only stochastic-gradient
+    samplers (``sgld``, through :func:`minibatch_logdensity_from_model`) can use it."""
 
 
 class ModelDensity(NamedTuple):
@@ -59,7 +69,7 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     for name, site in info.model_trace.items():
         size, subsample_size = site["args"] if site["type"] == "plate" else (None, None)
         if subsample_size is not None and subsample_size < size:
-            raise ValueError(
+            raise SubsampledModelError(
                 f"the model subsamples its data (plate {name!r} draws subsample_size="
                 f"{site['args'][1]} of {site['args'][0]}), so its log density is random; use "
                 "minibatch_logdensity_from_model (stochastic-gradient samplers such as 'sgld')"

@@ -170,7 +170,7 @@ def major_mode_weight(idata):
 
 
 def test_parallel_tempering_recovers_mode_weights_where_mala_cannot():
-    start = jnp.array([-5.0, 0.0])  # every chain starts in the light mode
+    start = jnp.broadcast_to(jnp.array([-5.0, 0.0]), (256, 2))  # all in the light mode
     common = dict(
         key=jax.random.key(5), init_position=start, num_chains=256, num_warmup=300, num_samples=300
     )
@@ -374,7 +374,7 @@ def test_bad_initial_positions_are_rejected():
             lambda x: jnp.sum(jnp.log(x)),
             "mala",
             key=jax.random.key(0),
-            init_position=-jnp.ones(DIM),
+            init_position=-jnp.ones((4, DIM)),
         )
     with pytest.raises(TypeError, match="must return a scalar"):
         ne.sample(lambda x: x, "mala", key=jax.random.key(0), event_shape=(DIM,))

@@ -1,0 +1,199 @@
+r"""Our samplers as NumPyro kernels: ``MCMC(ne.infer.MALA(model), ...)``.
+
+Each class is a :class:`numpyro.infer.mcmc.MCMCKernel` around a sampler value of
+:mod:`numpyro_ebm.samplers`, so that ``mcmc.run``, ``mcmc.print_summary()``,
+``mcmc.get_samples()`` and ``arviz.from_numpyro(mcmc)`` work as a NumPyro user expects:
+
+.. code::
+
+    mcmc = MCMC(ne.infer.MALA(model, step_size=0.1), num_warmup=500, num_samples=1000)
+    mcmc.run(jax.random.key(0), y)
+
+Exactly one of ``model`` and ``potential_fn`` (:math:`U = -\log p`, NumPyro's sign) is given,
+as for NumPyro's own ``HMC``; with ``potential_fn``, ``mcmc.run`` needs ``init_params``.
+
+Warm-up: our samplers tune as a whole (dual averaging over the ``num_warmup`` transitions), so
+the kernel tunes in ``init`` and the first ``num_warmup`` calls of ``sample`` — the ones
+``MCMC`` discards as warm-up — return the tuned state unchanged, at no cost. The state's
+``z`` is the draw (unconstrained for models; ``MCMC`` constrains it with
+:meth:`SamplerKernel.postprocess_fn`), with ``potential_energy``, ``accept_prob`` and
+``diverging`` as NumPyro's HMC reports them (``extra_fields=("accept_prob", ...)``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from numpyro.infer.mcmc import MCMCKernel
+from numpyro.infer.util import initialize_model
+
+from numpyro_ebm import samplers
+from numpyro_ebm.samplers import Sampler
+from numpyro_ebm.targets import Target, _highest
+
+__all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "SamplerKernelState"]
+
+
+class SamplerKernelState(NamedTuple):
+    """``z``: the draw; ``inner``: the sampler's own state; ``parameters``: its tuned values;
+    ``i``: transitions asked for so far (warm-up included); ``potential_energy``,
+    ``accept_prob``, ``diverging``: of the last transition; ``rng_key``."""
+
+    z: Any
+    inner: Any
+    parameters: Any
+    i: jax.Array
+    potential_energy: jax.Array
+    accept_prob: jax.Array
+    diverging: jax.Array
+    rng_key: jax.Array
+
+
+class SamplerKernel(MCMCKernel):
+    """A sampler value of :mod:`numpyro_ebm.samplers` as a NumPyro ``MCMCKernel``.
+
+    Parameters
+    ----------
+    sampler
+        A Markov-chain sampler value, e.g. ``ne.samplers.mala(step_size=0.1)``.
+    model
+        A NumPyro model; or
+    potential_fn
+        :math:`U(z) = -\\log p(z)` of one configuration (give ``init_params`` to ``run``).
+    """
+
+    sample_field = "z"
+
+    def __init__(
+        self, sampler: Sampler, model: Callable | None = None, potential_fn: Callable | None = None
+    ):
+        if (model is None) == (potential_fn is None):
+            raise ValueError(
+                "give exactly one of model and potential_fn, got "
+                f"model={model!r}, potential_fn={potential_fn!r}"
+            )
+        if not isinstance(sampler, Sampler) or sampler.is_runner:
+            raise TypeError(f"sampler must be a Markov-chain sampler value, got {sampler!r}")
+        self.sampler = sampler
+        self._model = model
+        self._potential_fn = potential_fn
+        self._postprocess = None
+        self._chain = None
+        self._num_warmup = 0
+
+    @property
+    def default_fields(self):
+        return ("z", "potential_energy", "diverging")
+
+    def _target(self, rng_key, init_params, model_args, model_kwargs) -> Target:
+        if self._model is not None:
+            info = initialize_model(
+                rng_key, self._model, model_args=model_args, model_kwargs=model_kwargs
+            )
+            self._postprocess = info.postprocess_fn
+            position = info.param_info.z if init_params is None else init_params
+            potential, kind, fn = info.potential_fn, "model", self._model
+        else:
+            if init_params is None:
+                raise ValueError("with potential_fn, pass init_params to mcmc.run")
+            position, potential, kind, fn = init_params, self._potential_fn, "energy", None
+        target = Target(_highest(lambda z: -potential(z)), _one_chain(position), kind, fn)
+        self.sampler.check(target)
+        return target
+
+    def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
+        if jnp.ndim(jax.random.key_data(rng_key)) > 1:  # vectorized chains
+            return jax.vmap(lambda k, p: self.init(k, num_warmup, p, model_args, model_kwargs))(
+                rng_key, init_params
+            )
+        init_key, warmup_key, rng_key = jax.random.split(rng_key, 3)
+        target = self._target(init_key, init_params, model_args, model_kwargs)
+        self._chain = self.sampler.chain_sampler(target)
+        self._num_warmup = int(num_warmup)
+        position = jax.tree.map(lambda x: x[0], target.initial_position)
+        inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
+        nan = jnp.asarray(jnp.nan, jnp.float32)
+        return SamplerKernelState(
+            z=self._chain.position(inner),
+            inner=inner,
+            parameters=parameters,
+            i=jnp.zeros((), jnp.int32),
+            potential_energy=_potential(target, inner, self._chain),
+            accept_prob=nan,
+            diverging=jnp.zeros((), bool),
+            rng_key=rng_key,
+        )
+
+    def sample(self, state, model_args, model_kwargs):
+        if jnp.ndim(state.i) > 0:  # vectorized chains
+            return jax.vmap(lambda s: self.sample(s, model_args, model_kwargs))(state)
+
+        def transition(state):
+            rng_key, step_key = jax.random.split(state.rng_key)
+            inner, stats = self._chain.step(step_key, state.inner, state.parameters)
+            return state._replace(
+                z=self._chain.position(inner),
+                inner=inner,
+                potential_energy=stats["potential_energy"].astype(state.potential_energy.dtype),
+                accept_prob=stats["acceptance_rate"],
+                diverging=stats["diverging"],
+                rng_key=rng_key,
+            )
+
+        # tuned in init: the warm-up transitions MCMC discards are free
+        state = jax.lax.cond(state.i < self._num_warmup, lambda s: s, transition, state)
+        return state._replace(i=state.i + 1)
+
+    def postprocess_fn(self, model_args, model_kwargs):
+        if self._postprocess is None:
+            return lambda z: z
+        return self._postprocess
+
+    def get_diagnostics_str(self, state):
+        return f"acc. prob={float(jnp.mean(state.accept_prob)):.2f}"
+
+
+class MALA(SamplerKernel):
+    """:func:`numpyro_ebm.samplers.mala` as a NumPyro kernel (``step_size`` the noise variance,
+    tuned in warm-up)."""
+
+    def __init__(self, model=None, potential_fn=None, **options):
+        super().__init__(samplers.mala(**options), model, potential_fn)
+
+
+class ParallelTempering(SamplerKernel):
+    """:func:`numpyro_ebm.samplers.parallel_tempering` (replica exchange over any inner move)
+    as a NumPyro kernel."""
+
+    def __init__(self, model=None, potential_fn=None, **options):
+        super().__init__(samplers.parallel_tempering(**options), model, potential_fn)
+
+
+class AnnealedLangevin(SamplerKernel):
+    """:func:`numpyro_ebm.samplers.annealed_langevin` as a NumPyro kernel: each transition one
+    sweep over the noise levels of a noise-conditional energy ``energy_fn(x, sigma)`` (or
+    ``score_fn(x, sigma)`` with ``parameterization="score"``); ``mcmc.run`` needs
+    ``init_params``."""
+
+    def __init__(self, energy_fn: Callable, **options):
+        super().__init__(samplers.annealed_langevin(**options), potential_fn=energy_fn)
+        self._energy_fn = energy_fn
+
+    def _target(self, rng_key, init_params, model_args, model_kwargs) -> Target:
+        if init_params is None:
+            raise ValueError("AnnealedLangevin needs init_params in mcmc.run")
+        return Target(None, _one_chain(init_params), "noise_conditional", self._energy_fn)
+
+
+def _one_chain(position):
+    """A target's initial positions carry a chain axis: one chain here."""
+    return jax.tree.map(lambda x: jnp.asarray(x)[None], position)
+
+
+def _potential(target, inner, chain) -> jax.Array:
+    if target.logdensity_fn is None:
+        return jnp.asarray(jnp.nan, jnp.float32)
+    return -jnp.asarray(target.logdensity_fn(chain.position(inner)), jnp.float32)

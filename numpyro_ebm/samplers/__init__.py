@@ -1,0 +1,34 @@
+"""Sampler values (see :mod:`numpyro_ebm.samplers.base`): ``ne.samplers.mala(step_size=...)``,
+``ne.samplers.parallel_tempering(inner=..., temperatures=...)``, ..., each registered under its
+name for the command line and :func:`~numpyro_ebm.compare`."""
+
+from numpyro_ebm.samplers.base import (
+    SAMPLERS,
+    STAT_NAMES,
+    ChainSampler,
+    Sampler,
+    get_sampler,
+    register_sampler,
+)
+from numpyro_ebm.samplers.hmc import hmc, nuts
+from numpyro_ebm.samplers.langevin import mala, sgld, ula
+from numpyro_ebm.samplers.runners import numpyro_nuts, tempered_smc
+from numpyro_ebm.samplers.tempering import annealed_langevin, parallel_tempering
+
+__all__ = [
+    "SAMPLERS",
+    "STAT_NAMES",
+    "ChainSampler",
+    "Sampler",
+    "annealed_langevin",
+    "get_sampler",
+    "hmc",
+    "mala",
+    "numpyro_nuts",
+    "nuts",
+    "parallel_tempering",
+    "register_sampler",
+    "sgld",
+    "tempered_smc",
+    "ula",
+]

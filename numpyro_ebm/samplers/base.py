@@ -1,0 +1,282 @@
+r"""Sampler values: a sampler's options bound, what it accepts declared.
+
+A :class:`Sampler` is what :func:`numpyro_ebm.sample`, :func:`numpyro_ebm.compare` and the
+NumPyro kernels of :mod:`numpyro_ebm.infer` run. Each public factory
+(``ne.samplers.mala(step_size=0.05)``) checks its options when called, before anything is
+compiled, and returns a value that
+
+* names the target kinds it accepts (:data:`numpyro_ebm.targets.KINDS`) and refuses the
+  others in one sentence (:meth:`Sampler.check`);
+* builds, for a :class:`~numpyro_ebm.targets.Target`, the three pure functions of ONE chain
+  that ``sample`` vmaps over chains and scans over draws (a :class:`ChainSampler`):
+
+  - ``warmup(rng_key, position, num_warmup) -> (state, parameters)``: initialize the kernel
+    at ``position`` and tune it (step size, mass matrix, ladder); ``parameters`` is a pytree of
+    the tuned values, one set per chain;
+  - ``step(rng_key, state, parameters) -> (state, stats)``: one transition; ``stats`` a dict
+    of scalars (:data:`STAT_NAMES`, plus the sampler's own);
+  - ``position(state)``: the draw held by the state;
+
+* or, for a sampler that is not one Markov chain per (chain, draw) (NumPyro's NUTS, tempered
+  SMC), runs as a whole: ``run(rng_key, target, *, num_warmup, num_samples, progress)
+  -> (positions, stats, attrs)`` with (chain, draw) leading axes.
+
+Sampler values are immutable and hashable (a compiled program is reused for an equal value);
+:meth:`Sampler.replace` returns a copy with other options, checked again. Strings name the
+registered factories (:data:`SAMPLERS`) for the command line and :func:`~numpyro_ebm.compare`:
+``get_sampler("mala", step_size=0.05) == mala(step_size=0.05)``.
+
+**One meaning of** ``step_size``. For every Langevin-type move (ULA, MALA, SGLD, annealed
+Langevin, the replicas of parallel tempering, the negatives of contrastive divergence)
+``step_size`` is :math:`\epsilon`, the variance of the injected noise:
+
+.. math::
+
+    x' = x + \frac{\epsilon}{2} \nabla_x \log p(x) + \sqrt{\epsilon}\, z,
+    \qquad z \sim \mathcal{N}(0, I).
+
+BlackJAX's MALA and SGLD write the same move as :math:`x + h \nabla \log p + \sqrt{2h}\, z`,
+so :math:`h = \epsilon / 2`: the conversion is made once, where our samplers call BlackJAX
+(:func:`blackjax_step_size`). For HMC and NUTS ``step_size`` is the leapfrog step
+:math:`\delta`, as in Stan and BlackJAX (one leapfrog step with unit mass is a MALA move with
+:math:`\epsilon = \delta^2`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from blackjax.adaptation.step_size import dual_averaging_adaptation
+
+from numpyro_ebm._checks import all_finite
+
+__all__ = [
+    "SAMPLERS",
+    "STAT_NAMES",
+    "ChainSampler",
+    "Sampler",
+    "blackjax_step_size",
+    "get_sampler",
+    "register_sampler",
+]
+
+#: Per-draw statistics every sampler reports (NaN where a sampler has no such notion).
+STAT_NAMES = (
+    "acceptance_rate",
+    "diverging",
+    "step_size",
+    "potential_energy",
+    "num_grad_evals",
+    "nonfinite",
+)
+
+#: Target kinds of the continuous samplers that need only a log density.
+DENSITY_KINDS = frozenset({"energy", "model"})
+
+
+class ChainSampler(NamedTuple):
+    """One chain's warmup, transition and draw (see the module docstring)."""
+
+    warmup: Callable
+    step: Callable
+    position: Callable
+
+
+def blackjax_step_size(step_size):
+    r"""Our :math:`\epsilon` (noise variance) as BlackJAX's MALA/SGLD step :math:`h=\epsilon/2`."""
+    return 0.5 * step_size
+
+
+def _freeze(value) -> Any:
+    """A hashable stand-in of an option value (arrays by content)."""
+    if isinstance(value, Sampler):
+        return value
+    if isinstance(value, jax.Array | np.ndarray):
+        array = np.asarray(value)
+        return ("array", array.dtype.str, array.shape, array.tobytes())
+    if isinstance(value, Mapping):
+        return tuple(sorted((k, _freeze(v)) for k, v in value.items()))
+    if isinstance(value, list | tuple):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@dataclass(frozen=True, eq=False)
+class Sampler:
+    """A sampler with its options bound (see the module docstring).
+
+    ``name``: its registry name. ``options``: the options as given to the factory.
+    ``accepts``: the target kinds it samples. ``build(target, **options) -> ChainSampler``
+    (Markov-chain samplers) or ``run(rng_key, target, *, num_warmup, num_samples, progress,
+    **options) -> (positions, stats, attrs)`` (whole-run samplers): exactly one is set.
+    ``kernel(logdensity_fn, step_size, **options) -> blackjax.SamplingAlgorithm``: the move
+    with a fixed step (``None`` where the sampler has none), which replica exchange tempers.
+    ``minibatch``: it accepts models that subsample their data.
+    """
+
+    name: str
+    options: Mapping[str, Any]
+    accepts: frozenset
+    build: Callable | None = None
+    run: Callable | None = None
+    kernel: Callable | None = None
+    minibatch: bool = False
+    _identity: Any = field(default=None, repr=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "options", dict(self.options))
+        object.__setattr__(self, "accepts", frozenset(self.accepts))
+        object.__setattr__(self, "_identity", (self.name, _freeze(self.options)))
+
+    def __hash__(self) -> int:
+        return hash(self._identity)
+
+    def __eq__(self, other) -> bool:
+        return isinstance(other, Sampler) and self._identity == other._identity
+
+    def __repr__(self) -> str:
+        options = ", ".join(f"{k}={v!r}" for k, v in self.options.items())
+        return f"{self.name}({options})"
+
+    @property
+    def is_runner(self) -> bool:
+        """Whether it runs as a whole (not one Markov chain per chain and draw)."""
+        return self.run is not None
+
+    def replace(self, **options) -> Sampler:
+        """The same sampler with some options changed (checked again by its factory)."""
+        return get_sampler(self.name, **{**self.options, **options})
+
+    def check(self, target) -> None:
+        """Refuse a target of a kind this sampler does not sample, in one sentence."""
+        if target.kind not in self.accepts:
+            accepted = " or ".join(sorted(self.accepts))
+            article = "an" if target.kind[0] in "aeiou" else "a"
+            raise ValueError(
+                f"sampler {self.name!r} samples {accepted} targets, not {article} "
+                f"{target.kind} target{_hint(self, target)}"
+            )
+        if target.minibatch_logdensity_fn is not None and not self.minibatch:
+            raise ValueError(
+                f"the model subsamples its data (a plate with subsample_size), which only a "
+                f"stochastic-gradient sampler such as 'sgld' supports; {self.name!r} needs the "
+                "full data"
+            )
+
+    def chain_sampler(self, target) -> ChainSampler:
+        """The :class:`ChainSampler` of this sampler on ``target``."""
+        if self.build is None:
+            raise ValueError(f"sampler {self.name!r} runs as a whole, not chain by chain")
+        return self.build(target, **self.options)
+
+
+def _hint(sampler: Sampler, target) -> str:
+    if target.kind == "noise_conditional":
+        return " (the target is a noise-conditional energy or score: use annealed_langevin)"
+    if "noise_conditional" in sampler.accepts:
+        return (
+            " (it needs a noise-conditional energy E(x, sigma) or score s(x, sigma) and a "
+            "noise schedule sigmas)"
+        )
+    return ""
+
+
+#: The registry: name -> factory returning a :class:`Sampler`.
+SAMPLERS: dict[str, Callable[..., Sampler]] = {}
+
+
+def register_sampler(name: str) -> Callable:
+    """Register a factory ``(**options) -> Sampler`` under ``name`` (a string alias for the
+    command line and :func:`~numpyro_ebm.compare`)."""
+
+    def decorate(factory: Callable[..., Sampler]) -> Callable[..., Sampler]:
+        SAMPLERS[name] = factory
+        return factory
+
+    return decorate
+
+
+def get_sampler(sampler, **options) -> Sampler:
+    """A :class:`Sampler` from a value or a registered name with options.
+
+    Unknown names list the known ones; unknown options list the sampler's options.
+    """
+    if isinstance(sampler, Sampler):
+        if options:
+            raise TypeError(
+                f"options {sorted(options)} were given beside the sampler value {sampler!r}; "
+                f"pass them to its factory (e.g. sampler.replace(**options))"
+            )
+        return sampler
+    if not isinstance(sampler, str):
+        raise TypeError(
+            f"sampler must be a numpyro_ebm.samplers.Sampler or a registered name, got {sampler!r}"
+        )
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; known samplers: {sorted(SAMPLERS)}")
+    factory = SAMPLERS[sampler]
+    accepted = factory.__code__.co_varnames[
+        : factory.__code__.co_argcount + factory.__code__.co_kwonlyargcount
+    ]
+    unknown = sorted(set(options) - set(accepted))
+    if unknown:
+        raise TypeError(
+            f"sampler {sampler!r} takes no option(s) {unknown}; its options are {sorted(accepted)}"
+        )
+    return factory(**options)
+
+
+def stats(
+    *, acceptance_rate=jnp.nan, diverging=False, step_size=jnp.nan, logdensity, grads, finite
+) -> dict[str, jax.Array]:
+    """The :data:`STAT_NAMES` of one transition; ``finite``: position and density finite."""
+    return {
+        "acceptance_rate": jnp.asarray(acceptance_rate, jnp.float32),
+        "diverging": jnp.asarray(diverging, bool),
+        "step_size": jnp.asarray(step_size, jnp.float32),
+        "potential_energy": -jnp.asarray(logdensity, jnp.float32),
+        "num_grad_evals": jnp.asarray(grads, jnp.int32),
+        "nonfinite": ~finite,
+    }
+
+
+def finite(position, logdensity) -> jax.Array:
+    """Whether a position and its log density are finite (a traced boolean)."""
+    return all_finite(position) & jnp.isfinite(logdensity)
+
+
+def dual_averaging_warmup(
+    make_step: Callable, state, rng_key, num_warmup: int, initial_step_size, target: float
+):
+    """Tune a step size by dual averaging of the acceptance rate (Hoffman & Gelman 2014,
+    Algorithm 5; BlackJAX's ``dual_averaging_adaptation``) over ``num_warmup`` steps.
+    ``make_step(step_size)(key, state) -> (state, acceptance_rate)``."""
+    da_init, da_update, da_final = dual_averaging_adaptation(target)
+
+    def body(carry, key):
+        state, da_state = carry
+        state, acceptance = make_step(jnp.exp(da_state.log_step_size))(key, state)
+        return (state, da_update(da_state, jnp.nan_to_num(acceptance))), None
+
+    (state, da_state), _ = jax.lax.scan(
+        body, (state, da_init(initial_step_size)), jax.random.split(rng_key, num_warmup)
+    )
+    step_size = da_final(da_state) if num_warmup > 0 else jnp.asarray(initial_step_size)
+    return state, step_size
+
+
+def check_probability(name: str, value) -> float:
+    """``value`` as a float strictly between 0 and 1 (a target acceptance rate, an ESS
+    fraction), else a ``ValueError`` naming it."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    if not 0.0 < as_float < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return as_float

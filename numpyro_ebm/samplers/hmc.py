@@ -1,0 +1,125 @@
+"""BlackJAX's HMC and NUTS with Stan's window adaptation."""
+
+from __future__ import annotations
+
+import blackjax
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+
+from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm.samplers.base import (
+    DENSITY_KINDS,
+    ChainSampler,
+    Sampler,
+    check_probability,
+    finite,
+    register_sampler,
+    stats,
+)
+
+__all__ = ["hmc", "nuts"]
+
+
+def _hmc_family(
+    target,
+    *,
+    algorithm,
+    target_acceptance_rate,
+    is_mass_matrix_diagonal,
+    initial_step_size,
+    **algorithm_options,
+) -> ChainSampler:
+    logdensity_fn = target.logdensity_fn
+
+    def warmup(rng_key, position, num_warmup):
+        adaptation = blackjax.window_adaptation(
+            algorithm,
+            logdensity_fn,
+            is_mass_matrix_diagonal=is_mass_matrix_diagonal,
+            initial_step_size=initial_step_size,
+            target_acceptance_rate=target_acceptance_rate,
+            adaptation_info_fn=get_filter_adapt_info_fn(),  # keep no per-step warmup info
+            **algorithm_options,
+        )
+        (state, parameters), _ = adaptation.run(rng_key, position, num_steps=num_warmup)
+        # keep the tuned values only; static options stay closed over
+        return state, {k: parameters[k] for k in ("step_size", "inverse_mass_matrix")}
+
+    def step(rng_key, state, parameters):
+        kernel = algorithm(logdensity_fn, **algorithm_options, **parameters)
+        state, info = kernel.step(rng_key, state)
+        out = stats(
+            acceptance_rate=info.acceptance_rate,
+            diverging=info.is_divergent,
+            step_size=parameters["step_size"],
+            logdensity=state.logdensity,
+            grads=info.num_integration_steps,
+            finite=finite(state.position, state.logdensity),
+        )
+        out["energy"] = info.energy.astype(out["potential_energy"].dtype)  # for the BFMI
+        return state, out
+
+    return ChainSampler(warmup, step, lambda state: state.position)
+
+
+def _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size) -> None:
+    check_probability("target_acceptance_rate", target_acceptance_rate)
+    if not isinstance(is_mass_matrix_diagonal, bool):
+        raise TypeError(
+            f"is_mass_matrix_diagonal must be True or False, got {is_mass_matrix_diagonal!r}"
+        )
+    check_positive("initial_step_size", initial_step_size)
+
+
+@register_sampler("nuts")
+def nuts(
+    *,
+    target_acceptance_rate: float = 0.8,
+    is_mass_matrix_diagonal: bool = True,
+    initial_step_size: float = 1.0,
+    max_num_doublings: int = 10,
+) -> Sampler:
+    """BlackJAX NUTS (Hoffman & Gelman 2014, multinomial variant of Betancourt 2017) with
+    Stan's window adaptation of the leapfrog step size (dual averaging towards
+    ``target_acceptance_rate``) and of a diagonal (or, with ``is_mass_matrix_diagonal=False``,
+    dense) mass matrix. Trajectories stop after at most ``max_num_doublings`` doublings. The
+    per-draw Hamiltonian is reported as ``energy`` (for the BFMI, Betancourt 2016)."""
+    _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size)
+    check_int("max_num_doublings", max_num_doublings)
+    options = dict(
+        target_acceptance_rate=target_acceptance_rate,
+        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
+        initial_step_size=initial_step_size,
+        max_num_doublings=max_num_doublings,
+    )
+    return Sampler(
+        "nuts",
+        options,
+        DENSITY_KINDS,
+        build=lambda target, **o: _hmc_family(target, algorithm=blackjax.nuts, **o),
+    )
+
+
+@register_sampler("hmc")
+def hmc(
+    *,
+    num_integration_steps: int = 16,
+    target_acceptance_rate: float = 0.8,
+    is_mass_matrix_diagonal: bool = True,
+    initial_step_size: float = 1.0,
+) -> Sampler:
+    """BlackJAX HMC (Duane et al. 1987; Neal 2011) with ``num_integration_steps`` leapfrog
+    steps and Stan's window adaptation, as :func:`nuts`."""
+    _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size)
+    check_int("num_integration_steps", num_integration_steps)
+    options = dict(
+        num_integration_steps=num_integration_steps,
+        target_acceptance_rate=target_acceptance_rate,
+        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
+        initial_step_size=initial_step_size,
+    )
+    return Sampler(
+        "hmc",
+        options,
+        DENSITY_KINDS,
+        build=lambda target, **o: _hmc_family(target, algorithm=blackjax.hmc, **o),
+    )
