@@ -32,10 +32,10 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
-import numpyro_ebm as ne  # noqa: E402
-from numpyro_ebm.kernels import annealed_langevin, langevin  # noqa: E402
+import numpyro_ebm as ne
+from numpyro_ebm.kernels import annealed_langevin, langevin
 
 SIGMAS = np.geomspace(1.0, 0.1, 4).astype(np.float32)
 
