@@ -50,6 +50,7 @@ ICML.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
@@ -110,7 +111,7 @@ class DBN:
     def layers(self) -> tuple[BernoulliRBM, ...]:
         """The RBMs, bottom first."""
         sizes = self.layer_sizes
-        return tuple(BernoulliRBM(a, b) for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+        return tuple(BernoulliRBM(a, b) for a, b in itertools.pairwise(sizes))
 
     def init(self, key: jax.Array, scale: float = 0.01) -> tuple[RBMParams, ...]:
         """Every layer's :meth:`~.rbm.BernoulliRBM.init`, with independent keys."""
@@ -182,7 +183,7 @@ class DBN:
             x = layer_data[-1]
             result = fit_rbm(
                 rbm,
-                rbm.init(key_init, init_scale, data=(x >= 0.5) if propagate != "samples" else x),
+                rbm.init(key_init, init_scale, data=x),
                 x,
                 key=key_fit,
                 method=method,

@@ -277,13 +277,14 @@ class BernoulliRBM:
     def init(self, key: jax.Array, scale: float = 0.01, data=None) -> RBMParams:
         r"""Weights :math:`W_{ij} \sim \mathcal{N}(0, \text{scale}^2)`, hidden biases 0, and
         visible biases 0 or, with ``data``, :math:`b_i = \log(\bar v_i / (1 - \bar v_i))` of
-        the data's marginals (clipped to [1e-3, 1 - 1e-3]; Hinton's guide, sec. 8)."""
+        the data's marginals (clipped to [1e-3, 1 - 1e-3]; Hinton's guide, sec. 8). ``data``
+        may hold probabilities (a DBN's propagated layer) as well as 0/1."""
         check_positive("scale", scale)
         dtype = jnp.result_type(float)
         W = scale * jax.random.normal(key, (self.n_visible, self.n_hidden), dtype)
         b = jnp.zeros(self.n_visible, dtype)
         if data is not None:
-            b = _base_rate_bias(_check_rows("data", data, self.n_visible, True))
+            b = _base_rate_bias(_check_rows("data", data, self.n_visible, False))
         return RBMParams(W, b, jnp.zeros(self.n_hidden, dtype))
 
     def energy(self, params: RBMParams, v: jax.Array, h: jax.Array) -> jax.Array:
