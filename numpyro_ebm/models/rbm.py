@@ -78,6 +78,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.core import Tracer
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 
@@ -174,7 +175,14 @@ def check_binary(name: str, data) -> np.ndarray:
 
 
 def _check_rows(name: str, data, n_visible: int, binary: bool) -> jax.Array:
-    """``data`` as a float array of shape ``(n, n_visible)``, checked."""
+    """``data`` as a float array of shape ``(n, n_visible)``, checked (traced data, under
+    ``jit``, for its shape only)."""
+    if isinstance(data, Tracer):
+        if data.ndim != 2 or data.shape[1] != n_visible:
+            raise ValueError(
+                f"{name} must have shape (n, n_visible={n_visible}), got shape {data.shape}"
+            )
+        return data.astype(jnp.result_type(float))
     array = check_binary(name, data) if binary else np.asarray(data)
     if not binary:
         if not np.issubdtype(array.dtype, np.number):
