@@ -168,7 +168,7 @@ def check_binary(name: str, data) -> np.ndarray:
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
             f"{name} must be binary (every entry 0 or 1), got {int(bad.sum())} other value(s), "
-            f"first {array[first]!r} at index {first}; binarize it first, e.g. "
+            f"first {array[first].item()!r} at index {first}; binarize it first, e.g. "
             f"({name} >= threshold).astype('float32')"
         )
     return array
