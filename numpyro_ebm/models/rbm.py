@@ -83,6 +83,7 @@ from jax.core import Tracer
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 
 __all__ = [
+    "MAX_ENUMERATION_STATES",
     "AISResult",
     "BernoulliRBM",
     "GaussianBernoulliRBM",
@@ -233,15 +234,15 @@ def _logsumexp_over_states(fn: Callable, m: int) -> jax.Array:
 
 def _check_enumerable(m: int, layer: str, max_states: int) -> None:
     max_states = check_int("max_states", max_states)
+    if max_states > MAX_ENUMERATION_STATES:
+        raise ValueError(
+            f"max_states must be at most 2**20 = {MAX_ENUMERATION_STATES}, got {max_states}"
+        )
     if 2**m > max_states:
         raise ValueError(
             f"exact enumeration over the {layer} layer needs 2**{m} states, beyond "
             f"max_states={max_states} (at most 2**20 are supported); use ais_log_partition "
             "for a model this large"
-        )
-    if max_states > MAX_ENUMERATION_STATES:
-        raise ValueError(
-            f"max_states must be at most 2**20 = {MAX_ENUMERATION_STATES}, got {max_states}"
         )
 
 
