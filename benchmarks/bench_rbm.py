@@ -218,7 +218,7 @@ def main(argv=None) -> dict:
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
-    print(json.dumps(summary, indent=2))
+    print(json.dumps(summary))  # one line: benchmarks/run.py reads the last line as JSON
     return result
 
 
