@@ -39,6 +39,7 @@ def data():
     return exact_samples(jax.random.key(20), teacher, params, 2000)
 
 
+@pytest.mark.slow  # two fits: ~25 s of CPU
 def test_greedy_training_raises_each_layers_exact_log_likelihood(data):
     dbn = DBN((12, 6, 4))
     result = dbn.fit(

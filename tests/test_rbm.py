@@ -189,7 +189,8 @@ def per_example_log_likelihood(model, params, data) -> np.ndarray:
     return np.asarray(-free - model.log_partition(params), np.float64)
 
 
-@pytest.mark.parametrize("method", ["cd", "pcd"])
+# CD-1 in the slow run (the default run keeps PCD, which also exercises the replay buffer)
+@pytest.mark.parametrize("method", [pytest.param("cd", marks=pytest.mark.slow), "pcd"])
 def test_cd1_and_pcd_raise_the_exact_held_out_log_likelihood(teacher_data, method):
     teacher, teacher_params, train, test = teacher_data
     fitted = train_rbm(
