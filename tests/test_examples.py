@@ -32,6 +32,7 @@ FIGURES = {
         "rank_hmc.png",
         "posterior_tau.png",
     ],
+    "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
 }
 
 
@@ -137,3 +138,14 @@ def test_compare_samplers_smoke(smoke_runs):
     assert metrics["table"]["hmc"]["mean_error"] == 0.0
     assert (out / "comparison.csv").is_file()
     assert (out / "mala.nc").is_file() and (out / "hmc.nc").is_file()
+
+
+def test_rbm_digits_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "rbm_digits")
+    assert "held-out log-likelihood" in stdout
+    assert set(metrics["final_test_loglik"]) == {"CD-1", "CD-10", "PCD-1"}
+    for value in metrics["final_test_loglik"].values():
+        # 64 binary pixels: any model is above 64 log(1/2) only if it learned something,
+        # and a log-likelihood is never positive
+        assert _is_finite(value) and -64 * math.log(2) < value < 0
+    assert _is_finite(metrics["large_ais"]["test_loglik"], metrics["large_ais"]["log_z_stderr"])

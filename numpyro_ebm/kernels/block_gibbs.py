@@ -1,0 +1,188 @@
+r"""Block Gibbs sampling of bipartite models (restricted Boltzmann machines), in BlackJAX's
+form.
+
+In an RBM the units of one layer are conditionally independent given the other layer, so a
+sweep draws the whole hidden layer, then the whole visible layer:
+
+.. math::
+
+    h \sim p(h \mid v) = \prod_j p(h_j \mid v), \qquad
+    v' \sim p(v \mid h) = \prod_i p(v_i \mid h).
+
+The sweep leaves the joint :math:`p(v, h)` invariant, hence the visible marginal
+:math:`p(v) \propto e^{-F(v)}` too; every proposal is accepted (``acceptance_rate`` is 1) and no
+gradient is evaluated. The chain lives on the visible layer: the state's ``position`` is
+:math:`v` (what contrastive divergence and :func:`numpyro_ebm.sample` read), ``hidden`` the
+last hidden draw and ``logdensity`` :math:`-F(v)`.
+
+The kernel needs the model's conditionals, not only its log density, so it takes the model
+(:class:`~numpyro_ebm.models.rbm.BernoulliRBM`,
+:class:`~numpyro_ebm.models.rbm.GaussianBernoulliRBM` or any object with ``free_energy``,
+``hidden_probs``, ``sample_hidden`` and ``sample_visible``) and its parameters. As the
+negative-phase kernel of :func:`numpyro_ebm.training.cd` and
+:func:`~numpyro_ebm.training.pcd` it reads them from the
+:class:`~numpyro_ebm.energy.BoundLogDensity` the objective hands over::
+
+    loss = training.cd(rbm.free_energy, k=1, kernel=block_gibbs.kernel_factory(rbm))
+
+References
+----------
+S. Geman and D. Geman (1984). Stochastic relaxation, Gibbs distributions, and the Bayesian
+restoration of images. IEEE TPAMI 6(6).
+
+G. E. Hinton (2002). Training products of experts by minimizing contrastive divergence.
+Neural Computation 14(8).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from blackjax.base import SamplingAlgorithm
+from blackjax.types import PRNGKey
+
+from numpyro_ebm._checks import all_finite
+from numpyro_ebm.energy import BoundLogDensity
+
+__all__ = [
+    "BlockGibbsInfo",
+    "BlockGibbsState",
+    "as_top_level_api",
+    "build_kernel",
+    "init",
+    "kernel_factory",
+]
+
+_MODEL_METHODS = ("free_energy", "hidden_probs", "sample_hidden", "sample_visible")
+
+
+class BlockGibbsState(NamedTuple):
+    """``position``: the visible configuration :math:`v`; ``hidden``: the last hidden draw
+    (at :func:`init` without a key, :math:`p(h = 1 \\mid v)` instead); ``logdensity``:
+    :math:`-F(v)`."""
+
+    position: jax.Array
+    hidden: jax.Array
+    logdensity: jax.Array
+
+
+class BlockGibbsInfo(NamedTuple):
+    """``acceptance_rate``: 1 (Gibbs moves are always accepted); ``is_finite``: whether the new
+    state and its log density are finite; ``num_grad_evals``: 0."""
+
+    acceptance_rate: jax.Array
+    is_finite: jax.Array
+    num_grad_evals: jax.Array
+
+
+def _check_model(model) -> None:
+    missing = [name for name in _MODEL_METHODS if not callable(getattr(model, name, None))]
+    if missing:
+        raise TypeError(
+            f"model must be a bipartite model (an RBM) with methods {_MODEL_METHODS}; "
+            f"{model!r} lacks {missing}"
+        )
+
+
+def init(position: jax.Array, model, params, rng_key: PRNGKey | None = None) -> BlockGibbsState:
+    """The state at the visible configuration ``position``; with ``rng_key`` the hidden layer
+    is drawn from :math:`p(h \\mid v)`, else it holds those probabilities (the first step
+    draws it afresh either way)."""
+    position = jnp.asarray(position)
+    if rng_key is None:
+        hidden = model.hidden_probs(params, position)
+    else:
+        hidden = model.sample_hidden(rng_key, params, position)
+    return BlockGibbsState(position, hidden, -model.free_energy(params, position))
+
+
+def build_kernel(model) -> Callable:
+    """The sweep ``kernel(rng_key, state, params) -> (state, info)`` of ``model``."""
+    _check_model(model)
+
+    def kernel(
+        rng_key: PRNGKey, state: BlockGibbsState, params
+    ) -> tuple[BlockGibbsState, BlockGibbsInfo]:
+        key_hidden, key_visible = jax.random.split(rng_key)
+        hidden = model.sample_hidden(key_hidden, params, state.position)
+        visible = model.sample_visible(key_visible, params, hidden)
+        logdensity = -model.free_energy(params, visible)
+        is_finite = all_finite(visible) & jnp.isfinite(logdensity)
+        info = BlockGibbsInfo(
+            jnp.asarray(1.0, logdensity.dtype), is_finite, jnp.asarray(0, jnp.int32)
+        )
+        return BlockGibbsState(visible, hidden, logdensity), info
+
+    return kernel
+
+
+def as_top_level_api(
+    logdensity_fn: BoundLogDensity | None = None, *, model, params: Any = None
+) -> SamplingAlgorithm:
+    """Block Gibbs on ``model`` as a ``blackjax.SamplingAlgorithm``.
+
+    Parameters
+    ----------
+    logdensity_fn
+        A :class:`~numpyro_ebm.energy.BoundLogDensity` of ``model.free_energy`` (what
+        :func:`~numpyro_ebm.training.cd` and :func:`~numpyro_ebm.training.pcd` pass to their
+        kernel): the parameters are read from it. Give it or ``params``, not both.
+    model
+        The bipartite model, e.g. a :class:`~numpyro_ebm.models.rbm.BernoulliRBM`.
+    params
+        The model's parameters, to sample a given (trained) RBM directly.
+
+    Returns
+    -------
+    ``SamplingAlgorithm(init, step)``: ``init(position, rng_key=None)`` and
+    ``step(rng_key, state) -> (state, info)``, for one chain (``vmap`` for several).
+
+    Raises
+    ------
+    TypeError
+        If ``model`` lacks the conditionals, or ``logdensity_fn`` is not a ``BoundLogDensity``.
+    ValueError
+        If both or neither of ``logdensity_fn`` and ``params`` are given, or
+        ``logdensity_fn`` binds another energy than ``model.free_energy`` (block Gibbs would
+        then sample a different distribution from the one the objective assumes).
+    """
+    _check_model(model)
+    if (logdensity_fn is None) == (params is None):
+        raise ValueError(
+            "pass exactly one of logdensity_fn (a BoundLogDensity, as the training objectives "
+            f"do) and params, got logdensity_fn={logdensity_fn!r}, params given: "
+            f"{params is not None}"
+        )
+    if logdensity_fn is not None:
+        if not isinstance(logdensity_fn, BoundLogDensity):
+            raise TypeError(
+                "block Gibbs needs the model's parameters: logdensity_fn must be a "
+                f"numpyro_ebm.energy.BoundLogDensity, got {logdensity_fn!r}; or pass params="
+            )
+        if logdensity_fn.energy_fn != model.free_energy:
+            raise ValueError(
+                "block Gibbs samples the model's own distribution, so logdensity_fn must bind "
+                f"model.free_energy, got energy_fn={logdensity_fn.energy_fn!r}"
+            )
+        params = logdensity_fn.params
+    kernel = build_kernel(model)
+
+    def init_fn(position, rng_key: PRNGKey | None = None) -> BlockGibbsState:
+        return init(position, model, params, rng_key)
+
+    def step_fn(rng_key: PRNGKey, state: BlockGibbsState):
+        return kernel(rng_key, state, params)
+
+    return SamplingAlgorithm(init_fn, step_fn)
+
+
+def kernel_factory(model) -> Callable[[BoundLogDensity], SamplingAlgorithm]:
+    """``logdensity_fn -> SamplingAlgorithm``: the ``kernel=`` argument of
+    :func:`~numpyro_ebm.training.cd` and :func:`~numpyro_ebm.training.pcd` for ``model``
+    (``functools.partial(as_top_level_api, model=model)``, checked now)."""
+    _check_model(model)
+    return functools.partial(as_top_level_api, model=model)
