@@ -43,7 +43,7 @@ SIGMAS = np.geomspace(1.0, 0.1, 4).astype(np.float32)
 def energy_fn(dim: int, hidden: int, seed: int):
     from flax import nnx
 
-    net = ne.MLPEnergy(dim, hidden=hidden, rngs=nnx.Rngs(seed))
+    net = ne.MLPEnergy((dim,), hidden=(hidden, hidden), rngs=nnx.Rngs(seed))
     apply, params = ne.as_pure(net)
     return lambda x: apply(params, x)
 
@@ -109,29 +109,24 @@ def timed(fn, key) -> float:
 
 
 def measure(name, sampler, algorithm, energy, x0, n, repeats):
+    target = energy if name != "annealed_langevin" else (lambda x, sigma: energy(x))
+
+    def ours(m, keep_stats):
+        return lambda key: ne.sample(
+            target,
+            sampler,
+            key=key,
+            init_position=x0,
+            num_chains=x0.shape[0],
+            num_warmup=0,
+            num_samples=m,
+            keep_stats=keep_stats,
+        )
+
     kinds = {
         "hand_written": lambda m: hand_written(algorithm, x0, m),
-        "sample_no_stats": lambda m: (
-            lambda key: ne.sample(
-                energy if name != "annealed_langevin" else (lambda x, s: energy(x)),
-                sampler,
-                key=key,
-                init_position=x0,
-                num_warmup=0,
-                num_samples=m,
-                keep_stats=(),
-            )
-        ),
-        "sample_all_stats": lambda m: (
-            lambda key: ne.sample(
-                energy if name != "annealed_langevin" else (lambda x, s: energy(x)),
-                sampler,
-                key=key,
-                init_position=x0,
-                num_warmup=0,
-                num_samples=m,
-            )
-        ),
+        "sample_no_stats": lambda m: ours(m, ()),
+        "sample_all_stats": lambda m: ours(m, None),
     }
     fns = {(kind, m): make(m) for kind, make in kinds.items() for m in (n, 2 * n)}
     compile_s = {}

@@ -118,10 +118,12 @@ def _initial_positions(init_position, event_shape, num_chains, key, scale):
     for path, leaf in jax.tree_util.tree_leaves_with_path(positions):
         where = f"init_position{jax.tree_util.keystr(path)}"
         if leaf.ndim == 0 or leaf.shape[0] != num_chains:
+            chains = "" if leaf.ndim == 0 else f"pass num_chains={leaf.shape[0]} if these are "
+            chains += "" if leaf.ndim == 0 else f"{leaf.shape[0]} chains' starts, or "
             raise ValueError(
                 f"{where} has shape {leaf.shape}, but initial positions carry a leading "
                 f"num_chains={num_chains} axis (one configuration per chain, as NumPyro's "
-                f"init_params); for one start shared by every chain pass "
+                f"init_params): {chains}for one start shared by every chain pass "
                 f"jnp.broadcast_to(x0, ({num_chains}, *x0.shape))"
             )
         check_finite_array(where, leaf)
