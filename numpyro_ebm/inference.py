@@ -92,7 +92,8 @@ def clear_cache() -> None:
 class _Programs(NamedTuple):
     warmup: Callable  # (key, positions) -> (state, parameters)
     run_chunk: Callable  # (state, parameters, sample_key, start, limit, length) -> (state, out)
-    state_treedef: Any
+    state_treedef: Any  # of (state, parameters)
+    out_shapes: Any  # of one draw's out
 
 
 def _chunking(per_draw_bytes: int, num_samples: int, progress: bool, until) -> int:
@@ -199,12 +200,10 @@ def _build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, sta
 
 def _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> _Programs:
     """The cached programs of a run signature (built, not compiled, on a miss)."""
-    shapes = jax.tree.map(lambda x: (x.shape, x.dtype), target.initial_position)
     signature = (
         sampler,
         target.cache_key,
-        jax.tree.structure(target.initial_position),
-        tuple(jax.tree.leaves(shapes)),
+        _shapes(target),
         num_warmup,
         thinning,
         mesh,
@@ -218,8 +217,12 @@ def _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> 
     warmup, run_chunk = _build_programs(
         chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
     )
-    one = jax.eval_shape(warmup, jax.random.key(0), target.initial_position)
-    programs = _Programs(warmup, run_chunk, jax.tree.structure(one))
+    key = jax.random.key(0)
+    state, parameters = jax.eval_shape(warmup, key, target.initial_position)
+    out_shapes = jax.eval_shape(
+        lambda s, p, k: run_chunk(s, p, k, 0, 1, length=1), state, parameters, key
+    )[1]
+    programs = _Programs(warmup, run_chunk, jax.tree.structure((state, parameters)), out_shapes)
     _PROGRAMS[signature] = programs
     while len(_PROGRAMS) > _CACHE_SIZE:
         _PROGRAMS.popitem(last=False)
@@ -227,8 +230,29 @@ def _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> 
 
 
 def _stat_names(sampler, target, keep_stats) -> frozenset | None:
+    """The statistics to keep (``nonfinite`` always), checked against those the sampler
+    reports (traced once per run signature)."""
     if keep_stats is None:
         return None
+    signature = ("stats", sampler, target.cache_key, _shapes(target))
+    if signature not in _PROGRAMS:
+        _PROGRAMS[signature] = _reported_stats(sampler, target)
+    known = _PROGRAMS[signature]
+    unknown = sorted(set(keep_stats) - set(known))
+    if unknown:
+        raise ValueError(
+            f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
+            f"it reports {known}"
+        )
+    return frozenset({*keep_stats, "nonfinite"})
+
+
+def _shapes(target) -> tuple:
+    leaves, treedef = jax.tree.flatten(target.initial_position)
+    return treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves)
+
+
+def _reported_stats(sampler, target) -> list[str]:
     chain_sampler = sampler.chain_sampler(target)
     one = jax.tree.map(
         lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), target.initial_position
@@ -238,14 +262,7 @@ def _stat_names(sampler, target, keep_stats) -> frozenset | None:
         state, parameters = chain_sampler.warmup(key, position, 1)
         return chain_sampler.step(key, state, parameters)[1]
 
-    known = sorted(jax.eval_shape(probe, jax.random.key(0), one))
-    unknown = sorted(set(keep_stats) - set(known))
-    if unknown:
-        raise ValueError(
-            f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
-            f"it reports {known}"
-        )
-    return frozenset({*keep_stats, "nonfinite"})
+    return sorted(jax.eval_shape(probe, jax.random.key(0), one))
 
 
 # --- the final state, kept with the draws -------------------------------------------------
@@ -336,12 +353,7 @@ def _run_chains(
             )
     if mesh is not None:
         sample_key = _sharding.place(sample_key, _sharding.replicated(mesh))
-    out_shapes = jax.eval_shape(
-        lambda s, p, k: programs.run_chunk(s, p, k, first, first + 1, length=1),
-        state,
-        parameters,
-        sample_key,
-    )[1]
+    out_shapes = programs.out_shapes
     per_draw = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(out_shapes))
     chunk = _chunking(per_draw, num_samples, progress, until)
     kept = jax.tree.map(
@@ -393,6 +405,7 @@ def _target(
     model_args,
     model_kwargs,
     var_name,
+    support,
 ) -> Target:
     """The target of a ``sample`` call: given, or built from a callable (one rule each)."""
     if isinstance(target, Target):
@@ -434,6 +447,7 @@ def _target(
             temperature=temperature,
             var_name=var_name,
             noise_conditional=noise_conditional,
+            support=support,
         )
     return model_target(
         target,
@@ -461,6 +475,7 @@ def sample(
     model_args: tuple = (),
     model_kwargs: dict | None = None,
     var_name: str = "x",
+    support: str = "real",
     progress: bool = False,
     until: Until | None = None,
     devices=None,
@@ -503,6 +518,9 @@ def sample(
         Sample :math:`p_T \propto e^{-E/T}` (energy targets).
     var_name
         Name of an energy target's variable in ``posterior``.
+    support
+        ``"real"``, or ``"binary"``/``"spin"`` for a discrete energy (see
+        :func:`~numpyro_ebm.energy_target`).
     progress
         Show a tqdm progress bar.
     until
@@ -578,6 +596,7 @@ def sample(
         model_args=model_args,
         model_kwargs=model_kwargs,
         var_name=var_name,
+        support=support,
     )
     sampler.check(target)
     num_chains = target.num_chains

@@ -8,7 +8,10 @@ callable behind it is (its ``kind``), so that samplers never guess from argument
 * ``"noise_conditional"``: an energy :math:`E(x, \sigma)` or a score :math:`s(x, \sigma)`
   (annealed Langevin); the log density reported is the one at the smallest noise level;
 * ``"model"``: a NumPyro model, sampled on its unconstrained space
-  (:func:`~numpyro_ebm.logdensity_from_model`) and reported in constrained space.
+  (:func:`~numpyro_ebm.logdensity_from_model`) and reported in constrained space;
+* ``"discrete"``: an energy of configurations of bits :math:`\{0, 1\}^d` or spins
+  :math:`\{-1, +1\}^d` (``support="binary"`` or ``"spin"``), for the discrete kernels (Gibbs,
+  checkerboard, Swendsen-Wang, block Gibbs, Gibbs with gradients).
 
 :func:`energy_target` and :func:`model_target` build them; :func:`numpyro_ebm.sample` builds
 one from a bare callable (an energy if ``event_shape`` or ``init_position`` is given, a model
@@ -31,10 +34,13 @@ import numpy as np
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 
-__all__ = ["KINDS", "Target", "energy_target", "model_target"]
+__all__ = ["KINDS", "SUPPORTS", "Target", "energy_target", "model_target"]
 
 #: The kinds of target a sampler may accept.
-KINDS = ("energy", "noise_conditional", "model")
+KINDS = ("energy", "noise_conditional", "model", "discrete")
+
+#: The supports of an energy's configurations: real vectors, bits {0, 1}, spins {-1, +1}.
+SUPPORTS = {"real": None, "binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
 
 
 class Target(NamedTuple):
@@ -49,6 +55,7 @@ class Target(NamedTuple):
     ``minibatch_logdensity_fn(rng_key, x)``: for a model that subsamples its data, an unbiased
     minibatch estimate of the log density. ``cache_key``: a hashable value equal for targets
     whose log densities are equal (programs compiled for one are reused for the other).
+    ``support``: ``"real"``, ``"binary"`` or ``"spin"`` (see :data:`SUPPORTS`).
     """
 
     logdensity_fn: Callable
@@ -62,6 +69,7 @@ class Target(NamedTuple):
     model_kwargs: dict | None = None
     minibatch_logdensity_fn: Callable | None = None
     cache_key: Any = None
+    support: str = "real"
 
     @property
     def num_chains(self) -> int:
@@ -158,6 +166,7 @@ def energy_target(
     temperature: float = 1.0,
     var_name: str = "x",
     noise_conditional: bool = False,
+    support: str = "real",
 ) -> Target:
     r"""The target :math:`\log p_T(x) = -E(x)/T` of an energy.
 
@@ -184,7 +193,16 @@ def energy_target(
         ``energy`` is noise-conditional (annealed Langevin); the target then has no
         ``logdensity_fn`` of its own: the sampler evaluates ``energy(x, sigma)`` at its noise
         levels.
+    support
+        ``"real"`` (default), or for a discrete energy ``"binary"`` (configurations in
+        :math:`\{0, 1\}^d`) or ``"spin"`` (:math:`\{-1, +1\}^d`): a ``"discrete"`` target,
+        whose default initial positions are uniform over the configurations and whose given
+        ones are checked to lie in the support.
     """
+    if support not in SUPPORTS:
+        raise ValueError(f"support must be one of {sorted(SUPPORTS)}, got {support!r}")
+    if support != "real" and noise_conditional:
+        raise ValueError("a discrete energy (support='binary' or 'spin') is not noise-conditional")
     if not callable(energy):
         raise TypeError(f"energy must be callable, got {energy!r}")
     num_chains = check_int("num_chains", num_chains)
@@ -196,11 +214,18 @@ def energy_target(
         if key is None:
             raise ValueError("energy_target needs key= to draw the initial positions")
         key = _typed_key(key)
+    if support != "real" and init_position is None:
+        low, high = SUPPORTS[support]
+        bits = jax.random.bernoulli(key, 0.5, (num_chains, *_event_shape(event_shape)))
+        init_position = jnp.where(bits, high, low)
     positions = _initial_positions(init_position, event_shape, num_chains, key, init_scale)
+    if support != "real":
+        _check_support(positions, support)
     if noise_conditional:
         kind, logdensity_fn = "noise_conditional", None
     else:
-        kind, logdensity_fn = "energy", _highest(_EnergyLogDensity(energy, float(temperature)))
+        kind = "energy" if support == "real" else "discrete"
+        logdensity_fn = _highest(_EnergyLogDensity(energy, float(temperature)))
         _check_energy_at(energy, positions)
     return Target(
         logdensity_fn=logdensity_fn,
@@ -209,8 +234,22 @@ def energy_target(
         fn=energy,
         var_name=var_name,
         temperature=float(temperature),
-        cache_key=(kind, energy, float(temperature)),
+        support=support,
+        cache_key=(kind, energy, float(temperature), support),
     )
+
+
+def _check_support(positions, support: str) -> None:
+    low, high = SUPPORTS[support]
+    for leaf in jax.tree.leaves(positions):
+        values = np.asarray(leaf)
+        bad = (values != low) & (values != high)
+        if bad.any():
+            raise ValueError(
+                f"init_position must hold {support} values {{{low:g}, {high:g}}} for "
+                f"support={support!r}, got {values[bad].ravel()[0]!r} at index "
+                f"{tuple(int(i) for i in np.argwhere(bad)[0])}"
+            )
 
 
 def _check_energy_at(energy: Callable, positions) -> None:

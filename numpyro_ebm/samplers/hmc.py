@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import blackjax
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
 from numpyro_ebm._checks import check_int, check_positive
@@ -31,6 +34,11 @@ def _hmc_family(
     logdensity_fn = target.logdensity_fn
 
     def warmup(rng_key, position, num_warmup):
+        if num_warmup == 0:  # no tuning: the initial step size and a unit mass matrix
+            dim = jax.flatten_util.ravel_pytree(position)[0].shape[0]
+            eye = jnp.ones(dim) if is_mass_matrix_diagonal else jnp.eye(dim)
+            state = algorithm.init(position, logdensity_fn)
+            return state, {"step_size": jnp.asarray(initial_step_size), "inverse_mass_matrix": eye}
         adaptation = blackjax.window_adaptation(
             algorithm,
             logdensity_fn,
