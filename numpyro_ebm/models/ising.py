@@ -119,7 +119,7 @@ def check_spins(name: str, value, spins: str) -> None:
         first = tuple(int(i) for i in np.argwhere(bad)[0])
         raise ValueError(
             f"{name} must hold only {low:g} and {high:g} (spins={spins!r}), got "
-            f"{int(bad.sum())} other value(s), first {array[first]!r} at index {first}"
+            f"{int(bad.sum())} other value(s), first {array[first].item()!r} at index {first}"
         )
 
 
