@@ -32,6 +32,7 @@ FIGURES = {
         "rank_hmc.png",
         "posterior_tau.png",
     ],
+    "ising": ["curves.png", "autocorrelation.png"],
 }
 
 
@@ -137,3 +138,19 @@ def test_compare_samplers_smoke(smoke_runs):
     assert metrics["table"]["hmc"]["mean_error"] == 0.0
     assert (out / "comparison.csv").is_file()
     assert (out / "mala.nc").is_file() and (out / "hmc.nc").is_file()
+
+
+def test_ising_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ising")
+    assert "tau(|m|) at beta_c" in stdout
+    assert set(metrics["curves"]) == {
+        "gibbs",
+        "checkerboard",
+        "parallel_tempering",
+        "swendsen_wang",
+    }
+    for per_beta in metrics["curves"].values():
+        for summary in per_beta.values():
+            assert _is_finite(*summary["mean"], *summary["mcse"], *summary["tau"])
+            assert 0.0 <= summary["mean"][0] <= 1.0 and -2.0 <= summary["mean"][1] <= 2.0
+    assert all(len(v) == len(metrics["sizes"]) for v in metrics["tau_at_beta_c"].values())
