@@ -31,6 +31,7 @@ simulations. Physical Review Letters 58(2).
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import time
@@ -69,7 +70,7 @@ class Config(NamedTuple):
 
 
 FULL = Config(16, (0.30, 0.36, 0.40, 0.44, 0.48, 0.52, 0.60), 8, 400, (8, 16, 32), 2000)
-SMOKE = Config(4, (0.45,), 4, 40, (4, 8), 100)
+SMOKE = Config(4, (0.3, 0.6), 4, 40, (4, 8), 100)
 SAMPLERS = ("gibbs", "checkerboard", "parallel_tempering", "swendsen_wang")
 
 
@@ -87,22 +88,31 @@ def make_sampler(name: str, model: Ising):
     return swendsen_wang.as_top_level_api(model)
 
 
-def run(algorithm, key, model: Ising, num_chains: int, num_sweeps: int) -> np.ndarray:
-    """(|m|, energy per site) after every sweep of every chain, from random spins: shape
-    ``(chains, sweeps, 2)``."""
-    start_key, run_key = jax.random.split(key)
-    starts = 2.0 * jax.random.bernoulli(start_key, 0.5, (num_chains, *model.shape)) - 1.0
+@functools.cache
+def runner(name: str, size: int, num_chains: int, num_sweeps: int):
+    """A jitted ``run(key, beta)``: (|m|, energy per site) after every sweep of every chain,
+    from random spins, shape ``(chains, sweeps, 2)``. ``beta`` is traced, so one compilation
+    serves every temperature."""
 
-    def chain(chain_key, start):
-        def sweep(state, sweep_key):
-            state, _ = algorithm.step(sweep_key, state)
-            s = state.position
-            return state, jnp.stack([jnp.abs(model.magnetization(s)), model.energy(s) / s.size])
+    def run(key, beta):
+        model = Ising(size, beta=beta)
+        algorithm = make_sampler(name, model)
+        start_key, run_key = jax.random.split(key)
+        starts = 2.0 * jax.random.bernoulli(start_key, 0.5, (num_chains, size, size)) - 1.0
 
-        keys = jax.random.split(chain_key, num_sweeps)
-        return jax.lax.scan(sweep, algorithm.init(start), keys)[1]
+        def chain(chain_key, start):
+            def sweep(state, sweep_key):
+                state, _ = algorithm.step(sweep_key, state)
+                s = state.position
+                statistics = [jnp.abs(model.magnetization(s)), model.energy(s) / s.size]
+                return state, jnp.stack(statistics)
 
-    return np.asarray(jax.jit(jax.vmap(chain))(jax.random.split(run_key, num_chains), starts))
+            keys = jax.random.split(chain_key, num_sweeps)
+            return jax.lax.scan(sweep, algorithm.init(start), keys)[1]
+
+        return jax.vmap(chain)(jax.random.split(run_key, num_chains), starts)
+
+    return jax.jit(run)
 
 
 def summarize(draws: np.ndarray) -> dict:
@@ -159,29 +169,17 @@ def main(argv=None) -> dict:
     started = time.perf_counter()
 
     curves = {name: {} for name in SAMPLERS}
-    for i, beta in enumerate(config.betas):
-        model = Ising(config.L, beta=beta)
-        for name in SAMPLERS:
-            draws = run(
-                make_sampler(name, model),
-                jax.random.fold_in(key, i),
-                model,
-                config.num_chains,
-                config.num_sweeps,
-            )
+    for name in SAMPLERS:
+        run = runner(name, config.L, config.num_chains, config.num_sweeps)
+        for i, beta in enumerate(config.betas):
+            draws = np.asarray(run(jax.random.fold_in(key, i), beta))
             curves[name][beta] = summarize(draws)
 
     taus = {"checkerboard": [], "swendsen_wang": []}
     for size in config.sizes:
-        model = Ising(size, beta=critical_beta())
         for name in taus:
-            draws = run(
-                make_sampler(name, model),
-                jax.random.fold_in(key, 1000 + size),
-                model,
-                2 * config.num_chains,
-                config.num_sweeps_tau,
-            )
+            run = runner(name, size, 2 * config.num_chains, config.num_sweeps_tau)
+            draws = np.asarray(run(jax.random.fold_in(key, 1000 + size), critical_beta()))
             taus[name].append(summarize(draws)["tau"][0])
     seconds = time.perf_counter() - started
 

@@ -187,16 +187,17 @@ def test_infos_report_acceptance_finiteness_gradient_cost_and_cluster_size():
     model = Ising(L_SMALL, beta=0.3)
     start = jnp.ones(model.shape)
     key = jax.random.key(0)
-    _, info = gibbs.as_top_level_api(model).step(key, gibbs.init(start, model))
+
+    def first_info(algorithm):
+        return jax.jit(algorithm.step)(key, algorithm.init(start))[1]
+
+    info = first_info(gibbs.as_top_level_api(model))
     assert (float(info.acceptance_rate), int(info.num_grad_evals)) == (1.0, 0)
-    algorithm = checkerboard.as_top_level_api(model, update="metropolis")
-    _, info = algorithm.step(key, algorithm.init(start))
+    info = first_info(checkerboard.as_top_level_api(model, update="metropolis"))
     assert 0 < float(info.acceptance_rate) < 1 and int(info.num_grad_evals) == 2
-    algorithm = gibbs_with_gradients.as_top_level_api(model)
-    _, info = algorithm.step(key, algorithm.init(start))
+    info = first_info(gibbs_with_gradients.as_top_level_api(model))
     assert int(info.num_grad_evals) == 1 and bool(info.is_finite)
-    algorithm = swendsen_wang.as_top_level_api(model)
-    _, info = algorithm.step(key, algorithm.init(start))
+    info = first_info(swendsen_wang.as_top_level_api(model))
     assert float(info.mean_cluster_size) * int(info.num_clusters) == pytest.approx(16)
 
 
@@ -217,7 +218,7 @@ def test_cluster_labels_are_the_connected_components():
         (lambda m: checkerboard.as_top_level_api(m), jnp.zeros((4, 4)), "position must hold"),
         (lambda m: gibbs_with_gradients.as_top_level_api(m), jnp.eye(4) * 2.0, "position"),
         (lambda m: swendsen_wang.as_top_level_api(m), jnp.full((4, 4), 0.3), "position"),
-        (lambda m: checkerboard.as_top_level_api(m), jnp.ones((5, 5)), "every side even"),
+        (lambda m: checkerboard.as_top_level_api(m), jnp.ones((5, 5)), "every side is even"),
         (lambda m: swendsen_wang.as_top_level_api(m), jnp.ones((3, 3)), "model's shape"),
     ],
 )

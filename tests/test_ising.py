@@ -113,7 +113,7 @@ def test_discrete_energy_distribution_samples_exactly_and_enumerates_its_support
     distribution = DiscreteEnergyDistribution(model.energy, (3, 3), temperature=1 / 0.4)
     states = distribution.enumerate_support()
     assert states.shape == (512, 3, 3) and len(np.unique(np.asarray(states), axis=0)) == 512
-    draws = distribution.sample(jax.random.key(4), (4, 2000))
+    draws = distribution.sample(jax.random.key(4), (4, 1000))
     statistic = jax.vmap(jax.vmap(lambda s: jnp.stack([jnp.abs(s.mean()), model.energy(s) / 9])))
     truth = exact.expectation(
         model, lambda s: jnp.stack([jnp.abs(s.mean()), model.energy(s) / 9]), (3, 3)

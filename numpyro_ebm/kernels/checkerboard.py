@@ -97,32 +97,28 @@ def build_kernel(update: str = "heat_bath", spins: str = "pm1"):
     check_update(update)
     spin_values(spins)
 
-    def half_sweep(rng_key, state, mask, logdensity_fn):
-        x = state.position
+    def half_sweep(rng_key, x, logdensity_grad, mask):
         flipped = flip(x, spins)
-        probability = flip_probability((flipped - x) * state.logdensity_grad, update)
+        probability = flip_probability((flipped - x) * logdensity_grad, update)
         accept = mask & (jax.random.uniform(rng_key, x.shape) < probability)
-        position = jnp.where(accept, flipped, x)
-        logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
-        return CheckerboardState(position, logdensity, grad), jnp.sum(
-            jnp.where(mask, probability, 0)
-        )
+        return jnp.where(accept, flipped, x), jnp.sum(jnp.where(mask, probability, 0))
 
     def kernel(
         rng_key: PRNGKey, state: CheckerboardState, logdensity_fn: Callable
     ) -> tuple[CheckerboardState, CheckerboardInfo]:
         even, odd = sublattice_masks(state.position.shape)
         even_key, odd_key = jax.random.split(rng_key)
-        state, even_total = half_sweep(even_key, state, even, logdensity_fn)
-        state, odd_total = half_sweep(odd_key, state, odd, logdensity_fn)
+        position, even_total = half_sweep(even_key, state.position, state.logdensity_grad, even)
+        # the value is needed at the end of the sweep only: a gradient suffices here
+        grad = jax.grad(logdensity_fn)(position)
+        position, odd_total = half_sweep(odd_key, position, grad, odd)
+        logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
         if update == "heat_bath":
             acceptance = jnp.ones(())
         else:
-            acceptance = (even_total + odd_total) / state.position.size
-        info = CheckerboardInfo(
-            acceptance, jnp.isfinite(state.logdensity), jnp.asarray(2, jnp.int32)
-        )
-        return state, info
+            acceptance = (even_total + odd_total) / position.size
+        info = CheckerboardInfo(acceptance, jnp.isfinite(logdensity), jnp.asarray(2, jnp.int32))
+        return CheckerboardState(position, logdensity, grad), info
 
     return kernel
 
