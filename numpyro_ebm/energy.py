@@ -18,6 +18,8 @@ this module keeps one sign per name and converts at the border:
 * :func:`potential_fn` -- :math:`U(x) = E(x)/T`, for ``numpyro.infer.NUTS(potential_fn=...)``;
 * :class:`EnergyDistribution` -- a NumPyro distribution with unnormalized
   :math:`\log p(x) = -E(x)/T`, usable as a prior or a likelihood;
+* :class:`DiscreteEnergyDistribution` -- the same on binary configurations
+  (:math:`\{-1,+1\}^d` or :math:`\{0,1\}^d`), with exact enumeration and sampling when small;
 * :func:`energy_factor` -- adds :math:`-E(x)/T` to a model's log joint (``numpyro.factor``).
 
 Every face checks its energy: a non-scalar output raises ``TypeError`` when first traced, and a
@@ -26,6 +28,7 @@ NaN or infinite value at a concrete (not traced) point raises ``ValueError``.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any, ClassVar, NamedTuple
 
@@ -37,10 +40,12 @@ from jax.core import Tracer
 from numpyro.distributions import constraints
 
 from numpyro_ebm._checks import check_positive
+from numpyro_ebm.models.ising import check_spins, spin_values
 
 __all__ = [
     "BoundEnergy",
     "BoundLogDensity",
+    "DiscreteEnergyDistribution",
     "EnergyDistribution",
     "at_noise_level",
     "energy_factor",
@@ -254,6 +259,7 @@ class EnergyDistribution(dist.Distribution):
         raise NotImplementedError(self._no_sample_message)
 
 
+<<<<<<< HEAD
 class _AtNoiseLevel(numpyro.primitives.Messenger):
     def __init__(self, fn, sigma):
         self.sigma = sigma
@@ -269,6 +275,103 @@ def at_noise_level(model: Callable, sigma) -> Callable:
     """``model`` with every noise-conditional :class:`EnergyDistribution` site evaluated at the
     noise level ``sigma`` (a NumPyro effect handler); the rest of the model is unchanged."""
     return _AtNoiseLevel(model, sigma)
+=======
+class _PlusMinusOne(constraints.Constraint):
+    r"""Values in :math:`\{-1, +1\}`."""
+
+    is_discrete = True
+
+    def __call__(self, x):
+        return (x == -1) | (x == 1)
+
+    def feasible_like(self, prototype):
+        return jnp.ones_like(prototype)
+
+
+_SUPPORTS = {"pm1": _PlusMinusOne(), "01": constraints.boolean}
+
+
+class DiscreteEnergyDistribution(EnergyDistribution):
+    r"""An unnormalized distribution :math:`\log p(x) = -E(x)/T` on binary configurations,
+    :math:`x \in \{-1, +1\}^{d}` (``support="pm1"``) or :math:`\{0, 1\}^{d}` (``"01"``).
+
+    ``log_prob`` omits :math:`\log Z_T`, as :class:`EnergyDistribution` does. When the event has
+    at most 16 sites (:math:`2^{16}` states), :meth:`enumerate_support` lists every state, so the
+    site can be enumerated or marginalized in a NumPyro model, and :meth:`sample` draws exactly
+    from the normalized law (a categorical over the enumerated log probabilities); larger
+    events are sampled with the discrete kernels (:mod:`numpyro_ebm.kernels.gibbs`,
+    ``checkerboard``, ``gibbs_with_gradients``, ``swendsen_wang``).
+
+    Parameters
+    ----------
+    energy
+        ``E(x) -> scalar`` for one configuration of shape ``event_shape`` (e.g.
+        ``Ising(L).energy`` with ``temperature=1 / beta``).
+    event_shape
+        Shape of one configuration.
+    support
+        ``"pm1"`` or ``"01"``, the values of a site.
+    temperature
+        :math:`T > 0`.
+
+    Notes
+    -----
+    With ``validate_args=True``, ``log_prob`` raises ``ValueError`` for a concrete value holding
+    anything but the two values of ``support`` (NumPyro's own check would only warn).
+    """
+
+    pytree_aux_fields = ("energy", "spins")
+    max_enumerated_sites: ClassVar[int] = 16
+
+    def __init__(
+        self,
+        energy: Callable,
+        event_shape: Sequence[int],
+        support: str = "pm1",
+        temperature: float = 1.0,
+        *,
+        validate_args: bool | None = None,
+    ):
+        spin_values(support)
+        self.spins = support
+        super().__init__(energy, event_shape, temperature, validate_args=validate_args)
+
+    @constraints.dependent_property(is_discrete=True, event_dim=0)
+    def support(self):
+        return constraints.independent(_SUPPORTS[self.spins], len(self.event_shape))
+
+    has_enumerate_support = True
+
+    def _all_states(self) -> jax.Array:
+        num_sites = math.prod(self.event_shape)
+        if num_sites > self.max_enumerated_sites:
+            raise NotImplementedError(
+                f"event_shape={self.event_shape} has 2^{num_sites} states, more than the "
+                f"2^{self.max_enumerated_sites} this distribution enumerates or samples exactly: "
+                "draw from it with the discrete kernels of numpyro_ebm.kernels (gibbs, "
+                "checkerboard, gibbs_with_gradients, swendsen_wang)"
+            )
+        low, high = spin_values(self.spins)
+        bits = (jnp.arange(2**num_sites)[:, None] >> jnp.arange(num_sites)) & 1
+        states = low + (high - low) * bits.astype(jnp.result_type(float))
+        return states.reshape((-1, *self.event_shape))
+
+    def enumerate_support(self, expand: bool = True) -> jax.Array:
+        """Every configuration, shape ``(2^d, *event_shape)``, state :math:`k` having site
+        :math:`i` (row-major) high iff bit :math:`i` of :math:`k` is set."""
+        return self._all_states()
+
+    def log_prob(self, value):
+        if self._validate_args:
+            check_spins("value", value, self.spins)
+        return super().log_prob(value)
+
+    def sample(self, key, sample_shape=()):
+        """Exact draws, by enumeration, when the event has at most 16 sites."""
+        states = self._all_states()
+        logits = -jax.vmap(self.energy)(states) / self.temperature
+        return states[jax.random.categorical(key, logits, shape=tuple(sample_shape))]
+>>>>>>> discrete
 
 
 def energy_factor(name: str, energy: Callable, x, temperature: float = 1.0) -> jax.Array:

@@ -33,6 +33,7 @@ FIGURES = {
         "posterior_tau.png",
     ],
     "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
+    "ising": ["curves.png", "autocorrelation.png"],
 }
 
 
@@ -149,3 +150,19 @@ def test_rbm_digits_smoke(smoke_runs):
         # and a log-likelihood is never positive
         assert _is_finite(value) and -64 * math.log(2) < value < 0
     assert _is_finite(metrics["large_ais"]["test_loglik"], metrics["large_ais"]["log_z_stderr"])
+
+
+def test_ising_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ising")
+    assert "tau(|m|) at beta_c" in stdout
+    assert set(metrics["curves"]) == {
+        "gibbs",
+        "checkerboard",
+        "parallel_tempering",
+        "swendsen_wang",
+    }
+    for per_beta in metrics["curves"].values():
+        for summary in per_beta.values():
+            assert _is_finite(*summary["mean"], *summary["mcse"], *summary["tau"])
+            assert 0.0 <= summary["mean"][0] <= 1.0 and -2.0 <= summary["mean"][1] <= 2.0
+    assert all(len(v) == len(metrics["sizes"]) for v in metrics["tau_at_beta_c"].values())

@@ -1,6 +1,22 @@
 """Our BlackJAX-style kernels; each module exports State, Info, init, build_kernel and
 as_top_level_api."""
 
-from numpyro_ebm.kernels import annealed_langevin, langevin, replica_exchange
+from numpyro_ebm.kernels import (
+    annealed_langevin,
+    checkerboard,
+    gibbs,
+    gibbs_with_gradients,
+    langevin,
+    replica_exchange,
+    swendsen_wang,
+)
 
-__all__ = ["annealed_langevin", "langevin", "replica_exchange"]
+__all__ = [
+    "annealed_langevin",
+    "checkerboard",
+    "gibbs",
+    "gibbs_with_gradients",
+    "langevin",
+    "replica_exchange",
+    "swendsen_wang",
+]

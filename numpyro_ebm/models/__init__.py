@@ -1,5 +1,6 @@
-"""What energies are made of: restricted Boltzmann machines and deep belief nets."""
+"""What energies are made of: lattice and pairwise binary models (:mod:`.ising`), restricted
+Boltzmann machines (:mod:`.rbm`) and deep belief nets (:mod:`.dbn`)."""
 
-from numpyro_ebm.models import dbn, rbm
+from numpyro_ebm.models import dbn, ising, rbm
 
-__all__ = ["dbn", "rbm"]
+__all__ = ["dbn", "ising", "rbm"]
