@@ -259,7 +259,6 @@ class EnergyDistribution(dist.Distribution):
         raise NotImplementedError(self._no_sample_message)
 
 
-<<<<<<< HEAD
 class _AtNoiseLevel(numpyro.primitives.Messenger):
     def __init__(self, fn, sigma):
         self.sigma = sigma
@@ -275,7 +274,8 @@ def at_noise_level(model: Callable, sigma) -> Callable:
     """``model`` with every noise-conditional :class:`EnergyDistribution` site evaluated at the
     noise level ``sigma`` (a NumPyro effect handler); the rest of the model is unchanged."""
     return _AtNoiseLevel(model, sigma)
-=======
+
+
 class _PlusMinusOne(constraints.Constraint):
     r"""Values in :math:`\{-1, +1\}`."""
 
@@ -371,7 +371,6 @@ class DiscreteEnergyDistribution(EnergyDistribution):
         states = self._all_states()
         logits = -jax.vmap(self.energy)(states) / self.temperature
         return states[jax.random.categorical(key, logits, shape=tuple(sample_shape))]
->>>>>>> discrete
 
 
 def energy_factor(name: str, energy: Callable, x, temperature: float = 1.0) -> jax.Array:

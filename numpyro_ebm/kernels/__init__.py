@@ -3,6 +3,7 @@ as_top_level_api."""
 
 from numpyro_ebm.kernels import (
     annealed_langevin,
+    block_gibbs,
     checkerboard,
     gibbs,
     gibbs_with_gradients,
@@ -13,6 +14,7 @@ from numpyro_ebm.kernels import (
 
 __all__ = [
     "annealed_langevin",
+    "block_gibbs",
     "checkerboard",
     "gibbs",
     "gibbs_with_gradients",

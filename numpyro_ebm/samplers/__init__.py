@@ -10,6 +10,13 @@ from numpyro_ebm.samplers.base import (
     get_sampler,
     register_sampler,
 )
+from numpyro_ebm.samplers.discrete import (
+    block_gibbs,
+    checkerboard,
+    gibbs,
+    gibbs_with_gradients,
+    swendsen_wang,
+)
 from numpyro_ebm.samplers.hmc import hmc, nuts
 from numpyro_ebm.samplers.langevin import mala, sgld, ula
 from numpyro_ebm.samplers.runners import numpyro_nuts, tempered_smc
@@ -21,7 +28,11 @@ __all__ = [
     "ChainSampler",
     "Sampler",
     "annealed_langevin",
+    "block_gibbs",
+    "checkerboard",
     "get_sampler",
+    "gibbs",
+    "gibbs_with_gradients",
     "hmc",
     "mala",
     "numpyro_nuts",
@@ -29,6 +40,7 @@ __all__ = [
     "parallel_tempering",
     "register_sampler",
     "sgld",
+    "swendsen_wang",
     "tempered_smc",
     "ula",
 ]

@@ -37,6 +37,8 @@ def _build_parallel_tempering(
         # replica k moves with step size (noise variance) step_size * T_k
         if tuned:
             return lambda ld, t: inner.kernel(ld, step_size * t, **extra)
+        if "discrete" in inner.accepts:
+            return lambda ld, t: inner.kernel(ld, target.support, **extra)
         return lambda ld, t: inner.kernel(ld, **extra)
 
     def move(key, state, step_size):
@@ -103,8 +105,9 @@ def parallel_tempering(
     (``temperatures``, or the geometric ladder of ``num_replicas`` up to
     ``max_temperature``); after each inner move, neighbour pairs (even pairs on even steps,
     odd pairs on odd steps) swap with the Metropolis probability. The draw is the cold
-    replica. ``inner`` is a sampler value with a fixed-step move (default
-    ``mala(step_size=0.2)``; ``step_size=`` is a shortcut for ``inner=mala(step_size=...)``).
+    replica. ``inner`` is a sampler value with a move of its own (default
+    ``mala(step_size=0.2)``; ``step_size=`` is a shortcut for ``inner=mala(step_size=...)``;
+    for discrete targets ``gibbs()``, ``checkerboard()`` or ``gibbs_with_gradients()``).
     An inner move with a step size uses :math:`\epsilon T_k` in replica :math:`k`, with
     :math:`\epsilon` tuned during warmup by dual averaging of the cold replica's acceptance
     rate towards ``target_acceptance_rate``. Swap acceptance rates per neighbour pair are
@@ -117,7 +120,8 @@ def parallel_tempering(
     inner = mala() if inner is None else inner
     if not isinstance(inner, Sampler) or inner.kernel is None:
         raise TypeError(
-            f"inner must be a sampler value with a fixed-step move (mala, ula, ...), got {inner!r}"
+            "inner must be a sampler value with a move of its own (mala, ula, gibbs, "
+            f"checkerboard, gibbs_with_gradients), got {inner!r}"
         )
     if temperatures is None:
         check_int("num_replicas", num_replicas, minimum=2)

@@ -1,0 +1,129 @@
+r"""Samplers of discrete energies: single-site Gibbs, checkerboard sweeps, Gibbs with gradients,
+Swendsen-Wang clusters and block Gibbs, on ``"discrete"`` targets (configurations of bits or
+spins: ``ne.sample(energy, sampler, support="spin" | "binary", ...)``).
+
+Each wraps a kernel of :mod:`numpyro_ebm.kernels` (the maths and references are there); all
+report the package's statistics (``acceptance_rate``: 1 for heat-bath moves) and tune nothing
+in warm-up. ``gibbs``, ``checkerboard`` and ``gibbs_with_gradients`` need only the log density
+and can be the inner move of :func:`~numpyro_ebm.samplers.parallel_tempering`.
+"""
+
+from __future__ import annotations
+
+import jax
+
+from numpyro_ebm.energy import BoundEnergy, BoundLogDensity
+from numpyro_ebm.kernels import block_gibbs as _block_gibbs
+from numpyro_ebm.kernels import checkerboard as _checkerboard
+from numpyro_ebm.kernels import gibbs as _gibbs
+from numpyro_ebm.kernels import gibbs_with_gradients as _gwg
+from numpyro_ebm.kernels import swendsen_wang as _swendsen_wang
+from numpyro_ebm.samplers.base import ChainSampler, Sampler, register_sampler, stats
+
+__all__ = ["block_gibbs", "checkerboard", "gibbs", "gibbs_with_gradients", "swendsen_wang"]
+
+DISCRETE = frozenset({"discrete"})
+_SPINS = {"spin": "pm1", "binary": "01"}
+
+
+def _chain(algorithm) -> ChainSampler:
+    """A kernel with a ``position``/``logdensity`` state and an info with ``acceptance_rate``,
+    ``is_finite`` and ``num_grad_evals``, as one chain of ``sample()``."""
+
+    def warmup(rng_key, position, num_warmup):
+        init_key, run_key = jax.random.split(rng_key)
+        state = algorithm.init(position, init_key)
+        state, _ = jax.lax.scan(
+            lambda s, k: (algorithm.step(k, s)[0], None),
+            state,
+            jax.random.split(run_key, num_warmup),
+        )
+        return state, {}
+
+    def step(rng_key, state, parameters):
+        state, info = algorithm.step(rng_key, state)
+        return state, stats(
+            acceptance_rate=info.acceptance_rate,
+            logdensity=state.logdensity,
+            grads=getattr(info, "num_grad_evals", 0),
+            finite=info.is_finite,
+        )
+
+    return ChainSampler(warmup, step, lambda state: state.position)
+
+
+def _density_sampler(name: str, module, options: dict) -> Sampler:
+    """A discrete sampler that needs only the target's log density."""
+
+    def kernel(logdensity_fn, support, **options):
+        return module.as_top_level_api(logdensity_fn, spins=_SPINS[support], **options)
+
+    def build(target, **options):
+        return _chain(kernel(target.logdensity_fn, target.support, **options))
+
+    return Sampler(name, options, DISCRETE, build=build, kernel=kernel)
+
+
+@register_sampler("gibbs")
+def gibbs(*, scan: str = "random", update: str = "heat_bath") -> Sampler:
+    """Single-site Gibbs (``update="heat_bath"``) or Metropolis sweeps, random or systematic
+    ``scan``, for any energy of bits or spins (:mod:`numpyro_ebm.kernels.gibbs`)."""
+    _gibbs.check_update(update)
+    if scan not in ("random", "systematic"):
+        raise ValueError(f"scan must be 'random' or 'systematic', got {scan!r}")
+    return _density_sampler("gibbs", _gibbs, {"scan": scan, "update": update})
+
+
+@register_sampler("checkerboard")
+def checkerboard(*, update: str = "heat_bath") -> Sampler:
+    """Red-black sweeps of a lattice model with nearest-neighbour couplings (the Ising model),
+    each sublattice updated at once (:mod:`numpyro_ebm.kernels.checkerboard`); even sides."""
+    _gibbs.check_update(update)
+    return _density_sampler("checkerboard", _checkerboard, {"update": update})
+
+
+@register_sampler("gibbs_with_gradients")
+def gibbs_with_gradients() -> Sampler:
+    """Gibbs with gradients (Grathwohl et al. 2021) for a differentiable energy of bits or
+    spins (:mod:`numpyro_ebm.kernels.gibbs_with_gradients`)."""
+    return _density_sampler("gibbs_with_gradients", _gwg, {})
+
+
+def _build_swendsen_wang(target) -> ChainSampler:
+    from numpyro_ebm.models.ising import Ising
+
+    model = getattr(target.fn, "__self__", None)
+    if not isinstance(model, Ising) or target.support != "spin":
+        raise ValueError(
+            "swendsen_wang samples an Ising model: pass its energy as the target, "
+            "ne.sample(model.energy, 'swendsen_wang', temperature=1 / beta, support='spin', "
+            "event_shape=(L, L), ...)"
+        )
+    return _chain(_swendsen_wang.as_top_level_api(model.with_beta(1.0 / target.temperature)))
+
+
+@register_sampler("swendsen_wang")
+def swendsen_wang() -> Sampler:
+    """Swendsen-Wang cluster updates (Swendsen & Wang 1987) of a ferromagnetic Ising model
+    (:mod:`numpyro_ebm.kernels.swendsen_wang`): the cure for critical slowing down."""
+    return Sampler("swendsen_wang", {}, DISCRETE, build=_build_swendsen_wang)
+
+
+def _build_block_gibbs(target) -> ChainSampler:
+    fn = target.fn
+    model = getattr(getattr(fn, "energy_fn", None), "__self__", None)
+    if not isinstance(fn, BoundEnergy) or model is None or target.temperature != 1.0:
+        raise ValueError(
+            "block_gibbs samples a bipartite model (an RBM): pass "
+            "ne.energy.BoundEnergy(rbm.free_energy, params) as the target, at temperature 1, "
+            "with support='binary'"
+        )
+    logdensity = BoundLogDensity(fn.energy_fn, fn.params)
+    return _chain(_block_gibbs.as_top_level_api(logdensity, model=model))
+
+
+@register_sampler("block_gibbs")
+def block_gibbs() -> Sampler:
+    """Block Gibbs of a bipartite model (an RBM: all hidden units given the visible ones, then
+    all visible given the hidden; :mod:`numpyro_ebm.kernels.block_gibbs`)."""
+    return Sampler("block_gibbs", {}, DISCRETE, build=_build_block_gibbs)
