@@ -235,7 +235,7 @@ def energy_target(
         var_name=var_name,
         temperature=float(temperature),
         support=support,
-        cache_key=(kind, energy, float(temperature), support),
+        cache_key=(kind, _args_key((energy,), {}), float(temperature), support),
     )
 
 

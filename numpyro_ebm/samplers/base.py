@@ -176,6 +176,13 @@ class Sampler:
 
 
 def _hint(sampler: Sampler, target) -> str:
+    if target.kind == "discrete":
+        return (
+            " (an energy of bits or spins: use gibbs, checkerboard, gibbs_with_gradients, "
+            "swendsen_wang or block_gibbs)"
+        )
+    if "discrete" in sampler.accepts:
+        return " (for an energy of bits or spins give support='binary' or 'spin')"
     if target.kind == "noise_conditional":
         return " (the target is a noise-conditional energy or score: use annealed_langevin)"
     if "noise_conditional" in sampler.accepts:
