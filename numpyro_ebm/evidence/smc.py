@@ -46,6 +46,8 @@ __all__ = ["SMCEvidence", "model_smc", "tempered_smc"]
 SCALE_CHECK_FACTOR = 2.0
 #: runs' halves whose log Z differ by more than this many standard errors are inconsistent
 SCALE_CHECK_Z = 5.0
+#: ... or whose final particles' spread (standard deviation) differs by more than this factor
+SCALE_CHECK_SPREAD = 1.5
 
 
 class SMCEvidence(NamedTuple):
@@ -73,9 +75,9 @@ class SMCEvidence(NamedTuple):
         Whether every run's :math:`\log \hat Z_r` and particles are finite.
     scale_consistent
         Whether the runs with a reference scale multiplied by ``SCALE_CHECK_FACTOR`` agree with
-        the others (``True`` when the check did not run). For a proper target both halves
-        estimate the same :math:`Z`; for an improper one :math:`\log \hat Z` grows with the
-        reference's scale.
+        the others (``True`` when the check did not run): for a proper target both halves
+        estimate the same :math:`Z` and end with particles of the same spread; for an
+        improper one :math:`\log \hat Z` or the spread grows with the reference's scale.
     ok
         All of the above: when ``False`` a ``RuntimeWarning`` said why, and
         ``log_normalizer`` is not an estimate of a finite :math:`\log Z`.
@@ -275,8 +277,9 @@ def tempered_smc(
     scale_check
         With a Gaussian reference and at least two runs, the second half of the runs uses a
         reference ``SCALE_CHECK_FACTOR`` times wider. Every run still estimates :math:`Z`
-        without bias, so all are combined; the halves disagreeing by more than
-        ``SCALE_CHECK_Z`` standard errors flags an improper target.
+        without bias, so all are combined; the halves disagreeing (log Z by more than
+        ``SCALE_CHECK_Z`` standard errors, or the final particles' standard deviation by more
+        than a factor ``SCALE_CHECK_SPREAD`` in some coordinate) flags an improper target.
 
     Returns
     -------
@@ -342,11 +345,18 @@ def tempered_smc(
         z_narrow, se_narrow = log_mean_exp(log_z[:half])
         z_wide, se_wide = log_mean_exp(log_z[half:])
         spread = jnp.sqrt(jnp.nan_to_num(se_narrow) ** 2 + jnp.nan_to_num(se_wide) ** 2)
-        consistent = bool(jnp.abs(z_wide - z_narrow) <= SCALE_CHECK_Z * spread + 1e-3)
+        sd_ratio = jnp.sqrt(
+            jnp.var(particles[half:], axis=(0, 1)) / jnp.var(particles[:half], axis=(0, 1))
+        )
+        worst = float(jnp.max(jnp.abs(jnp.log(sd_ratio))))
+        same_z = bool(jnp.abs(z_wide - z_narrow) <= SCALE_CHECK_Z * spread + 1e-3)
+        consistent = same_z and worst <= float(jnp.log(SCALE_CHECK_SPREAD))
         if not consistent:
             problems.append(
-                f"log Z changes with the reference's scale ({float(z_narrow):.4g} at scale "
-                f"x1, {float(z_wide):.4g} at x{SCALE_CHECK_FACTOR}): the target looks improper"
+                f"the runs depend on the reference's scale (log Z {float(z_narrow):.4g} and "
+                f"particles' spread x1 at scale x1; log Z {float(z_wide):.4g} and spread "
+                f"x{float(jnp.exp(worst)):.3g} at x{SCALE_CHECK_FACTOR}): the target looks "
+                "improper, or the narrower reference misses part of it"
             )
     if not finite:
         problems.append("non-finite log Z or particles: the target is improper or runs off")
