@@ -32,6 +32,7 @@ FIGURES = {
         "rank_hmc.png",
         "posterior_tau.png",
     ],
+    "evidence": ["bayes_factor.png"],
 }
 
 
@@ -137,3 +138,15 @@ def test_compare_samplers_smoke(smoke_runs):
     assert metrics["table"]["hmc"]["mean_error"] == 0.0
     assert (out / "comparison.csv").is_file()
     assert (out / "mala.nc").is_file() and (out / "hmc.nc").is_file()
+
+
+def test_evidence_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "evidence")
+    assert "log Bayes factor M1 vs M2, closed form" in stdout
+    truth = metrics["closed_form"]["log_bayes_factor"]
+    assert set(metrics["estimates"]) == {"ais", "smc"}
+    for row in metrics["estimates"].values():
+        assert _is_finite(row["log_bayes_factor"], row["standard_error"], truth)
+        assert row["standard_error"] > 0 and row["num_grad_evals"] > 0
+        # smoke sizes: a coarse agreement only (the full run's figures are in the report)
+        assert abs(row["log_bayes_factor"] - truth) < 1.0

@@ -398,7 +398,7 @@ def _anneal(key, x, betas, log_base, log_target, move):
 
 
 def _summarize(x, log_w, acceptance, grads, sign: float) -> AISResult:
-    runs, num = log_w.shape
+    runs = log_w.shape[0]
     log_z, standard_error = log_mean_exp(log_w)
     log_z_runs, _ = log_mean_exp(log_w, axis=1)
     _, runs_standard_error = log_mean_exp(log_z_runs) if runs > 1 else (None, jnp.nan)
