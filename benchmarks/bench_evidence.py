@@ -27,7 +27,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
-
 import blackjax
 import jax
 import jax.numpy as jnp

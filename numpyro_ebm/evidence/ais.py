@@ -547,8 +547,8 @@ def reverse_ais(
         ``n`` particles.
     betas
         From 1 to 0, strictly decreasing (default: :func:`annealing_schedule` reversed).
-
-    Other parameters are those of :func:`ais`.
+    base, num_runs, num_steps, kernel, mutation, step_scale, num_mcmc_steps, num_integration_steps
+        As in :func:`ais`.
     """
     target_samples = jnp.asarray(target_samples, jnp.result_type(float))
     check_finite_array("target_samples", target_samples)
