@@ -34,6 +34,7 @@ FIGURES = {
     ],
     "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
     "ising": ["curves.png", "autocorrelation.png"],
+    "evidence": ["bayes_factor.png"],
 }
 
 
@@ -166,3 +167,15 @@ def test_ising_smoke(smoke_runs):
             assert _is_finite(*summary["mean"], *summary["mcse"], *summary["tau"])
             assert 0.0 <= summary["mean"][0] <= 1.0 and -2.0 <= summary["mean"][1] <= 2.0
     assert all(len(v) == len(metrics["sizes"]) for v in metrics["tau_at_beta_c"].values())
+
+
+def test_evidence_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "evidence")
+    assert "log Bayes factor M1 vs M2, closed form" in stdout
+    truth = metrics["closed_form"]["log_bayes_factor"]
+    assert set(metrics["estimates"]) == {"ais", "smc"}
+    for row in metrics["estimates"].values():
+        assert _is_finite(row["log_bayes_factor"], row["standard_error"], truth)
+        assert row["standard_error"] > 0 and row["num_grad_evals"] > 0
+        # smoke sizes: a coarse agreement only (the full run's figures are in the report)
+        assert abs(row["log_bayes_factor"] - truth) < 1.0

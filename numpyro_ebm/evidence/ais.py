@@ -1,0 +1,688 @@
+r"""Annealed importance sampling (AIS) and its reverse (RAISE): log normalizing constants
+with error bars, for unnormalized log densities, NumPyro models and trained energies.
+
+AIS (Neal 2001, "Annealed importance sampling", Statistics and Computing 11) moves
+independent particles from a normalized, sampleable base :math:`p_0` to an unnormalized
+target :math:`f` through the geometric path
+
+.. math::
+
+    \pi_\beta(x) \propto p_0(x)^{1-\beta} f(x)^{\beta}, \qquad
+    0 = \beta_0 < \beta_1 < \dots < \beta_K = 1,
+
+reweighting each particle by :math:`\log w = \sum_k (\beta_k - \beta_{k-1})
+(\log f - \log p_0)(x_{k-1})` and moving it with a Markov kernel that leaves
+:math:`\pi_{\beta_k}` invariant. :math:`\mathbb{E}[w] = Z = \int f`, so
+:math:`\log \hat Z = \log \frac1N \sum_i w_i` is a stochastic *lower* bound of :math:`\log Z`
+(Jensen). Run backwards from exact draws of the target, the same path estimates :math:`1/Z`
+without bias, so :math:`-\log \widehat{Z^{-1}}` is a stochastic *upper* bound (RAISE: Burda,
+Grosse & Salakhutdinov 2015, "Accurate and conservative estimates of MRF log-likelihood using
+reverse annealing", AISTATS); the two sandwich :math:`\log Z`.
+
+Positions are vectors of shape ``(d,)`` (a model's pytree of sites is raveled by
+:func:`model_ais`). The same pieces (:class:`Gaussian`, :func:`laplace`, the tuned mutation
+kernels) serve :mod:`numpyro_ebm.evidence.smc`.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import partial
+from typing import NamedTuple
+
+import blackjax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.flatten_util import ravel_pytree
+from jax.scipy.special import logsumexp
+
+from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+
+__all__ = [
+    "AISResult",
+    "Gaussian",
+    "LogLikelihood",
+    "ais",
+    "annealing_schedule",
+    "laplace",
+    "log_likelihood",
+    "log_mean_exp",
+    "model_ais",
+    "reverse_ais",
+]
+
+
+class Gaussian(NamedTuple):
+    r"""A normal distribution :math:`\mathcal{N}(\mu, LL^\top)` on vectors of shape ``(d,)``.
+
+    ``scale`` is a vector (independent coordinates, :math:`L = \mathrm{diag}(\text{scale})`)
+    or a lower-triangular ``(d, d)`` matrix :math:`L`.
+    """
+
+    mean: jax.Array
+    scale: jax.Array
+
+    def logdensity(self, x: jax.Array) -> jax.Array:
+        """Normalized log density at one point ``x`` of shape ``(d,)``."""
+        scale = jnp.asarray(self.scale)
+        centred = x - self.mean
+        if scale.ndim == 1:
+            z = centred / scale
+            log_det = jnp.sum(jnp.log(scale))
+        else:
+            z = jax.scipy.linalg.solve_triangular(scale, centred, lower=True)
+            log_det = jnp.sum(jnp.log(jnp.diag(scale)))
+        return -0.5 * jnp.sum(z**2) - log_det - 0.5 * x.shape[-1] * math.log(2 * math.pi)
+
+    def sample(self, rng_key: jax.Array, num: int) -> jax.Array:
+        """``num`` independent draws, shape ``(num, d)``."""
+        scale = jnp.asarray(self.scale)
+        z = jax.random.normal(rng_key, (num, jnp.shape(self.mean)[-1]))
+        return self.mean + (z * scale if scale.ndim == 1 else z @ scale.T)
+
+    def scaled(self, factor: float) -> Gaussian:
+        """The same Gaussian with its scale multiplied by ``factor``."""
+        return Gaussian(self.mean, jnp.asarray(self.scale) * factor)
+
+
+def check_gaussian(name: str, base: Gaussian) -> Gaussian:
+    """Return ``base`` with array fields; raise ``ValueError`` on a non-finite mean, a
+    non-positive or non-finite scale, or mismatched shapes."""
+    mean, scale = jnp.asarray(base.mean, jnp.result_type(float)), jnp.asarray(base.scale)
+    check_finite_array(f"{name}.mean", mean)
+    if mean.ndim != 1:
+        raise ValueError(f"{name}.mean must be a vector of shape (d,), got shape {mean.shape}")
+    if scale.ndim == 1:
+        check_positive(f"{name}.scale", scale)
+    elif scale.ndim == 2:
+        check_finite_array(f"{name}.scale", scale)
+        check_positive(f"{name}.scale's diagonal", jnp.diag(scale))
+    if scale.ndim not in (1, 2) or scale.shape[0] != mean.shape[0]:
+        raise ValueError(
+            f"{name}.scale must have shape (d,) or (d, d) with d={mean.shape[0]}, got "
+            f"{scale.shape}"
+        )
+    return Gaussian(mean, scale)
+
+
+def laplace(
+    logdensity_fn: Callable, position: jax.Array, *, num_steps: int = 200
+) -> tuple[Gaussian, bool]:
+    r"""A Gaussian fitted at the mode (Laplace's approximation).
+
+    The mode :math:`\hat x` is found by L-BFGS (optax) from ``position``; the covariance is
+    :math:`(-\nabla^2 \log f(\hat x))^{-1}` (``jax.hessian``).
+
+    Returns
+    -------
+    (Gaussian, bool)
+        The fit and whether it is valid: ``False`` when the mode or the Hessian is not finite
+        or the Hessian is not negative definite (no proper mode there: a flat or improper
+        target, a saddle point). When ``False`` the Gaussian has unit scale at the last
+        iterate and must not be used silently.
+    """
+    check_int("num_steps", num_steps)
+    position = jnp.asarray(position, jnp.result_type(float))
+    check_finite_array("position", position)
+    gaussian, valid = _laplace_fit(position, logdensity_fn, num_steps)
+    return gaussian, bool(valid)
+
+
+@partial(jax.jit, static_argnums=(1, 2))
+def _laplace_fit(z, logdensity_fn, num_steps):
+    def loss(z):
+        return -logdensity_fn(z)
+
+    optimizer = optax.lbfgs()
+    value_and_grad = optax.value_and_grad_from_state(loss)
+
+    def step(carry, _):
+        z, state = carry
+        value, grad = value_and_grad(z, state=state)
+        updates, state = optimizer.update(grad, state, z, value=value, grad=grad, value_fn=loss)
+        return (optax.apply_updates(z, updates), state), None
+
+    (z, _), _ = jax.lax.scan(step, (z, optimizer.init(z)), None, length=num_steps)
+    precision = jax.hessian(loss)(z)
+    precision = 0.5 * (precision + precision.T)
+    eigenvalues = jnp.linalg.eigvalsh(precision)
+    valid = jnp.all(jnp.isfinite(z)) & jnp.all(jnp.isfinite(eigenvalues))
+    valid = valid & (jnp.min(eigenvalues) > 1e-8 * jnp.maximum(jnp.max(eigenvalues), 1.0))
+    covariance = jnp.linalg.inv(jnp.where(valid, precision, jnp.eye(z.shape[0])))
+    scale = jnp.linalg.cholesky(0.5 * (covariance + covariance.T))
+    return Gaussian(jnp.where(jnp.isfinite(z), z, 0.0), scale), valid
+
+
+def log_mean_exp(log_values: jax.Array, axis=None) -> tuple[jax.Array, jax.Array]:
+    r""":math:`\log \bar w` of weights given by their logs, with the delta-method standard
+    error of :math:`\log \bar w`,
+
+    .. math::
+
+        \mathrm{se}(\log \bar w) \approx \frac{\sqrt{\widehat{\mathrm{Var}}(w) / N}}{\bar w}
+        = \sqrt{\frac{1}{N(N-1)} \sum_i \Big(\frac{w_i}{\bar w} - 1\Big)^2},
+
+    computed from :math:`w_i / \bar w = e^{\log w_i - \log \bar w}`, so nothing overflows.
+    """
+    log_values = jnp.asarray(log_values)
+    n = log_values.size if axis is None else log_values.shape[axis]
+    log_mean = logsumexp(log_values, axis=axis) - jnp.log(n)
+    expanded = log_mean if axis is None else jnp.expand_dims(log_mean, axis)
+    ratio = jnp.exp(log_values - expanded)
+    standard_error = jnp.sqrt(jnp.sum((ratio - 1.0) ** 2, axis=axis) / (n * (n - 1)))
+    return log_mean, standard_error
+
+
+def annealing_schedule(num_steps: int, kind: str = "sigmoid", sharpness: float = 4.0):
+    r"""Inverse temperatures :math:`0 = \beta_0 < \dots < \beta_K = 1`, ``K = num_steps``.
+
+    ``"linear"``: evenly spaced. ``"sigmoid"`` (Grosse, Maddison & Salakhutdinov 2013):
+    :math:`\tilde\beta_k = \sigma(\delta(2k/K - 1))` rescaled to :math:`[0, 1]`, denser at both
+    ends, where the weights of AIS change fastest.
+    """
+    check_int("num_steps", num_steps)
+    check_positive("sharpness", sharpness)
+    grid = np.linspace(0.0, 1.0, num_steps + 1)
+    if kind == "linear":
+        return jnp.asarray(grid)
+    if kind != "sigmoid":
+        raise ValueError(f"kind must be 'linear' or 'sigmoid', got {kind!r}")
+    s = 1.0 / (1.0 + np.exp(-sharpness * (2.0 * grid - 1.0)))
+    return jnp.asarray((s - s[0]) / (s[-1] - s[0]))
+
+
+def _check_betas(betas, reverse: bool = False) -> jax.Array:
+    betas = np.asarray(betas, dtype=np.float64)
+    expected = "1 to 0, strictly decreasing" if reverse else "0 to 1, strictly increasing"
+    ordered = betas[::-1] if reverse else betas
+    if (
+        betas.ndim != 1
+        or betas.size < 2
+        or not np.all(np.isfinite(betas))
+        or ordered[0] != 0.0
+        or ordered[-1] != 1.0
+        or np.any(np.diff(ordered) <= 0)
+    ):
+        raise ValueError(f"betas must run from {expected}, got {betas!r}")
+    return jnp.asarray(betas)
+
+
+# -- mutation kernels, shared with tempered SMC --------------------------------------------
+
+
+def tuned_parameters(
+    particles: jax.Array, mutation: str, step_scale: float, num_integration_steps: int
+) -> dict:
+    r"""MALA or HMC parameters tuned to the current particles ``(N, d)``.
+
+    MALA: :math:`h = 1.36\, s\, \bar\sigma^2 / d^{1/3}` (Roberts & Rosenthal 1998), with
+    :math:`\bar\sigma^2` the mean per-coordinate particle variance. HMC: inverse mass matrix
+    the per-coordinate variance, step :math:`s\, d^{-1/4}`. The scale of the annealed
+    densities changes along the path; so do these.
+    """
+    variance = jnp.var(particles, axis=0)
+    variance = jnp.where(jnp.isfinite(variance) & (variance > 0), variance, 1.0)
+    dim = particles.shape[1]
+    if mutation == "mala":
+        return {"step_size": step_scale * 1.36 * jnp.mean(variance) / dim ** (1 / 3)}
+    return {
+        "step_size": step_scale * dim**-0.25,
+        "inverse_mass_matrix": variance,
+        "num_integration_steps": num_integration_steps,
+    }
+
+
+def grad_evals_per_step(mutation: str, num_integration_steps: int) -> int:
+    """Gradient evaluations of one MALA (1) or HMC (L) step."""
+    return num_integration_steps if mutation == "hmc" else 1
+
+
+def check_mutation(mutation: str, step_scale, num_mcmc_steps, num_integration_steps) -> None:
+    if mutation not in ("mala", "hmc"):
+        raise ValueError(f"mutation must be 'mala' or 'hmc', got {mutation!r}")
+    check_positive("step_scale", step_scale)
+    check_int("num_mcmc_steps", num_mcmc_steps)
+    check_int("num_integration_steps", num_integration_steps)
+
+
+def _kernel_grad_evals(info) -> jax.Array:
+    """Gradient evaluations of one step of a user kernel, read from its ``Info``."""
+    for field in ("num_grad_evals", "num_integration_steps"):
+        if hasattr(info, field):
+            return jnp.asarray(getattr(info, field))
+    return jnp.asarray(1)
+
+
+def _transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_steps):
+    """``move(key, x (N, d), logdensity_fn) -> (x, acceptance (N,), grad evals)``."""
+
+    def steps(key, x, init, step):
+        def body(states, k):
+            states, info = jax.vmap(step)(jax.random.split(k, x.shape[0]), states)
+            return states, info
+
+        states, infos = jax.lax.scan(body, jax.vmap(init)(x), jax.random.split(key, num_mcmc_steps))
+        return states.position, infos
+
+    if kernel is not None:
+
+        def move(key, x, logdensity_fn):
+            algorithm = kernel(logdensity_fn)
+            position, infos = steps(key, x, algorithm.init, algorithm.step)
+            # one gradient per particle at init, as BlackJAX's gradient kernels take
+            grads = x.shape[0] + jnp.sum(_kernel_grad_evals(infos) * jnp.ones(x.shape[0]))
+            acceptance = getattr(infos, "acceptance_rate", jnp.ones((num_mcmc_steps, x.shape[0])))
+            return position, jnp.mean(acceptance, axis=0), grads
+
+        return move
+
+    algorithm = blackjax.mala if mutation == "mala" else blackjax.hmc
+    per_step = grad_evals_per_step(mutation, num_integration_steps)
+
+    def move(key, x, logdensity_fn):
+        parameters = tuned_parameters(x, mutation, step_scale, num_integration_steps)
+        step_fn = algorithm.build_kernel()
+
+        def step(k, state):
+            return step_fn(k, state, logdensity_fn, **parameters)
+
+        position, infos = steps(
+            key, x, lambda p: algorithm.init(p, logdensity_fn), step
+        )
+        grads = x.shape[0] * (1 + num_mcmc_steps * per_step)  # init's gradient included
+        return position, jnp.mean(infos.acceptance_rate, axis=0), jnp.asarray(grads)
+
+    return move
+
+
+# -- AIS --------------------------------------------------------------------------------
+
+
+class AISResult(NamedTuple):
+    r"""What :func:`ais` and :func:`reverse_ais` return.
+
+    Attributes
+    ----------
+    log_normalizer
+        :math:`\log \hat Z` over all particles of all runs: :math:`\log` of the mean weight
+        (forward); :math:`-\log` of the mean reverse weight (reverse).
+    standard_error
+        Delta-method standard error of ``log_normalizer`` from the weights
+        (:func:`log_mean_exp`).
+    runs_standard_error
+        The same from the runs' own estimates :math:`\hat Z_r` (independent runs; valid
+        even though each run's step sizes are tuned on its own particles).
+    log_normalizer_per_run
+        :math:`\log \hat Z_r`, shape ``(runs,)``.
+    log_weights
+        Shape ``(runs, particles)``; for the reverse pass, the log weights of :math:`1/Z`.
+    ess
+        Effective sample size of the weights, :math:`(\sum w)^2 / \sum w^2`.
+    particles
+        The final particles, ``(runs, particles, d)``: (weighted) draws of the target going
+        forward, of the base going backward.
+    acceptance_rate
+        Mean acceptance rate of the transitions, per annealing step.
+    num_grad_evals
+        Gradient evaluations, all particles together.
+    is_finite
+        Whether every log weight and particle is finite. When not, ``log_normalizer`` is
+        not to be trusted (an improper or running-off target).
+    """
+
+    log_normalizer: jax.Array
+    standard_error: jax.Array
+    runs_standard_error: jax.Array
+    log_normalizer_per_run: jax.Array
+    log_weights: jax.Array
+    ess: jax.Array
+    particles: jax.Array
+    acceptance_rate: jax.Array
+    num_grad_evals: jax.Array
+    is_finite: jax.Array
+
+
+class Mutation(NamedTuple):
+    """The transitions' static configuration (hashable: a key of the compilation cache)."""
+
+    kernel: Callable | None
+    mutation: str
+    step_scale: float
+    num_mcmc_steps: int
+    num_integration_steps: int
+
+    def move(self) -> Callable:
+        return _transition(*self)
+
+
+def _split_base(base) -> tuple[Gaussian | None, tuple[Callable, Callable] | None]:
+    """A Gaussian travels as data (no recompilation when it changes); a pair of functions
+    as a static argument."""
+    if isinstance(base, Gaussian):
+        return check_gaussian("base", base), None
+    if isinstance(base, tuple) and len(base) == 2 and all(callable(f) for f in base):
+        return None, base
+    raise TypeError(
+        "base must be a Gaussian(mean, scale) or a pair (logdensity_fn, sample_fn) with "
+        f"sample_fn(rng_key, num) -> (num, d), got {base!r}"
+    )
+
+
+def _base_functions(gaussian, functions) -> tuple[Callable, Callable]:
+    return (gaussian.logdensity, gaussian.sample) if functions is None else functions
+
+
+def _anneal(key, x, betas, log_base, log_target, move):
+    """One run: weights and moves along ``betas`` from particles ``x (N, d)``."""
+
+    def body(carry, inputs):
+        x, log_w = carry
+        key, beta_prev, beta = inputs
+        log_ratio = jax.vmap(lambda p: log_target(p) - log_base(p))(x)
+        log_w = log_w + (beta - beta_prev) * log_ratio
+
+        def logdensity(p):
+            return (1.0 - beta) * log_base(p) + beta * log_target(p)
+
+        x, acceptance, grads = move(key, x, logdensity)
+        return (x, log_w), (jnp.mean(acceptance), grads)
+
+    keys = jax.random.split(key, betas.shape[0] - 1)
+    (x, log_w), (acceptance, grads) = jax.lax.scan(
+        body, (x, jnp.zeros(x.shape[0])), (keys, betas[:-1], betas[1:])
+    )
+    return x, log_w, acceptance, jnp.sum(grads)
+
+
+def _summarize(x, log_w, acceptance, grads, sign: float) -> AISResult:
+    runs = log_w.shape[0]
+    log_z, standard_error = log_mean_exp(log_w)
+    log_z_runs, _ = log_mean_exp(log_w, axis=1)
+    _, runs_standard_error = log_mean_exp(log_z_runs) if runs > 1 else (None, jnp.nan)
+    ess = jnp.exp(2 * logsumexp(log_w) - logsumexp(2 * log_w))
+    finite = jnp.all(jnp.isfinite(log_w)) & jnp.all(jnp.isfinite(x))
+    return AISResult(
+        log_normalizer=sign * log_z,
+        standard_error=standard_error,
+        runs_standard_error=jnp.asarray(runs_standard_error),
+        log_normalizer_per_run=sign * log_z_runs,
+        log_weights=log_w,
+        ess=ess,
+        particles=x,
+        acceptance_rate=jnp.mean(acceptance, axis=0),
+        num_grad_evals=jnp.sum(grads),
+        is_finite=finite,
+    )
+
+
+def _options(num_particles, num_runs, num_steps, betas, reverse, mutation, step_scale,
+             num_mcmc_steps, num_integration_steps, kernel):
+    check_int("num_particles", num_particles, minimum=2)
+    check_int("num_runs", num_runs)
+    check_mutation(mutation, step_scale, num_mcmc_steps, num_integration_steps)
+    if kernel is not None and not callable(kernel):
+        raise TypeError(f"kernel must be a factory kernel(logdensity_fn) -> SamplingAlgorithm, "
+                        f"got {kernel!r}")
+    if betas is None:
+        betas = annealing_schedule(num_steps)
+        betas = betas[::-1] if reverse else betas
+    return _check_betas(betas, reverse)
+
+
+def ais(
+    rng_key: jax.Array,
+    logdensity_fn: Callable,
+    base,
+    *,
+    num_particles: int = 256,
+    num_runs: int = 4,
+    num_steps: int = 100,
+    betas=None,
+    kernel: Callable | None = None,
+    mutation: str = "hmc",
+    step_scale: float = 1.0,
+    num_mcmc_steps: int = 1,
+    num_integration_steps: int = 5,
+) -> AISResult:
+    r"""Annealed importance sampling of :math:`\log Z = \log \int f` (Neal 2001).
+
+    Parameters
+    ----------
+    rng_key
+        PRNG key.
+    logdensity_fn
+        :math:`\log f(x)` for one ``x`` of shape ``(d,)``, unnormalized.
+    base
+        The normalized base :math:`p_0`: a :class:`Gaussian` (for instance :func:`laplace`'s
+        fit) or a pair ``(logdensity_fn, sample_fn)`` with ``sample_fn(rng_key, num)``
+        returning ``(num, d)`` draws. Its tails must cover the target's.
+    num_particles, num_runs
+        Particles per run and independent runs (vmapped): the estimate uses all
+        ``num_particles * num_runs`` weights.
+    num_steps, betas
+        The path: ``betas`` from 0 to 1, strictly increasing, or ``num_steps`` steps of
+        :func:`annealing_schedule` (sigmoidal).
+    kernel
+        A factory ``kernel(logdensity_fn) -> blackjax.base.SamplingAlgorithm`` for the
+        transitions, used as given at every :math:`\beta` (its gradient count is read from
+        its ``Info``'s ``num_grad_evals`` or ``num_integration_steps``, else one per step).
+        By default, ``mutation`` (``"hmc"`` or ``"mala"``) is tuned at each :math:`\beta`
+        to the run's particles (:func:`tuned_parameters`, scaled by ``step_scale``), so the
+        step follows the scale of :math:`\pi_\beta` along the path.
+    num_mcmc_steps, num_integration_steps
+        Transitions per :math:`\beta`; leapfrog steps of HMC.
+
+    Returns
+    -------
+    AISResult
+
+    Notes
+    -----
+    :math:`\hat Z` is unbiased, so :math:`\mathbb{E}\log\hat Z \le \log Z`; the gap shrinks as
+    the weights' variance does (more steps). The standard error is that of the
+    estimator's noise, not of this bias; compare with :func:`reverse_ais` to bound it.
+    """
+    betas = _options(num_particles, num_runs, num_steps, betas, False, mutation, step_scale,
+                     num_mcmc_steps, num_integration_steps, kernel)
+    gaussian, functions = _split_base(base)
+    config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
+    outputs = _forward(
+        rng_key, betas, gaussian, logdensity_fn, functions, num_particles, num_runs, config
+    )
+    return _summarize(*outputs, 1.0)
+
+
+@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
+def _forward(rng_key, betas, gaussian, logdensity_fn, functions, num_particles, num_runs, config):
+    log_base, sample = _base_functions(gaussian, functions)
+    move = config.move()
+
+    def run(key):
+        draw_key, anneal_key = jax.random.split(key)
+        x = sample(draw_key, num_particles)
+        return _anneal(anneal_key, x, betas, log_base, logdensity_fn, move)
+
+    return jax.vmap(run)(jax.random.split(rng_key, num_runs))
+
+
+def reverse_ais(
+    rng_key: jax.Array,
+    logdensity_fn: Callable,
+    base,
+    target_samples: jax.Array,
+    *,
+    num_runs: int = 4,
+    num_steps: int = 100,
+    betas=None,
+    kernel: Callable | None = None,
+    mutation: str = "hmc",
+    step_scale: float = 1.0,
+    num_mcmc_steps: int = 1,
+    num_integration_steps: int = 5,
+) -> AISResult:
+    r"""Reverse AIS (RAISE; Burda, Grosse & Salakhutdinov 2015): a stochastic upper bound of
+    :math:`\log Z`.
+
+    Starting from exact draws :math:`x_K \sim f/Z`, the path is run from :math:`\beta = 1`
+    to :math:`0` with the same transitions; the weights
+
+    .. math::
+
+        \log w^{\mathrm{rev}} = \sum_{k} (\beta_{k} - \beta_{k+1})
+        (\log f - \log p_0)(x_{k+1})
+
+    have :math:`\mathbb{E}[w^{\mathrm{rev}}] = 1/Z`, so :math:`\log \hat Z^{\mathrm{up}} =
+    -\log \overline{w^{\mathrm{rev}}}` satisfies :math:`\mathbb{E}\log\hat Z^{\mathrm{up}}
+    \ge \log Z`. With :func:`ais`'s lower estimate it sandwiches :math:`\log Z`. Draws that
+    are only approximately exact (held-out data for a trained energy, long MCMC) make the
+    bound approximate.
+
+    Parameters
+    ----------
+    target_samples
+        ``(num_runs * n, d)`` exact draws of the target, split into ``num_runs`` runs of
+        ``n`` particles.
+    betas
+        From 1 to 0, strictly decreasing (default: :func:`annealing_schedule` reversed).
+    base, num_runs, num_steps, kernel, mutation, step_scale, num_mcmc_steps, num_integration_steps
+        As in :func:`ais`.
+    """
+    target_samples = jnp.asarray(target_samples, jnp.result_type(float))
+    check_finite_array("target_samples", target_samples)
+    check_int("num_runs", num_runs)
+    if target_samples.ndim != 2 or target_samples.shape[0] % num_runs:
+        raise ValueError(
+            f"target_samples must have shape (num_runs * n, d) with num_runs={num_runs}, got "
+            f"{target_samples.shape}"
+        )
+    num_particles = target_samples.shape[0] // num_runs
+    betas = _options(num_particles, num_runs, num_steps, betas, True, mutation, step_scale,
+                     num_mcmc_steps, num_integration_steps, kernel)
+    gaussian, functions = _split_base(base)
+    config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
+    x0 = target_samples.reshape(num_runs, num_particles, -1)
+    outputs = _backward(rng_key, betas, gaussian, x0, logdensity_fn, functions, config)
+    return _summarize(*outputs, -1.0)
+
+
+@partial(jax.jit, static_argnums=(4, 5, 6))
+def _backward(rng_key, betas, gaussian, x0, logdensity_fn, functions, config):
+    log_base, _ = _base_functions(gaussian, functions)
+    move = config.move()
+
+    def run(key, x):
+        return _anneal(key, x, betas, log_base, logdensity_fn, move)
+
+    return jax.vmap(run)(jax.random.split(rng_key, x0.shape[0]), x0)
+
+
+# -- NumPyro models and trained energies ------------------------------------------------------
+
+
+def model_ais(
+    rng_key: jax.Array,
+    model: Callable,
+    *model_args,
+    base=None,
+    model_kwargs: dict | None = None,
+    laplace_steps: int = 200,
+    **options,
+) -> tuple[AISResult, Callable]:
+    r"""The evidence :math:`p(y) = \int p(y, z)\,dz` of a NumPyro model by :func:`ais` on the
+    unconstrained space (:func:`numpyro_ebm.logdensity_from_model`, Jacobians included).
+
+    Parameters
+    ----------
+    model, *model_args, model_kwargs
+        The model and its arguments (observed data included).
+    base
+        The base on the raveled unconstrained latent vector; by default the Laplace
+        approximation at the mode (:func:`laplace`). A failed fit (no negative-definite
+        Hessian) raises ``ValueError``: pass a ``base`` then.
+    **options
+        Passed to :func:`ais`.
+
+    Returns
+    -------
+    (AISResult, unravel)
+        The result, whose particles are raveled unconstrained vectors, and the function
+        that maps one back to the model's dict of sites.
+    """
+    from numpyro_ebm.model import logdensity_from_model
+
+    init_key, run_key = jax.random.split(rng_key)
+    density = logdensity_from_model(model, *model_args, key=init_key, **(model_kwargs or {}))
+    flat, unravel = ravel_pytree(density.initial_position)
+
+    def logdensity(z):
+        return density.logdensity_fn(unravel(z))
+
+    if base is None:
+        base, valid = laplace(logdensity, flat, num_steps=laplace_steps)
+        if not valid:
+            raise ValueError(
+                "the Laplace fit of the model's log joint failed (no finite mode with a "
+                "negative-definite Hessian); pass base=Gaussian(mean, scale) or "
+                "(logdensity_fn, sample_fn)"
+            )
+    return ais(run_key, logdensity, base, **options), unravel
+
+
+class LogLikelihood(NamedTuple):
+    r"""Held-out log-likelihood of an energy: :math:`\overline{\log p} = -\overline{E} -
+    \log Z` per point.
+
+    ``standard_error`` combines, in quadrature, the standard error of the mean energy over
+    the data (``data_standard_error``) and that of :math:`\log \hat Z` (AIS's).
+    """
+
+    mean_log_likelihood: jax.Array
+    standard_error: jax.Array
+    data_standard_error: jax.Array
+    log_normalizer: AISResult
+
+
+def log_likelihood(
+    rng_key: jax.Array,
+    energy: Callable,
+    data: jax.Array,
+    *,
+    base: Gaussian | None = None,
+    inflation: float = 1.5,
+    **options,
+) -> LogLikelihood:
+    r"""Mean log-likelihood of ``data`` (``(n, d)``) under :math:`p(x) = e^{-E(x)}/Z`, with
+    :math:`\log Z` by :func:`ais`.
+
+    The base defaults to a Gaussian fitted to the data (mean and covariance, the scale
+    multiplied by ``inflation`` so its tails cover the model's). ``options`` go to
+    :func:`ais`. The AIS bias (:math:`\mathbb{E}\log\hat Z \le \log Z`) makes the reported
+    log-likelihood optimistic by the same amount; check it with :func:`reverse_ais` from
+    draws of the model.
+    """
+    if not callable(energy):
+        raise TypeError(f"energy must be callable, got {energy!r}")
+    data = jnp.asarray(data, jnp.result_type(float))
+    check_finite_array("data", data)
+    check_positive("inflation", inflation)
+    if data.ndim != 2 or data.shape[0] < 2:
+        raise ValueError(f"data must have shape (n, d) with n >= 2, got {data.shape}")
+    if base is None:
+        covariance = jnp.atleast_2d(jnp.cov(data, rowvar=False))
+        jitter = 1e-6 * jnp.trace(covariance) / data.shape[1]
+        scale = jnp.linalg.cholesky(covariance + jitter * jnp.eye(data.shape[1]))
+        base = Gaussian(jnp.mean(data, axis=0), inflation * scale)
+    energies = jax.vmap(energy)(data)
+    result = ais(rng_key, lambda x: -energy(x), base, **options)
+    mean_energy = jnp.mean(energies)
+    data_se = jnp.std(energies, ddof=1) / jnp.sqrt(data.shape[0])
+    return LogLikelihood(
+        mean_log_likelihood=-mean_energy - result.log_normalizer,
+        standard_error=jnp.sqrt(data_se**2 + result.standard_error**2),
+        data_standard_error=data_se,
+        log_normalizer=result,
+    )
+
