@@ -284,7 +284,7 @@ def _refined(name: str, options: dict) -> dict:
     return options | {step: value[step] / 2, steps: 2 * value[steps]}
 
 
-def _timed_sample(target, name, options, *, key, budget, progress, sample_kwargs):
+def _timed_sample(target, name, options, *, key, budget, progress, **sample_kwargs):
     """One run: ``(data, seconds after compilation, compilation seconds)``."""
     with _compile_clock() as compile_s:
         start = time.perf_counter()
@@ -330,6 +330,44 @@ def _mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule
     if rule is not None and (own := rule(report)):
         reasons.append(str(own))
     return reasons
+
+
+def _largest(errors: dict) -> float:
+    return max(errors["mean_error"], errors["sd_error"])
+
+
+def _timing_reason(run_s: float, floor: float) -> list[str]:
+    if run_s >= floor:
+        return []
+    return [f"no rate: {run_s:.2g} s after compilation is below the timer floor {floor:.2g} s"]
+
+
+def _bias(coarse: MixingReport, fine: MixingReport) -> dict[str, float]:
+    """Standardized differences of the means and sds of two runs (in the finer run's sds),
+    and the same in Monte Carlo standard errors of the difference."""
+    a, b = coarse.table, fine.table
+    check = np.maximum(np.abs(a["mean"] - b["mean"]), np.abs(a["sd"] - b["sd"])) / b["sd"]
+    z_mean = np.abs(a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    z_sd = np.abs(a["sd"] - b["sd"]) / np.hypot(a["mcse_sd"], b["mcse_sd"])
+    return {"bias_check": float(check.max()), "bias_z": float(np.maximum(z_mean, z_sd).max())}
+
+
+def _with_errors(table, key, runs, reports, variables, truth, source, name) -> pd.DataFrame:
+    """``table`` with each run's errors against ``truth`` (moments) and its energy distance to
+    the draws of ``source``; ``name`` the column of the larger standardized error."""
+    truth_draws = _flat_draws(source, variables)
+    accuracy = {
+        label: _errors(_report_moments(reports[label], variables), truth)
+        | {
+            "energy_distance": _energy_distance(
+                jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
+            )
+        }
+        for label in table.index
+    }
+    table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
+    table[name] = table[["mean_error", "sd_error"]].max(axis=1)
+    return table
 
 
 def _ranked(table: pd.DataFrame) -> pd.DataFrame:
@@ -413,7 +451,7 @@ def compare(
     rhat_threshold: float = 1.01,
     mixing_rule: Callable[[MixingReport], str | None] | None = None,
     check_bias: bool = False,
-    bias_threshold: float = 4.0,
+    z_threshold: float = 4.0,
     min_time_s: float = 1e-3,
     progress: bool = False,
     **sample_kwargs,
@@ -459,8 +497,12 @@ def compare(
         :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
     check_bias
         Rerun each independent-sweep sampler (:data:`SWEEP_SAMPLERS`) with half the step and
-        twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost. A
-        ``bias_z`` above ``bias_threshold`` marks the run not mixed.
+        twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost.
+    z_threshold
+        A run whose means or sds differ from its bias-check rerun (``bias_z``), or whose means
+        differ from a ``reference`` (``mean_z``), by more than this many Monte Carlo standard
+        errors is marked not mixed: chains that agree with each other (R-hat near 1) can
+        still all be wrong, e.g. all stuck in one mode.
     min_time_s
         The floor of :func:`timer_floor`: shorter runs get no ESS per second.
     **sample_kwargs
@@ -475,7 +517,7 @@ def compare(
     """
     specs, reference_run = _parse(samplers, sampler_options, reference)
     check_positive("rhat_threshold", rhat_threshold)
-    check_positive("bias_threshold", bias_threshold)
+    check_positive("z_threshold", z_threshold)
     if mixing_rule is not None and not callable(mixing_rule):
         raise TypeError(f"mixing_rule must be callable, got {mixing_rule!r}")
     if not isinstance(check_bias, bool):
@@ -503,22 +545,16 @@ def compare(
             longer = budget | {"num_samples": reference_samples or num_samples}
             to_run.append((reference_label, name, options, longer))
 
-    runs, rows, reports, notes = {}, {}, {}, []
+    runs, rows, reports, reasons, notes = {}, {}, {}, {}, []
     for label, name, options, size in to_run:
         run, run_s, compile_s = _timed_sample(
-            target,
-            name,
-            options,
-            key=key,
-            budget=size,
-            progress=progress,
-            sample_kwargs=sample_kwargs,
+            target, name, options, key=key, budget=size, progress=progress, **sample_kwargs
         )
         runs[label] = run
         reports[label] = mixing_report(run, var_names=var_names, display=False)
         rows[label] = _row(reports[label], run, run_s, compile_s, floor)
-        reasons = _mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
-        if check_bias and name in SWEEP_SAMPLERS:
+        reasons[label] = _mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
+        if name in SWEEP_SAMPLERS and check_bias:
             refined, _, _ = _timed_sample(
                 target,
                 name,
@@ -526,77 +562,63 @@ def compare(
                 key=jax.random.fold_in(key, 1),
                 budget=size,
                 progress=progress,
-                sample_kwargs=sample_kwargs,
+                **sample_kwargs,
             )
-            variables = var_names or list(_arviz.group(run, "posterior").data_vars)
             fine = mixing_report(refined, var_names=var_names, display=False)
-            errors = _errors(
-                _report_moments(reports[label], variables), _report_moments(fine, variables)
-            )
-            rows[label] |= {"bias_check": errors["mean_error"], "bias_z": errors["mean_z"]}
-            if errors["mean_z"] > bias_threshold:
-                reasons.append(
-                    f"half the step moves a mean by {errors['mean_z']:.3g} MCSE (> "
-                    f"{bias_threshold}): discretization bias"
+            rows[label] |= _bias(reports[label], fine)
+            if rows[label]["bias_z"] > z_threshold:
+                reasons[label].append(
+                    f"half the step moves a mean or sd by {rows[label]['bias_z']:.3g} MCSE "
+                    f"(> {z_threshold}): discretization bias"
                 )
         elif name in SWEEP_SAMPLERS:
             notes.append(
                 f"{label} draws independent sweeps: R-hat compares sweeps with sweeps and "
                 "cannot see a bias they share; check_bias=True measures it"
             )
-        rows[label]["mixed"] = not reasons
-        if run_s < floor:
-            reasons.append(f"no rate: {run_s:.2g} s after compilation is below {floor:.2g} s")
-        rows[label]["reason"] = "; ".join(reasons)
 
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sampler"
     variables = var_names or list(_arviz.group(runs[specs[0][0]], "posterior").data_vars)
-    truth, truth_draws = None, None
     if reference is not None:
         if drawn is not None:
-            truth, truth_draws = (
-                _pick(drawn, variables, "reference"),
-                _flat_draws(reference, variables),
-            )
+            reference_truth = _pick(drawn, variables, "reference")
         else:
-            run = runs[reference_label] if reference_run else reference
-            truth = _report_moments(
+            reference_report = (
                 reports[reference_label]
                 if reference_run
-                else mixing_report(run, var_names=variables, display=False),
-                variables,
+                else mixing_report(reference, var_names=variables, display=False)
             )
-            truth_draws = _flat_draws(run, variables)
-    elif observed is not None:
-        truth, truth_draws = _pick(observed, variables, "data"), _flat_draws(data, variables)
-        notes.append(
-            "without an exact reference on the same energy, the errors against the data mix the "
-            "model's error and the samplers'; give reference= to separate them"
+            reference_truth = _report_moments(reference_report, variables)
+        source = runs[reference_label] if reference_run else reference
+        table = _with_errors(
+            table, key, runs, reports, variables, reference_truth, source, "sampler_error"
         )
-    if truth is not None:
-        accuracy = {}
-        for label in table.index:
-            accuracy[label] = _errors(_report_moments(reports[label], variables), truth) | {
-                "energy_distance": _energy_distance(
-                    jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
-                )
-            }
-        table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
-        error = table[["mean_error", "sd_error"]].max(axis=1)
-        table["sampler_error" if reference is not None else "data_error"] = error
-    if reference is not None and observed is not None:
-        targets = _pick(observed, variables, "data")
-        table["data_error"] = [
-            max(
-                _errors(_report_moments(reports[label], variables), targets)[k]
-                for k in ("mean_error", "sd_error")
+        for label in table.index.drop(reference_label, errors="ignore"):
+            z = table.loc[label, "mean_z"]
+            if z > z_threshold:
+                reasons[label].append(f"means {z:.3g} MCSE from the reference")
+    if observed is not None:
+        truth = _pick(observed, variables, "data")
+        if reference is None:
+            table = _with_errors(table, key, runs, reports, variables, truth, data, "data_error")
+            notes.append(
+                "without an exact reference on the same energy, the errors against the data mix "
+                "the model's error and the samplers'; give reference= to separate them"
             )
-            for label in table.index
-        ]
-        model = _errors(truth, targets)
-        model["error"] = max(model["mean_error"], model["sd_error"])
-        table["model_error"] = model["error"]
+        else:
+            table["data_error"] = [
+                _largest(_errors(_report_moments(reports[label], variables), truth))
+                for label in table.index
+            ]
+            model = _errors(reference_truth, truth)
+            table["model_error"] = model["error"] = _largest(model)
+    table["mixed"] = [not reasons[label] for label in table.index]
+    table["reason"] = [
+        "; ".join(reasons[label] + _timing_reason(table.loc[label, "wall_s"], floor))
+        for label in table.index
+    ]
+    if reference is not None and observed is not None:
         notes.append(_attribution(table, model, reference_label))
     if reference_label is not None and not table.loc[reference_label, "mixed"]:
         notes.append(
@@ -604,8 +626,8 @@ def compare(
             f"({table.loc[reference_label, 'reason']}): the sampler errors are against an "
             "inexact reference"
         )
-    for label in table.index[~table["mixed"].to_numpy(bool)]:
-        notes.insert(
-            0, f"{label} is not ranked, its chains did not mix: {table.loc[label, 'reason']}"
-        )
+    notes = [
+        f"{label} is not ranked, its chains did not mix: {table.loc[label, 'reason']}"
+        for label in table.index[~table["mixed"].to_numpy(bool)]
+    ] + notes
     return Comparison(_ranked(table), runs, reports, tuple(notes))
