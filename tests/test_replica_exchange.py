@@ -101,9 +101,7 @@ def _swap_statistics(temperatures, key):
     kernel = rx.build_kernel(factory)
 
     def one_chain(key):
-        state = rx.init(
-            jnp.zeros((NUM_REPLICAS, DIM)), gaussian_logdensity, temperatures, factory
-        )
+        state = rx.init(jnp.zeros((NUM_REPLICAS, DIM)), gaussian_logdensity, temperatures, factory)
 
         def body(state, key):
             state, info = kernel(key, state, gaussian_logdensity, temperatures)
@@ -115,7 +113,8 @@ def _swap_statistics(temperatures, key):
     rejection, trips = jax.jit(jax.vmap(one_chain))(jax.random.split(key, NUM_CHAINS))
     rejection, trips = np.asarray(rejection), np.asarray(trips, float) / NUM_STEPS
     root = np.sqrt(NUM_CHAINS)
-    return rejection.mean(0), rejection.std(0, ddof=1) / root, trips.mean(), trips.std(ddof=1) / root
+    rejection_se, trips_se = rejection.std(0, ddof=1) / root, trips.std(ddof=1) / root
+    return rejection.mean(0), rejection_se, trips.mean(), trips_se
 
 
 @pytest.mark.slow
@@ -136,7 +135,7 @@ def test_an_adapted_ladder_is_geometric_on_a_gaussian_and_equalizes_the_swaps():
     geometric = np.asarray(rx.geometric_ladder(NUM_REPLICAS, MAX_TEMPERATURE))
     assert tuned[0] == 1.0 and tuned[-1] == pytest.approx(MAX_TEMPERATURE)
     # the rates are estimated from one chain's last round: sd of a rate ~ sqrt(r(1-r)/n)
-    before, before_se, trips_before, trips_before_se = _swap_statistics(linear, jax.random.key(2))
+    before, _, trips_before, trips_before_se = _swap_statistics(linear, jax.random.key(2))
     after, after_se, trips_after, trips_after_se = _swap_statistics(tuned, jax.random.key(3))
     tuning_se = np.sqrt(after.mean() * (1 - after.mean()) / (STEPS_PER_ROUND / 2))
     spread = np.abs(after - after.mean())
