@@ -15,7 +15,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import numpyro_ebm as ne
-from numpyro_ebm import compare as compare_module
+from numpyro_ebm.compare import timer_floor
 
 # mu ~ N(0, 10^2 I), y_i ~ N(mu, I): the posterior is Gaussian in closed form
 Y = np.random.default_rng(0).normal([1.0, -2.0], 1.0, size=(20, 2))
@@ -118,9 +118,8 @@ def test_a_reference_sampler_is_run_once_and_tabulated():
 
 def test_timings_below_the_timer_floor_are_never_turned_into_rates():
     resolution = time.get_clock_info("perf_counter").resolution
-    assert ne.compare.__module__ == "numpyro_ebm.compare"
-    assert compare_module.timer_floor() == max(1e-3, 100 * resolution)
-    assert compare_module.timer_floor(5.0) == 5.0
+    assert timer_floor() == max(1e-3, 100 * resolution)
+    assert timer_floor(5.0) == 5.0
     result = ne.compare(
         lambda x: 0.5 * jnp.sum(x**2),
         ["mala"],
@@ -273,7 +272,7 @@ def test_a_run_that_disagrees_with_the_reference_is_not_mixed():
         num_warmup=200,
     )
     row = result.table.loc["mala"]
-    assert row["mean_error"] > 1.5  # mean 4 against 0, in sds of 4.03
+    assert row["mean_error"] > 0.9  # mean 4 against 0, in reference sds of 4.03
     assert not row["mixed"] and "MCSE from the reference" in row["reason"]
 
 

@@ -11,6 +11,7 @@ from jax.scipy.stats import norm
 
 import numpyro_ebm as ne
 from numpyro_ebm import _arviz
+from numpyro_ebm.report import bfmi
 
 CENTRES = np.array([[4.0, 0.0], [-4.0, 0.0]])
 
@@ -161,13 +162,13 @@ def test_bfmi_equals_arviz_and_its_expectation():
     import arviz as az
 
     energy = _ar1(0.9, (4, 4000), seed=0)
-    ours = ne.report.bfmi(energy)
+    ours = bfmi(energy)
     np.testing.assert_allclose(ours, az.bfmi(energy), rtol=1e-10)
     # one chain's estimate has a relative sd of about sqrt(2 (1 + rho^2) / (N (1 - rho^2))),
     # 0.1 here; four chains average it
     assert np.all(np.abs(ours - 0.2) < 4 * 0.2 * 0.1), ours
     with pytest.raises(ValueError, match=r"energy must have shape \(chain, draw\)"):
-        ne.report.bfmi(np.zeros((2, 1)))
+        bfmi(np.zeros((2, 1)))
 
 
 def test_low_bfmi_and_missing_round_trips_are_reported():
