@@ -320,7 +320,7 @@ def _mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule
     elif row["max_rhat"] > rhat_threshold:
         reasons.append(f"R-hat {row['max_rhat']:.3g} > {rhat_threshold}")
     if row["divergences"]:
-        reasons.append(f"{row['divergences']} divergences")
+        reasons.append(f"{row['divergences']} divergent transition(s)")
     if row["nonfinite_chains"]:
         reasons.append(f"{row['nonfinite_chains']} non-finite chain(s)")
     if row["min_bfmi"] < MIN_BFMI:

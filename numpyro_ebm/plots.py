@@ -88,10 +88,10 @@ def _subset(posterior, max_chains: int):
     )
 
 
-def _save_arviz(axes, path: str | os.PathLike, title: str) -> Path:
+def _save_arviz(axes, path: str | os.PathLike, title: str, y: float) -> Path:
     fig = np.ravel(axes)[0].get_figure()
     # above ArviZ's two-line panel titles ("x" over the coordinate), not between them
-    fig.suptitle(title, y=1.06, fontsize="xx-large")
+    fig.suptitle(title, y=y, fontsize="xx-large")
     path = _save(fig, path)
     import matplotlib.pyplot as plt  # ArviZ draws on pyplot figures; free them
 
@@ -103,14 +103,14 @@ def rank(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "
     """ArviZ rank plots of the first ``max_chains`` chains of a posterior ``xarray.Dataset``:
     uniform histograms when chains mix, skewed ones when they do not."""
     axes = az.plot_rank(_subset(posterior, max_chains), kind="bars", show=False)
-    return _save_arviz(axes, path, title)
+    return _save_arviz(axes, path, title, y=1.06)
 
 
 def trace(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "") -> Path:
     """ArviZ trace plots (``arviz.plot_trace``: per-chain densities and draws against
     iteration) of the first ``max_chains`` chains of a posterior ``xarray.Dataset``."""
     axes = az.plot_trace(_subset(posterior, max_chains), compact=False, show=False)
-    return _save_arviz(axes, path, title)
+    return _save_arviz(axes, path, title, y=1.01)
 
 
 def energy_landscape(
