@@ -24,8 +24,14 @@ together without shrinking the outlying ones as hard as a Gaussian would. The po
 the accuracy columns, all with the same key, chains, warm-up and draws (``--smoke``: ``mala``
 and ``hmc`` only, ``hmc`` the reference).
 
-Writes ``comparison.csv``, one netCDF file per sampler, ``ess_per_second.png``, rank plots
-``rank_<sampler>.png`` and ``posterior_tau.png`` to ``--out``, and prints the table.
+Only the samplers whose chains mixed are ranked (``mixed``, ``reason``: R-hat at most 1.01,
+no divergence, no non-finite chain, means within 4 Monte Carlo standard errors of the
+reference); a run shorter than the timer's floor gets no ESS per second.
+
+Writes ``comparison.csv``, one netCDF file per sampler, ``ess_per_second.png`` (samplers that
+did not mix in grey), ArviZ trace and rank plots ``trace_<sampler>.png``,
+``rank_<sampler>.png`` and ``posterior_tau.png`` to ``--out``, and prints the table and what
+it means.
 
 Run: ``python examples/compare_samplers.py [--smoke] [--out DIR] [--seed N]``.
 
@@ -167,10 +173,17 @@ def main(argv=None) -> dict:
             "divergences",
             "mean_error",
             "sd_error",
+            "mean_z",
+            "mixed",
         )
         if c in table.columns
     ]
     print(table[columns].to_string(float_format=lambda v: f"{v:.3g}"))
+    for label, reason in table["reason"].items():
+        if reason:
+            print(f"{label}: {reason}")
+    for note in comparison.notes:
+        print(f"* {note}")
     print(f"posterior mean of theta ({reference}): {theta[reference]}")
     print(f"outputs in {args.out}")
     return metrics

@@ -1,4 +1,4 @@
-r"""``compare()``: several samplers on one target, same budget, one table.
+r"""``compare()``: several samplers on one target, same budget, one table that tells the truth.
 
 Each sampler runs through :func:`~numpyro_ebm.sample` with the same key (so the same initial
 positions), chains, draws and warm-up. The table reports cost and quality side by side:
@@ -9,32 +9,64 @@ positions), chains, draws and warm-up. The table reports cost and quality side b
 * ``grad_evals``: gradient evaluations of the log density while drawing (warm-up excluded);
 * ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over all posterior coordinates, and the
   efficiencies ``ess_per_s`` (min bulk ESS per second of ``wall_s``) and ``ess_per_1k_grads``;
-* ``divergences`` and ``nonfinite_chains``;
-* with a ``reference``: ``mean_error`` and ``sd_error``, the largest absolute errors of the
-  posterior means and standard deviations over coordinates in units of the reference standard
-  deviation (the standardized errors of posteriordb), and ``mean_z``, the largest error of a
-  mean in units of its Monte Carlo standard error (about N(0, 1) for a correct sampler).
+  a ``wall_s`` below the timer's floor (:func:`timer_floor`) is not a measurement and gives
+  no rate (NaN);
+* ``divergences``, ``nonfinite_chains`` and ``min_bfmi`` (the smallest E-BFMI of a chain,
+  Betancourt 2016, when the run records the Hamiltonian ``sample_stats.energy``);
+* ``mixed`` and ``reason``: whether the chains mixed (max R-hat <= ``rhat_threshold``, no
+  divergence, no non-finite chain, E-BFMI >= 0.3, a passed bias check, and the caller's own
+  ``mixing_rule``), and why not, or why a figure is missing. **Only mixed samplers are
+  ranked**: they come first, by ``ess_per_s``; the others follow in the order given;
+* with a ``reference`` (an exact, long run on the *same* energy): ``mean_error``,
+  ``sd_error`` (the largest absolute errors of the means and standard deviations over
+  coordinates, in reference standard deviations: the standardized errors of posteriordb),
+  ``mean_z`` (the largest error of a mean in units of its Monte Carlo standard error, about
+  N(0, 1) for a correct sampler), ``energy_distance`` (Székely & Rizzo 2013, on coordinates
+  standardized by the reference) and ``sampler_error``, the larger of ``mean_error`` and
+  ``sd_error``;
+* with ``data`` (draws of the data distribution): ``data_error``, the same standardized error
+  against the data, and ``model_error``, the reference's (one number for the table): the
+  error of the *energy*, which no sampler can remove. ``str(comparison)`` says which of the
+  two dominates;
+* with ``check_bias=True``, for samplers whose draws are independent sweeps (annealed
+  Langevin, tempered SMC: R-hat compares sweeps with sweeps and cannot see a bias they share):
+  ``bias_check``, the largest standardized difference of means between the run and a rerun
+  with half the step size and twice the steps, and ``bias_z``, the same in Monte Carlo
+  standard errors (about N(0, 1) when the discretization bias is negligible).
+
+Betancourt, M. (2016). Diagnosing suboptimal cotangent disintegrations in Hamiltonian Monte
+Carlo. arXiv:1604.00695.
+Székely, G. J. and Rizzo, M. L. (2013). Energy statistics: a class of statistics based on
+distances. *Journal of Statistical Planning and Inference*, 143(8), 1249-1272.
 """
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
-from numpyro_ebm import _arviz
+from numpyro_ebm import _arviz, metrics
+from numpyro_ebm._checks import check_int, check_positive
 from numpyro_ebm.inference import sample
 from numpyro_ebm.report import MixingReport, mixing_report
 from numpyro_ebm.samplers import get_sampler
 
-__all__ = ["Comparison", "compare"]
+__all__ = ["Comparison", "compare", "timer_floor"]
+
+#: Below this E-BFMI a chain explores the energy levels poorly (Betancourt 2016).
+MIN_BFMI = 0.3
+#: Draws per side for the energy distance (a V-statistic, quadratic in the draws).
+ENERGY_DISTANCE_DRAWS = 1000
 
 _COMPILE_EVENTS = frozenset(
     {
@@ -88,14 +120,19 @@ class Comparison:
         The runs: sampler name -> the output of :func:`~numpyro_ebm.sample`.
     reports
         Sampler name -> its :class:`~numpyro_ebm.report.MixingReport`.
+    notes
+        Sentences on what the table means: which samplers were not ranked and why, whether
+        the model's or the samplers' error dominates, what could not be checked.
     """
 
     table: pd.DataFrame
     idata: dict
     reports: dict[str, MixingReport]
+    notes: tuple[str, ...] = field(default=())
 
     def __str__(self) -> str:
-        return self.table.to_string(float_format=lambda v: f"{v:.4g}")
+        text = self.table.to_string(float_format=lambda v: f"{v:.4g}")
+        return "\n".join([text, *(f"* {note}" for note in self.notes)])
 
     def save(self, directory: str | os.PathLike) -> list[Path]:
         """Write ``<sampler>.nc`` (netCDF, loadable with ``arviz.from_netcdf``) for each run
@@ -112,9 +149,10 @@ class Comparison:
         return [*paths, path]
 
     def plot(self, directory: str | os.PathLike, max_chains: int = 8) -> list[Path]:
-        """Write ``ess_per_second.png`` (a bar chart of min bulk and tail ESS per second) and
-        ``rank_<sampler>.png`` (ArviZ rank plots of the first ``max_chains`` chains);
-        return the paths."""
+        """Write ``ess_per_second.png`` (bars of min bulk ESS per second and per 1000
+        gradient evaluations; samplers that did not mix in grey, with the reason),
+        ``trace_<sampler>.png`` (ArviZ trace plots) and ``rank_<sampler>.png`` (ArviZ rank
+        plots) of the first ``max_chains`` chains; return the paths."""
         from numpyro_ebm import plots
 
         directory = Path(directory)
@@ -122,35 +160,54 @@ class Comparison:
         paths = [plots.ess_per_second(self.table, directory / "ess_per_second.png")]
         for name, data in self.idata.items():
             posterior = _arviz.group(data, "posterior")
+            label = _file_label(name)
+            paths.append(plots.trace(posterior, directory / f"trace_{label}.png", max_chains, name))
             if posterior.sizes["draw"] >= 4 and posterior.sizes["chain"] >= 2:
                 paths.append(
-                    plots.rank(posterior, directory / f"rank_{name}.png", max_chains, name)
+                    plots.rank(posterior, directory / f"rank_{label}.png", max_chains, name)
                 )
         return paths
 
 
-def _draw_moments(reference: dict) -> dict[str, tuple[np.ndarray, ...]]:
-    """(mean, sd, mcse_mean) of each variable of reference draws ``{name: (n, ...)}``."""
+def _file_label(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "_-" else "_" for c in name)
+
+
+def timer_floor(minimum_s: float = 1e-3) -> float:
+    """The shortest duration ``compare`` turns into a rate: ``minimum_s`` or 100 times the
+    resolution of ``time.perf_counter`` (``time.get_clock_info``), whichever is larger. A
+    shorter ``wall_s`` is within the timer's (and the scheduler's) noise: its rate would be
+    an artifact."""
+    check_positive("minimum_s", minimum_s)
+    return max(float(minimum_s), 100.0 * time.get_clock_info("perf_counter").resolution)
+
+
+def _draw_moments(draws: dict, label: str) -> dict[str, tuple[np.ndarray, ...]]:
+    """(mean, sd, mcse_mean) of each variable of independent draws ``{name: (n, ...)}``."""
     moments = {}
-    for name, value in reference.items():
-        draws = np.asarray(value, float)
-        if draws.ndim == 0 or draws.shape[0] < 2 or not np.all(np.isfinite(draws)):
-            raise ValueError(f"reference draws of {name!r} must be finite, at least 2")
-        sd = draws.std(0, ddof=1)
-        moments[name] = (draws.mean(0), sd, sd / np.sqrt(draws.shape[0]))
+    for name, value in draws.items():
+        values = np.asarray(value, float)
+        if values.ndim == 0 or values.shape[0] < 2 or not np.all(np.isfinite(values)):
+            raise ValueError(f"{label} draws of {name!r} must be finite, at least 2")
+        sd = values.std(0, ddof=1)
+        moments[name] = (values.mean(0), sd, sd / np.sqrt(values.shape[0]))
     return moments
 
 
-def _pick(moments: dict, var_names) -> dict[str, tuple[np.ndarray, ...]]:
+def _pick(moments: dict, var_names, label: str) -> dict[str, tuple[np.ndarray, ...]]:
     for name in var_names:
         if name not in moments:
-            raise ValueError(f"reference draws have no variable {name!r}")
+            raise ValueError(f"{label} draws have no variable {name!r}")
     return {name: moments[name] for name in var_names}
 
 
-def _run_moments(run, var_names) -> dict[str, tuple[np.ndarray, ...]]:
-    """(mean, sd, mcse_mean) per variable of a run, from its mixing report."""
-    table = mixing_report(run, var_names=var_names, display=False).table
+def _rows(table: pd.DataFrame, name: str) -> list[str]:
+    return [row for row in table.index if row == name or row.startswith(name + "[")]
+
+
+def _report_moments(report: MixingReport, var_names) -> dict[str, tuple[np.ndarray, ...]]:
+    """(mean, sd, mcse_mean) per variable of a run, from its mixing report's table."""
+    table = report.table
     return {
         name: tuple(
             table.loc[_rows(table, name), c].to_numpy() for c in ("mean", "sd", "mcse_mean")
@@ -159,62 +216,293 @@ def _run_moments(run, var_names) -> dict[str, tuple[np.ndarray, ...]]:
     }
 
 
-def _rows(table: pd.DataFrame, name: str) -> list[str]:
-    return [row for row in table.index if row == name or row.startswith(name + "[")]
-
-
-def _accuracy(table: pd.DataFrame, reference: dict) -> dict[str, float]:
+def _errors(estimate: dict, truth: dict) -> dict[str, float]:
+    """The largest standardized errors of ``estimate``'s means and sds against ``truth``'s
+    (both ``{name: (mean, sd, mcse_mean)}``), in ``truth`` sds, and of the means in Monte
+    Carlo standard errors of their difference."""
     mean_error = sd_error = mean_z = 0.0
-    for name, (ref_mean, ref_sd, ref_mcse) in reference.items():
-        rows = table.loc[_rows(table, name)]
-        mean, sd, mcse = (rows[c].to_numpy() for c in ("mean", "sd", "mcse_mean"))
-        if mean.shape != np.ravel(ref_mean).shape:
+    for name, (true_mean, true_sd, true_mcse) in truth.items():
+        mean, sd, mcse = (np.ravel(v) for v in estimate[name])
+        true_mean, true_sd, true_mcse = (np.ravel(v) for v in (true_mean, true_sd, true_mcse))
+        if mean.shape != true_mean.shape:
             raise ValueError(
-                f"variable {name!r} has {mean.size} coordinates but the reference "
-                f"{np.size(ref_mean)}"
+                f"variable {name!r} has {mean.size} coordinates but the reference {true_mean.size}"
             )
-        delta = np.abs(mean - np.ravel(ref_mean))
-        mean_error = max(mean_error, float(np.max(delta / np.ravel(ref_sd))))
-        sd_error = max(sd_error, float(np.max(np.abs(sd - np.ravel(ref_sd)) / np.ravel(ref_sd))))
-        mean_z = max(mean_z, float(np.max(delta / np.hypot(mcse, np.ravel(ref_mcse)))))
+        delta = np.abs(mean - true_mean)
+        mean_error = max(mean_error, float(np.max(delta / true_sd)))
+        sd_error = max(sd_error, float(np.max(np.abs(sd - true_sd) / true_sd)))
+        mean_z = max(mean_z, float(np.max(delta / np.hypot(mcse, true_mcse))))
     return {"mean_error": mean_error, "sd_error": sd_error, "mean_z": mean_z}
+
+
+def _flat_draws(source, var_names) -> np.ndarray:
+    """Draws as a matrix ``(n, d)``: from ``{name: (n, ...)}`` or a run's posterior."""
+    if isinstance(source, dict):
+        columns = [np.asarray(source[name], float) for name in var_names]
+    else:
+        posterior = _arviz.group(source, "posterior")
+        columns = [
+            np.asarray(posterior[name].values, float).reshape(-1, *posterior[name].shape[2:])
+            for name in var_names
+        ]
+    return np.concatenate([c.reshape(c.shape[0], -1) for c in columns], axis=1)
+
+
+def _subsample(key: jax.Array, draws: np.ndarray) -> jax.Array:
+    if len(draws) <= ENERGY_DISTANCE_DRAWS:
+        return jnp.asarray(draws)
+    index = jax.random.choice(key, len(draws), (ENERGY_DISTANCE_DRAWS,), replace=False)
+    return jnp.asarray(draws)[index]
+
+
+def _energy_distance(key: jax.Array, draws: np.ndarray, truth: np.ndarray) -> float:
+    """Energy distance between at most :data:`ENERGY_DISTANCE_DRAWS` draws of each, on
+    coordinates standardized by ``truth``'s standard deviations."""
+    scale = truth.std(0, ddof=1)
+    scale = np.where(scale > 0, scale, 1.0)
+    # one key for both: a run compared with itself is at distance 0
+    return float(
+        metrics.energy_distance(_subsample(key, draws / scale), _subsample(key, truth / scale))
+    )
+
+
+#: Samplers whose draws are independent sweeps -> (step option halved, steps option doubled)
+#: for the bias check.
+SWEEP_SAMPLERS = {
+    "annealed_langevin": ("step_size", "num_steps_per_level"),
+    "tempered_smc": ("step_scale", "num_mcmc_steps"),
+}
+
+
+def _refined(name: str, options: dict) -> dict:
+    """``options`` with the step halved and the steps doubled (the bias check's rerun)."""
+    step, steps = SWEEP_SAMPLERS[name]
+    defaults = inspect.signature(get_sampler(name)[0]).parameters
+    value = {o: options.get(o, defaults[o].default) for o in (step, steps)}
+    return options | {step: value[step] / 2, steps: 2 * value[steps]}
+
+
+def _timed_sample(target, name, options, *, key, budget, progress, **sample_kwargs):
+    """One run: ``(data, seconds after compilation, compilation seconds)``."""
+    with _compile_clock() as compile_s:
+        start = time.perf_counter()
+        data = sample(
+            target, name, key=key, progress=progress, **budget, **sample_kwargs, **options
+        )
+        wall = time.perf_counter() - start
+    return data, max(wall - compile_s[0], 0.0), compile_s[0]
+
+
+def _row(report: MixingReport, data, run_s: float, compile_s: float, floor: float) -> dict:
+    stats = _arviz.group(data, "sample_stats")
+    grads = int(np.asarray(stats["num_grad_evals"].values).sum())
+    min_ess = float(report.table["ess_bulk"].min())
+    return {
+        "wall_s": run_s,
+        "compile_s": compile_s,
+        "grad_evals": grads,
+        "max_rhat": float(report.table["rhat"].max()),
+        "min_ess_bulk": min_ess,
+        "min_ess_tail": float(report.table["ess_tail"].min()),
+        "ess_per_s": min_ess / run_s if run_s >= floor else float("nan"),
+        "ess_per_1k_grads": 1000.0 * min_ess / grads if grads else float("nan"),
+        "divergences": report.divergences,
+        "nonfinite_chains": report.nonfinite_chains,
+        "min_bfmi": min(report.bfmi) if report.bfmi else float("nan"),
+    }
+
+
+def _mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule) -> list[str]:
+    """Why a run did not mix; empty when it did."""
+    reasons = []
+    if not np.isfinite(row["max_rhat"]):
+        reasons.append("R-hat undefined (fewer than 2 chains of 4 draws, or NaN draws)")
+    elif row["max_rhat"] > rhat_threshold:
+        reasons.append(f"R-hat {row['max_rhat']:.3g} > {rhat_threshold}")
+    if row["divergences"]:
+        reasons.append(f"{row['divergences']} divergent transition(s)")
+    if row["nonfinite_chains"]:
+        reasons.append(f"{row['nonfinite_chains']} non-finite chain(s)")
+    if row["min_bfmi"] < MIN_BFMI:
+        reasons.append(f"E-BFMI {row['min_bfmi']:.2g} < {MIN_BFMI}")
+    if rule is not None and (own := rule(report)):
+        reasons.append(str(own))
+    return reasons
+
+
+def _largest(errors: dict) -> float:
+    return max(errors["mean_error"], errors["sd_error"])
+
+
+def _timing_reason(run_s: float, floor: float) -> list[str]:
+    if run_s >= floor:
+        return []
+    return [f"no rate: {run_s:.2g} s after compilation is below the timer floor {floor:.2g} s"]
+
+
+def _bias(coarse: MixingReport, fine: MixingReport) -> dict[str, float]:
+    """Standardized differences of the means and sds of two runs (in the finer run's sds),
+    and the same in Monte Carlo standard errors of the difference."""
+    a, b = coarse.table, fine.table
+    check = np.maximum(np.abs(a["mean"] - b["mean"]), np.abs(a["sd"] - b["sd"])) / b["sd"]
+    z_mean = np.abs(a["mean"] - b["mean"]) / np.hypot(a["mcse_mean"], b["mcse_mean"])
+    z_sd = np.abs(a["sd"] - b["sd"]) / np.hypot(a["mcse_sd"], b["mcse_sd"])
+    return {"bias_check": float(check.max()), "bias_z": float(np.maximum(z_mean, z_sd).max())}
+
+
+def _with_errors(table, key, runs, reports, variables, truth, source, name) -> pd.DataFrame:
+    """``table`` with each run's errors against ``truth`` (moments) and its energy distance to
+    the draws of ``source``; ``name`` the column of the larger standardized error."""
+    truth_draws = _flat_draws(source, variables)
+    accuracy = {
+        label: _errors(_report_moments(reports[label], variables), truth)
+        | {
+            "energy_distance": _energy_distance(
+                jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
+            )
+        }
+        for label in table.index
+    }
+    table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
+    table[name] = table[["mean_error", "sd_error"]].max(axis=1)
+    return table
+
+
+def _ranked(table: pd.DataFrame) -> pd.DataFrame:
+    """Mixed rows first, by ESS per second (no rate last); the others after, in order."""
+    mixed = table[table["mixed"]].sort_values(
+        "ess_per_s", ascending=False, na_position="last", kind="stable"
+    )
+    return pd.concat([mixed, table[~table["mixed"]]])
+
+
+def _attribution(table: pd.DataFrame, model: dict, reference_label: str | None) -> str:
+    """One sentence: does the model's error or the samplers' dominate?"""
+    others = table.drop(index=[reference_label], errors="ignore")
+    pool = others[others["mixed"]] if others["mixed"].any() else others
+    worst = pool["sampler_error"].idxmax()
+    sampler, error = float(pool.loc[worst, "sampler_error"]), float(model["error"])
+    within = "within" if model["mean_z"] < 3 else "far beyond" if model["mean_z"] > 10 else "beyond"
+    said = (
+        f"model error {error:.3g} sd (the reference against the data; means {model['mean_z']:.3g}"
+        f" MCSE apart, {within} Monte Carlo error) vs sampler error up to {sampler:.3g} sd"
+        f" ({worst}{'' if pool is others else ', among those that did not mix'})"
+    )
+    if error > 2 * sampler:
+        return (
+            f"The model's error dominates: {said}. A better sampler will not bring the draws "
+            "closer to the data; the energy needs work."
+        )
+    if sampler > 2 * error:
+        return (
+            f"The samplers' error dominates: {said}. The energy fits the data better than "
+            "the samplers show; sample longer or with a sampler that mixes."
+        )
+    return f"Model and sampler errors are comparable: {said}."
+
+
+def _parse(samplers, sampler_options, reference) -> tuple[list[tuple[str, dict]], tuple | None]:
+    """``[(name, options)]`` of the samplers and ``(name, options)`` of a reference run."""
+    specs = []
+    for item in samplers:
+        if isinstance(item, str):
+            specs.append((item, {}))
+        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+            specs.append((str(item[0]), dict(item[1])))
+        else:
+            raise TypeError(f"samplers must hold names or (name, options) pairs, got {item!r}")
+    names = [name for name, _ in specs]
+    if not specs:
+        raise ValueError("samplers must name at least one sampler")
+    if len(set(names)) != len(names):
+        raise ValueError(f"samplers has duplicates: {names}")
+    run = None
+    if isinstance(reference, str):
+        run = (reference, {})
+    elif isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], dict):
+        run = (str(reference[0]), dict(reference[1]))
+    for name in names + ([run[0]] if run else []):
+        get_sampler(name)  # unknown names fail before anything runs
+    options = dict(sampler_options or {})
+    stray = sorted(set(options) - set(names) - {run[0] if run else None})
+    if stray:
+        raise ValueError(f"sampler_options for {stray}, which are not in samplers {names}")
+    specs = [(name, options.get(name, {}) | own) for name, own in specs]
+    if run:
+        run = (run[0], options.get(run[0], {}) | run[1])
+    return specs, run
 
 
 def compare(
     target: Callable,
-    samplers: Sequence[str] = ("nuts", "hmc", "mala", "parallel_tempering"),
+    samplers: Sequence[str | tuple[str, dict]] = ("nuts", "hmc", "mala", "parallel_tempering"),
     *,
     key: jax.Array,
-    reference: str | dict | object | None = None,
+    reference: str | tuple[str, dict] | dict | object | None = None,
+    data: dict | None = None,
     num_chains: int = 4,
     num_samples: int = 1000,
     num_warmup: int = 1000,
+    reference_samples: int | None = None,
     sampler_options: dict[str, dict] | None = None,
     var_names: Sequence[str] | None = None,
+    rhat_threshold: float = 1.01,
+    mixing_rule: Callable[[MixingReport], str | None] | None = None,
+    check_bias: bool = False,
+    z_threshold: float = 4.0,
+    min_time_s: float = 1e-3,
     progress: bool = False,
     **sample_kwargs,
 ) -> Comparison:
     r"""Run several samplers on the same target with the same budget and tabulate them.
+
+    Only samplers whose chains mixed are ranked (``mixed``, ``reason``); timings below
+    :func:`timer_floor` give no rate; with a ``reference`` and ``data`` the samplers' error
+    (against an exact run on the same energy) and the model's (that run against the data) are
+    reported apart. The columns are described in :mod:`numpyro_ebm.compare`.
 
     Parameters
     ----------
     target
         An energy or a NumPyro model, as for :func:`~numpyro_ebm.sample`.
     samplers
-        Registered sampler names; each is run once.
+        Registered sampler names, or ``(name, options)`` pairs; each is run once.
     key
         PRNG key, the same for every sampler (same initial positions).
     reference
-        Ground truth for the accuracy columns: a sampler name (its run is reused when it is
-        among ``samplers``, else run with the same budget and kept in ``idata``), the output of
-        :func:`~numpyro_ebm.sample`, or reference draws ``{var: array (n, ...)}`` (e.g. a
-        posteriordb reference posterior).
+        An exact sampler on the *same* target, for the accuracy (sampler error) columns: a
+        sampler name or ``(name, options)`` pair (run with ``reference_samples`` draws; its run
+        is reused when it is among ``samplers`` with the same options and budget, else it gets
+        its own row), the output of :func:`~numpyro_ebm.sample`, or draws ``{var: array
+        (n, ...)}`` (e.g. a posteriordb reference posterior). Replica exchange or tempered SMC
+        run longer suit a multimodal energy.
+    data
+        Draws of the data distribution ``{var: array (n, ...)}``: the errors against it are
+        ``data_error`` per sampler and, with a ``reference``, ``model_error``.
     num_chains, num_samples, num_warmup
         The budget, the same for every sampler.
+    reference_samples
+        Draws per chain of a reference run; default ``num_samples``.
     sampler_options
-        Per-sampler options, e.g. ``{"mala": {"step_size": 0.1}}``.
+        Per-sampler options, e.g. ``{"mala": {"step_size": 0.1}}`` (merged under the options
+        of a ``(name, options)`` pair).
     var_names
         Posterior variables to diagnose; default all.
+    rhat_threshold
+        A run mixed only if its largest R-hat is at most this (1.01, Vehtari et al. 2021).
+    mixing_rule
+        An extra rule: ``mixing_rule(report) -> reason`` with the run's
+        :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
+    check_bias
+        Rerun each independent-sweep sampler (:data:`SWEEP_SAMPLERS`) with half the step and
+        twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost.
+    z_threshold
+        A run whose means or sds differ from its bias-check rerun (``bias_z``), or whose means
+        differ from a ``reference`` (``mean_z``), by more than this many Monte Carlo standard
+        errors is marked not mixed: chains that agree with each other (R-hat near 1) can
+        still all be wrong, e.g. all stuck in one mode.
+    min_time_s
+        The floor of :func:`timer_floor`: shorter runs get no ESS per second.
     **sample_kwargs
         Passed to every :func:`~numpyro_ebm.sample` call (``event_shape``, ``init_position``,
         ``model_args``, ``model_kwargs``, ...).
@@ -222,76 +510,122 @@ def compare(
     Returns
     -------
     Comparison
-        ``table`` (a ``pandas.DataFrame``, one row per sampler), ``idata`` and ``reports``.
+        ``table`` (a ``pandas.DataFrame``, one row per run, mixed ones first), ``idata``,
+        ``reports`` and ``notes``.
     """
-    samplers = list(samplers)
-    if not samplers:
-        raise ValueError("samplers must name at least one sampler")
-    if len(set(samplers)) != len(samplers):
-        raise ValueError(f"samplers has duplicates: {samplers}")
-    for name in samplers:
-        get_sampler(name)  # unknown names fail before anything runs
-    options = dict(sampler_options or {})
-    stray = sorted(
-        set(options) - set(samplers) - {reference if isinstance(reference, str) else None}
-    )
-    if stray:
-        raise ValueError(f"sampler_options for {stray}, which are not in samplers {samplers}")
-    to_run = samplers + (
-        [reference] if isinstance(reference, str) and reference not in samplers else []
-    )
-    if isinstance(reference, str):
-        get_sampler(reference)
-    # Reference draws are checked before anything runs.
-    drawn = _draw_moments(reference) if isinstance(reference, dict) else None
-    if drawn is not None and var_names is not None:
-        _pick(drawn, var_names)
+    specs, reference_run = _parse(samplers, sampler_options, reference)
+    check_positive("rhat_threshold", rhat_threshold)
+    check_positive("z_threshold", z_threshold)
+    if mixing_rule is not None and not callable(mixing_rule):
+        raise TypeError(f"mixing_rule must be callable, got {mixing_rule!r}")
+    if not isinstance(check_bias, bool):
+        raise TypeError(f"check_bias must be True or False, got {check_bias!r}")
+    if reference_samples is not None:
+        check_int("reference_samples", reference_samples, minimum=4)
+    floor = timer_floor(min_time_s)
+    # Draws are checked before anything runs.
+    drawn = _draw_moments(reference, "reference") if isinstance(reference, dict) else None
+    observed = _draw_moments(data, "data") if data is not None else None
+    if data is not None and not isinstance(data, dict):
+        raise TypeError(f"data must be draws {{var: array (n, ...)}}, got {type(data)}")
+    for moments, label in ((drawn, "reference"), (observed, "data")):
+        if moments is not None and var_names is not None:
+            _pick(moments, var_names, label)
 
-    runs, rows, reports = {}, {}, {}
-    for name in to_run:
-        with _compile_clock() as compile_s:
-            start = time.perf_counter()
-            data = sample(
+    budget = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
+    to_run = [(name, name, options, budget) for name, options in specs]
+    reference_label = None
+    if reference_run is not None:
+        name, options = reference_run
+        reused = dict(specs).get(name) == options and reference_samples in (None, num_samples)
+        reference_label = name if reused or name not in dict(specs) else f"{name}_reference"
+        if not reused:
+            longer = budget | {"num_samples": reference_samples or num_samples}
+            to_run.append((reference_label, name, options, longer))
+
+    runs, rows, reports, reasons, notes = {}, {}, {}, {}, []
+    for label, name, options, size in to_run:
+        run, run_s, compile_s = _timed_sample(
+            target, name, options, key=key, budget=size, progress=progress, **sample_kwargs
+        )
+        runs[label] = run
+        reports[label] = mixing_report(run, var_names=var_names, display=False)
+        rows[label] = _row(reports[label], run, run_s, compile_s, floor)
+        reasons[label] = _mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
+        if name in SWEEP_SAMPLERS and check_bias:
+            refined, _, _ = _timed_sample(
                 target,
                 name,
-                key=key,
-                num_chains=num_chains,
-                num_samples=num_samples,
-                num_warmup=num_warmup,
+                _refined(name, options),
+                key=jax.random.fold_in(key, 1),
+                budget=size,
                 progress=progress,
                 **sample_kwargs,
-                **options.get(name, {}),
             )
-            wall = time.perf_counter() - start
-        runs[name] = data
-        report = mixing_report(data, var_names=var_names, display=False)
-        reports[name] = report
-        stats = _arviz.group(data, "sample_stats")
-        run_s = max(wall - compile_s[0], 1e-9)
-        grads = int(np.asarray(stats["num_grad_evals"].values).sum())
-        min_ess = float(report.table["ess_bulk"].min())
-        rows[name] = {
-            "wall_s": run_s,
-            "compile_s": compile_s[0],
-            "grad_evals": grads,
-            "max_rhat": float(report.table["rhat"].max()),
-            "min_ess_bulk": min_ess,
-            "min_ess_tail": float(report.table["ess_tail"].min()),
-            "ess_per_s": min_ess / run_s,
-            "ess_per_1k_grads": 1000.0 * min_ess / grads if grads else float("nan"),
-            "divergences": report.divergences,
-            "nonfinite_chains": report.nonfinite_chains,
-        }
+            fine = mixing_report(refined, var_names=var_names, display=False)
+            rows[label] |= _bias(reports[label], fine)
+            if rows[label]["bias_z"] > z_threshold:
+                reasons[label].append(
+                    f"half the step moves a mean or sd by {rows[label]['bias_z']:.3g} MCSE "
+                    f"(> {z_threshold}): discretization bias"
+                )
+        elif name in SWEEP_SAMPLERS:
+            notes.append(
+                f"{label} draws independent sweeps: R-hat compares sweeps with sweeps and "
+                "cannot see a bias they share; check_bias=True measures it"
+            )
 
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sampler"
+    variables = var_names or list(_arviz.group(runs[specs[0][0]], "posterior").data_vars)
     if reference is not None:
-        variables = var_names or list(_arviz.group(runs[samplers[0]], "posterior").data_vars)
         if drawn is not None:
-            moments = _pick(drawn, variables)
+            reference_truth = _pick(drawn, variables, "reference")
         else:
-            run = runs[reference] if isinstance(reference, str) else reference
-            moments = _run_moments(run, variables)
-        accuracy = {name: _accuracy(reports[name].table, moments) for name in to_run}
-        table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
-    return Comparison(table.loc[to_run], runs, reports)
+            reference_report = (
+                reports[reference_label]
+                if reference_run
+                else mixing_report(reference, var_names=variables, display=False)
+            )
+            reference_truth = _report_moments(reference_report, variables)
+        source = runs[reference_label] if reference_run else reference
+        table = _with_errors(
+            table, key, runs, reports, variables, reference_truth, source, "sampler_error"
+        )
+        for label in table.index.drop(reference_label, errors="ignore"):
+            z = table.loc[label, "mean_z"]
+            if z > z_threshold:
+                reasons[label].append(f"means {z:.3g} MCSE from the reference")
+    if observed is not None:
+        truth = _pick(observed, variables, "data")
+        if reference is None:
+            table = _with_errors(table, key, runs, reports, variables, truth, data, "data_error")
+            notes.append(
+                "without an exact reference on the same energy, the errors against the data mix "
+                "the model's error and the samplers'; give reference= to separate them"
+            )
+        else:
+            table["data_error"] = [
+                _largest(_errors(_report_moments(reports[label], variables), truth))
+                for label in table.index
+            ]
+            model = _errors(reference_truth, truth)
+            table["model_error"] = model["error"] = _largest(model)
+    table["mixed"] = [not reasons[label] for label in table.index]
+    table["reason"] = [
+        "; ".join(reasons[label] + _timing_reason(table.loc[label, "wall_s"], floor))
+        for label in table.index
+    ]
+    if reference is not None and observed is not None:
+        notes.append(_attribution(table, model, reference_label))
+    if reference_label is not None and not table.loc[reference_label, "mixed"]:
+        notes.append(
+            f"the reference {reference_label} did not mix "
+            f"({table.loc[reference_label, 'reason']}): the sampler errors are against an "
+            "inexact reference"
+        )
+    notes = [
+        f"{label} is not ranked, its chains did not mix: {table.loc[label, 'reason']}"
+        for label in table.index[~table["mixed"].to_numpy(bool)]
+    ] + notes
+    return Comparison(_ranked(table), runs, reports, tuple(notes))

@@ -1,7 +1,9 @@
-"""Figures: ESS-per-second bars, rank plots, energy landscapes with samples, training curves.
+"""Figures: ESS-per-second bars, trace and rank plots, energy landscapes with samples,
+training curves.
 
 Matplotlib with the non-interactive Agg canvas (figures go to files, never to a screen);
-rank plots are ArviZ's (Vehtari et al. 2021, Sec. 4.3).
+trace and rank plots are ArviZ's own (``arviz.plot_trace``, ``arviz.plot_rank``; rank plots:
+Vehtari et al. 2021, Sec. 4.3).
 """
 
 from __future__ import annotations
@@ -17,7 +19,14 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-__all__ = ["energy_landscape", "ess_per_second", "rank", "samples_grid", "training_curve"]
+__all__ = [
+    "energy_landscape",
+    "ess_per_second",
+    "rank",
+    "samples_grid",
+    "trace",
+    "training_curve",
+]
 
 
 def _save(fig: Figure, path: str | os.PathLike) -> Path:
@@ -29,36 +38,79 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 
 def ess_per_second(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Horizontal bars of min bulk ESS per second (and per 1000 gradient evaluations) per
-    sampler, from :attr:`~numpyro_ebm.compare.Comparison.table`."""
-    fig = Figure(figsize=(9, 0.5 * len(table) + 1.5))
-    left, right = fig.subplots(1, 2, sharey=True)
+    sampler, from :attr:`~numpyro_ebm.compare.Comparison.table`, in its order (the ranking).
+
+    Samplers that did not mix (``mixed`` false) are drawn in grey, hatched, with their
+    ``reason``: their ESS is not an efficiency. A missing rate (a run below the timer's
+    floor) is written out instead of drawn."""
     names = list(table.index)
-    left.barh(names, table["ess_per_s"].to_numpy(), color="tab:blue")
-    left.set_xlabel("min bulk ESS per second (after compilation)")
-    right.barh(names, table["ess_per_1k_grads"].to_numpy(), color="tab:orange")
-    right.set_xlabel("min bulk ESS per 1000 gradient evaluations")
+    mixed = table["mixed"].to_numpy(bool) if "mixed" in table else np.ones(len(names), bool)
+    reasons = table["reason"].tolist() if "reason" in table else [""] * len(names)
+    fig = Figure(figsize=(11, 0.6 * len(table) + 1.8))
+    left, right = fig.subplots(1, 2, sharey=True)
+    for ax, column, colour, label in (
+        (left, "ess_per_s", "tab:blue", "min bulk ESS per second (after compilation)"),
+        (right, "ess_per_1k_grads", "tab:orange", "min bulk ESS per 1000 gradient evaluations"),
+    ):
+        values = table[column].to_numpy(float)
+        ax.barh(
+            names,
+            np.nan_to_num(values),
+            color=[colour if m else "lightgrey" for m in mixed],
+            hatch=["" if m else "//" for m in mixed],
+            edgecolor="grey",
+        )
+        for k, value in enumerate(values):
+            if not np.isfinite(value):
+                ax.text(0, k, " no rate", va="center", fontsize="small")
+        ax.set_xlabel(label)
+    for k, (ok, reason) in enumerate(zip(mixed, reasons, strict=True)):
+        if not ok:
+            right.annotate(
+                f"not mixed: {reason}",
+                (1.02, k),
+                xycoords=("axes fraction", "data"),
+                va="center",
+                fontsize="small",
+                color="dimgrey",
+            )
     left.invert_yaxis()
-    fig.suptitle("Sampler efficiency (higher is better)")
+    fig.suptitle("Sampler efficiency (higher is better; grey: did not mix, not ranked)")
     return _save(fig, path)
 
 
-def rank(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "") -> Path:
-    """ArviZ rank plots of the first ``max_chains`` chains of a posterior ``xarray.Dataset``:
-    uniform histograms when chains mix, skewed ones when they do not."""
+def _subset(posterior, max_chains: int):
+    """The first ``max_chains`` chains, four variables and three coordinates of each."""
     subset = posterior.isel(chain=slice(0, max_chains))
     variables = [name for name in subset.data_vars if subset[name].ndim <= 3][:4]
-    subset = subset[variables].isel(
+    return subset[variables].isel(
         {d: slice(0, 3) for d in subset.dims if d not in ("chain", "draw")}
     )
-    axes = az.plot_rank(subset, kind="bars", show=False)
+
+
+def _save_arviz(axes, path: str | os.PathLike, title: str, y: float) -> Path:
     fig = np.ravel(axes)[0].get_figure()
     # above ArviZ's two-line panel titles ("x" over the coordinate), not between them
-    fig.suptitle(title, y=1.06, fontsize="xx-large")
+    fig.suptitle(title, y=y, fontsize="xx-large")
     path = _save(fig, path)
     import matplotlib.pyplot as plt  # ArviZ draws on pyplot figures; free them
 
     plt.close(fig)
     return path
+
+
+def rank(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "") -> Path:
+    """ArviZ rank plots of the first ``max_chains`` chains of a posterior ``xarray.Dataset``:
+    uniform histograms when chains mix, skewed ones when they do not."""
+    axes = az.plot_rank(_subset(posterior, max_chains), kind="bars", show=False)
+    return _save_arviz(axes, path, title, y=1.06)
+
+
+def trace(posterior, path: str | os.PathLike, max_chains: int = 8, title: str = "") -> Path:
+    """ArviZ trace plots (``arviz.plot_trace``: per-chain densities and draws against
+    iteration) of the first ``max_chains`` chains of a posterior ``xarray.Dataset``."""
+    axes = az.plot_trace(_subset(posterior, max_chains), compact=False, show=False)
+    return _save_arviz(axes, path, title, y=1.01)
 
 
 def energy_landscape(

@@ -9,6 +9,9 @@ ESS of at least 100 per chain (400 for the four chains it assumes).
 Vehtari, A., Gelman, A., Simpson, D., Carpenter, B. and Bürkner, P.-C. (2021).
 Rank-normalization, folding, and localization: an improved R-hat for assessing convergence of
 MCMC. *Bayesian Analysis*, 16(2), 667-718.
+
+Betancourt, M. (2016). Diagnosing suboptimal cotangent disintegrations in Hamiltonian Monte
+Carlo. arXiv:1604.00695.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ import pandas as pd
 
 from numpyro_ebm import _arviz, diagnostics
 
-__all__ = ["MixingReport", "mixing_report"]
+__all__ = ["MixingReport", "bfmi", "mixing_report"]
 
 COLUMNS = ("mean", "sd", "mcse_mean", "mcse_sd", "ess_bulk", "ess_tail", "rhat")
 
@@ -47,6 +50,12 @@ class MixingReport:
         Chains that reached a non-finite position or density.
     swap_acceptance
         Mean replica-swap acceptance per neighbouring pair (parallel tempering), else empty.
+    bfmi
+        E-BFMI per chain (:func:`bfmi`) when the run records the Hamiltonian
+        (``sample_stats.energy``, HMC and NUTS), else empty.
+    round_trip_rate
+        Replica round trips (cold -> hot -> cold) per draw and chain when the run records them
+        (``sample_stats.round_trips``, parallel tempering), else NaN.
     """
 
     table: pd.DataFrame
@@ -56,6 +65,8 @@ class MixingReport:
     divergences: int = 0
     nonfinite_chains: int = 0
     swap_acceptance: tuple[float, ...] = field(default=())
+    bfmi: tuple[float, ...] = field(default=())
+    round_trip_rate: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -102,6 +113,37 @@ def _table(posterior, var_names) -> pd.DataFrame:
     return pd.DataFrame(np.concatenate(rows), index=index, columns=list(COLUMNS))
 
 
+def bfmi(energy) -> np.ndarray:
+    r"""The energy Bayesian fraction of missing information of each chain (Betancourt 2016,
+    eq. 3.4 estimated from the draws):
+
+    .. math::
+
+        \widehat{\text{E-BFMI}} = \frac{\sum_{n=1}^{N} (E_n - E_{n-1})^2}
+        {\sum_{n=0}^{N} (E_n - \bar E)^2},
+
+    with :math:`E_n` the Hamiltonian (potential plus kinetic energy) at draw :math:`n`. It
+    compares how far one momentum resampling moves the energy with the spread of the energy's
+    marginal: below 0.3 the momentum resampling cannot explore the energy levels (heavy tails,
+    funnels) and the chain explores slowly in that direction. Equal to ``arviz.bfmi``.
+
+    Parameters
+    ----------
+    energy
+        The Hamiltonian per draw, shape ``(chain, draw)`` (or ``(draw,)`` for one chain).
+
+    Returns
+    -------
+    numpy.ndarray
+        One value per chain.
+    """
+    energy = np.atleast_2d(np.asarray(energy, float))
+    if energy.ndim != 2 or energy.shape[1] < 2:
+        raise ValueError(f"energy must have shape (chain, draw) with draw >= 2, got {energy.shape}")
+    centred = energy - energy.mean(axis=1, keepdims=True)
+    return np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(centred**2, axis=1)
+
+
 def _worst(table: pd.DataFrame, column: str, largest: bool) -> str:
     values = table[column]
     label = values.idxmax() if largest else values.idxmin()
@@ -144,6 +186,38 @@ def _statistics_warnings(table, num_chains, num_draws, rhat_threshold, min_ess) 
     return found
 
 
+def _bfmi_findings(stats, min_bfmi: float) -> tuple[tuple[float, ...], list[str]]:
+    if "energy" not in stats or stats.sizes.get("draw", 0) < 2:
+        return (), []
+    energy = np.asarray(stats["energy"].transpose("chain", "draw").values, float)
+    if not np.all(np.isfinite(energy)):
+        return (), []  # non-finite chains are reported as such
+    fractions = tuple(float(v) for v in bfmi(energy))
+    low = [k for k, v in enumerate(fractions) if v < min_bfmi]
+    if not low:
+        return fractions, []
+    return fractions, [
+        f"E-BFMI < {min_bfmi} in {len(low)} chain(s) ("
+        + ", ".join(f"chain {k}: {fractions[k]:.2f}" for k in low[:5])
+        + "): momentum resampling barely moves the energy, so the chain explores the energy "
+        "levels slowly (heavy tails or a funnel); reparameterize or tune the mass matrix"
+    ]
+
+
+def _round_trip_findings(stats) -> tuple[float, list[str]]:
+    if "round_trips" not in stats:
+        return float("nan"), []
+    trips = np.asarray(stats["round_trips"].values, float)
+    rate = float(np.mean(trips))
+    if np.sum(trips) > 0:
+        return rate, []
+    return rate, [
+        "no parallel-tempering replica completed a round trip cold -> hot -> cold: the hot "
+        "replicas do not communicate with the cold one, so barriers may not be crossed; add "
+        "replicas or adapt the ladder (replica_exchange.adapt_ladder)"
+    ]
+
+
 def mixing_report(
     data,
     *,
@@ -151,6 +225,7 @@ def mixing_report(
     rhat_threshold: float = 1.01,
     min_ess_per_chain: float = 100.0,
     min_swap_acceptance: float = 0.1,
+    min_bfmi: float = 0.3,
     display: bool = True,
     file: TextIO | None = None,
 ) -> MixingReport:
@@ -164,6 +239,10 @@ def mixing_report(
     * chains reached non-finite positions (``sample_stats.nonfinite``);
     * a neighbouring pair of parallel-tempering replicas swapped with a mean acceptance below
       ``min_swap_acceptance`` (the ladder has a gap there: add temperatures in between);
+    * a chain's E-BFMI (:func:`bfmi`, from ``sample_stats.energy``) is below ``min_bfmi``
+      (0.3, Betancourt 2016);
+    * no parallel-tempering replica completed a round trip cold -> hot -> cold
+      (``sample_stats.round_trips``);
     * draws are NaN, or the run is too short for the statistics.
 
     Parameters
@@ -196,8 +275,14 @@ def mixing_report(
 
     divergences = nonfinite = 0
     swaps: tuple[float, ...] = ()
+    fractions: tuple[float, ...] = ()
+    round_trip_rate = float("nan")
     if "sample_stats" in _arviz.group_names(data):
         stats = _arviz.group(data, "sample_stats")
+        fractions, bfmi_warnings = _bfmi_findings(stats, min_bfmi)
+        found += bfmi_warnings
+        round_trip_rate, trip_warnings = _round_trip_findings(stats)
+        found += trip_warnings
         if "diverging" in stats:
             diverging = np.asarray(stats["diverging"].values, bool)
             divergences = int(diverging.sum())
@@ -224,7 +309,17 @@ def mixing_report(
                     + ", ".join(f"{k}<->{k + 1} ({swaps[k]:.3f})" for k in low)
                     + f" (< {min_swap_acceptance}): add temperatures between them"
                 )
-    report = MixingReport(table, tuple(found), num_chains, num_draws, divergences, nonfinite, swaps)
+    report = MixingReport(
+        table,
+        tuple(found),
+        num_chains,
+        num_draws,
+        divergences,
+        nonfinite,
+        swaps,
+        fractions,
+        round_trip_rate,
+    )
     if display:
         print(report, file=file or sys.stdout)
     return report

@@ -11,6 +11,7 @@ from jax.scipy.stats import norm
 
 import numpyro_ebm as ne
 from numpyro_ebm import _arviz
+from numpyro_ebm.report import bfmi
 
 CENTRES = np.array([[4.0, 0.0], [-4.0, 0.0]])
 
@@ -143,3 +144,57 @@ def test_arviz_1_datatree_output_is_supported(monkeypatch, tmp_path):
     np.testing.assert_array_equal(
         _arviz.group(back, "posterior")["x"], _arviz.group(tree, "posterior")["x"]
     )
+
+
+def _ar1(rho, shape, seed):
+    """Stationary AR(1) series along the last axis, unit marginal variance."""
+    rng = np.random.default_rng(seed)
+    noise = rng.normal(size=shape)
+    series = np.empty(shape)
+    series[..., 0] = noise[..., 0]
+    for t in range(1, shape[-1]):
+        series[..., t] = rho * series[..., t - 1] + np.sqrt(1 - rho**2) * noise[..., t]
+    return series
+
+
+def test_bfmi_equals_arviz_and_its_expectation():
+    """For an AR(1) energy with lag-one correlation rho, E-BFMI tends to 2 (1 - rho)."""
+    import arviz as az
+
+    energy = _ar1(0.9, (4, 4000), seed=0)
+    ours = bfmi(energy)
+    np.testing.assert_allclose(ours, az.bfmi(energy), rtol=1e-10)
+    # one chain's estimate has a relative sd of about sqrt(2 (1 + rho^2) / (N (1 - rho^2))),
+    # 0.1 here; four chains average it
+    assert np.all(np.abs(ours - 0.2) < 4 * 0.2 * 0.1), ours
+    with pytest.raises(ValueError, match=r"energy must have shape \(chain, draw\)"):
+        bfmi(np.zeros((2, 1)))
+
+
+def test_low_bfmi_and_missing_round_trips_are_reported():
+    rng = np.random.default_rng(1)
+    energy = np.concatenate([_ar1(0.95, (1, 500), 2), _ar1(0.0, (3, 500), 3)])
+    report = ne.mixing_report(
+        _run(
+            {"x": rng.normal(size=(4, 500))},
+            {"energy": energy, "round_trips": np.zeros((4, 500), np.int32)},
+        ),
+        display=False,
+    )
+    assert len(report.bfmi) == 4 and report.bfmi[0] < 0.3 < min(report.bfmi[1:])
+    assert report.round_trip_rate == 0.0
+    text = " ".join(report.warnings)
+    assert "E-BFMI < 0.3 in 1 chain(s) (chain 0: " in text
+    assert "no parallel-tempering replica completed a round trip" in text
+
+    trips = np.zeros((4, 500), np.int32)
+    trips[:, ::50] = 1
+    fine = ne.mixing_report(
+        _run(
+            {"x": rng.normal(size=(4, 500))},
+            {"energy": energy[1:2].repeat(4, 0), "round_trips": trips},
+        ),
+        display=False,
+    )
+    assert fine.ok, fine.warnings
+    assert fine.round_trip_rate == pytest.approx(0.02)

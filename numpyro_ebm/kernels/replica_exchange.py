@@ -23,6 +23,24 @@ which for :math:`p \propto e^{-E}` is :math:`\min(1, e^{(E(x_i) - E(x_{i+1}))(1/
 steps. Its non-reversible index process makes round trips along the ladder in :math:`O(K)`
 rather than :math:`O(K^2)` steps (Syed et al. 2021).
 
+**Round trips.** Each position is a *walker* that the swaps move along the ladder; the state
+tracks which walker sits at each temperature and where each was last at an end of the ladder.
+A round trip is a walk cold :math:`\to` hot :math:`\to` cold (:math:`T_0 \to T_{K-1} \to
+T_0`); ``info.round_trips`` counts those completed at each step, so their mean over steps is the
+round-trip rate, the quantity a ladder should maximize (Katzgraber et al. 2006; Syed et al.
+2021).
+
+**An adaptive ladder.** With :math:`\beta = 1/T` and swap rejection rates :math:`r_k` between
+:math:`\beta_k` and :math:`\beta_{k+1}`, the cumulative communication barrier
+:math:`\Lambda(\beta) = \int_\beta^1 \lambda(b)\, db` is estimated at the ladder's points by
+:math:`\Lambda(\beta_k) = \sum_{j < k} r_j` (Syed et al. 2021, Theorem 2 and Sec. 5.1:
+:math:`r_k \approx \int_{\beta_{k+1}}^{\beta_k} \lambda`), interpolated linearly in
+:math:`\beta` between them, and the new ladder puts :math:`\beta'_n` at its equal quantiles,
+:math:`\Lambda(\beta'_n) = \frac{n}{K - 1} \Lambda(\beta_{K-1})` (their Algorithm 4, with a
+piecewise-linear rather than a monotone-cubic interpolant). The tuned ladder equalizes the
+rejection rates, which maximizes the round-trip rate of the non-reversible scheme for a given
+:math:`K`: :func:`tune_ladder` does one update, :func:`adapt_ladder` runs the rounds.
+
 A replica that received a new position is re-initialised with its kernel's ``init``, so the
 log density and gradient its state caches belong to its own temperature; that costs one
 ``init`` (one gradient evaluation for gradient-based kernels) per replica and step. The
@@ -34,6 +52,8 @@ Swendsen, R. H. & Wang, J.-S. (1986). Replica Monte Carlo simulation of spin-gla
 Physical Review Letters 57(21).
 Geyer, C. J. (1991). Markov chain Monte Carlo maximum likelihood. Computing Science and
 Statistics: Proceedings of the 23rd Symposium on the Interface.
+Katzgraber, H. G., Trebst, S., Huse, D. A. & Troyer, M. (2006). Feedback-optimized parallel
+tempering Monte Carlo. Journal of Statistical Mechanics P03018.
 Okabe, T., Kawata, M., Okamoto, Y. & Mikami, M. (2001). Replica-exchange Monte Carlo method for
 the isobaric-isothermal ensemble. Chemical Physics Letters 335(5-6).
 Syed, S., Bouchard-Côté, A., Deligiannidis, G. & Doucet, A. (2021). Non-reversible parallel
@@ -53,16 +73,23 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import ArrayLikeTree, ArrayTree, PRNGKey
 from jax.core import Tracer
 
-from numpyro_ebm._checks import all_finite, check_positive
+from numpyro_ebm._checks import all_finite, check_int, check_positive
 
 __all__ = [
     "ReplicaExchangeInfo",
     "ReplicaExchangeState",
+    "adapt_ladder",
     "as_top_level_api",
     "build_kernel",
+    "communication_barrier",
     "geometric_ladder",
     "init",
+    "track_round_trips",
+    "tune_ladder",
 ]
+
+#: Walker directions: not yet seen at the cold end, heading hot, heading cold.
+UNSEEN, UP, DOWN = 0, 1, 2
 
 
 class ReplicaExchangeState(NamedTuple):
@@ -71,11 +98,19 @@ class ReplicaExchangeState(NamedTuple):
     :math:`\\log p` of each replica's position, shape ``(K,)``; ``step``: steps taken, whose
     parity picks the even or odd swap pairs. ``position`` is the cold (:math:`T = 1`) replica's
     position, the draw; it indexes the leading axis, so for states batched outside ``vmap``
-    read ``states.inner_states.position[:, 0]`` (or ``jax.vmap(lambda s: s.position)``)."""
+    read ``states.inner_states.position[:, 0]`` (or ``jax.vmap(lambda s: s.position)``).
+
+    ``walkers``: which walker (position history) sits at each temperature, shape ``(K,)``;
+    ``direction``: per walker, :data:`UNSEEN` (not yet at the cold end), :data:`UP` (last at
+    the cold end, heading hot) or :data:`DOWN` (has reached the hot end since, heading cold);
+    ``round_trips``: round trips completed since ``init``."""
 
     inner_states: ArrayTree
     logdensity: jax.Array
     step: jax.Array
+    walkers: jax.Array
+    direction: jax.Array
+    round_trips: jax.Array
 
     @property
     def position(self) -> ArrayTree:
@@ -86,7 +121,8 @@ class ReplicaExchangeInfo(NamedTuple):
     """``swap_acceptance``: acceptance probability of each neighbour pair :math:`(i, i + 1)`,
     shape ``(K - 1,)``, NaN for pairs not attempted this step; ``swap_attempted`` and
     ``is_swapped``: which pairs were proposed and which swapped; ``inner_info``: the cold
-    replica's kernel info; ``is_finite``: whether every replica's position and log density are
+    replica's kernel info; ``round_trips``: round trips (cold -> hot -> cold) completed at this
+    step, over all walkers; ``is_finite``: whether every replica's position and log density are
     finite; ``num_grad_evals``: evaluations spent by the exchange move on top of the inner
     kernels, :math:`K` re-initialisations (one gradient evaluation each for gradient-based
     kernels; the inner kernels' own cost is :math:`K` times that of one inner step)."""
@@ -95,6 +131,7 @@ class ReplicaExchangeInfo(NamedTuple):
     swap_attempted: jax.Array
     is_swapped: jax.Array
     inner_info: NamedTuple
+    round_trips: jax.Array
     is_finite: jax.Array
     num_grad_evals: jax.Array
 
@@ -128,6 +165,59 @@ def geometric_ladder(num_replicas: int, max_temperature: float) -> jax.Array:
     return jnp.asarray(float(max_temperature) ** exponents)
 
 
+#: Rejection rates are floored here so that the cumulative barrier increases strictly.
+MIN_REJECTION = 1e-3
+
+
+def communication_barrier(rejection_rates: jax.Array, temperatures: jax.Array) -> jax.Array:
+    r"""The cumulative communication barrier at each temperature of the ladder.
+
+    .. math::
+
+        \Lambda(eta_k) = \sum_{j < k} r_j, \qquad eta_k = 1 / T_k,
+
+    an estimate of :math:`\int_{eta_k}^{1} \lambda(eta)\, deta`, the local barrier
+    :math:`\lambda` integrated from the cold end (Syed et al. 2021, Sec. 5.1); each
+    :math:`r_j` (``rejection_rates``, shape ``(K - 1,)``, the mean swap rejection probability
+    :math:`1 - \min(1, \cdot)` of the pair :math:`(j, j + 1)`) is floored at
+    :data:`MIN_REJECTION`. Returns shape ``(K,)``, zero at :math:`T_0 = 1`; the last entry is
+    the total barrier :math:`\Lambda`, of which about :math:`1 / (2 + 2\Lambda)` round trips per
+    step is the best a non-reversible ladder of many replicas can achieve (their Theorem 3).
+    """
+    rejection_rates = jnp.maximum(jnp.asarray(rejection_rates), MIN_REJECTION)
+    if rejection_rates.shape != (jnp.shape(temperatures)[0] - 1,):
+        raise ValueError(
+            f"rejection_rates must have shape (K - 1,) = ({jnp.shape(temperatures)[0] - 1},) "
+            f"for {jnp.shape(temperatures)[0]} temperatures, got {rejection_rates.shape}"
+        )
+    return jnp.concatenate([jnp.zeros(1, rejection_rates.dtype), jnp.cumsum(rejection_rates)])
+
+
+def tune_ladder(rejection_rates: jax.Array, temperatures: jax.Array) -> jax.Array:
+    r"""One update of the ladder that equalizes the swap rejection rates (Syed et al. 2021,
+    Algorithm 4).
+
+    The cumulative barrier :func:`communication_barrier` is interpolated linearly in
+    :math:`eta = 1/T` between the ladder's points, and the new inverse temperatures are its
+    equal quantiles,
+
+    .. math::
+
+        \Lambda(eta'_n) = rac{n}{K - 1}\, \Lambda(eta_{K-1}), \qquad n = 0, \dots, K - 1,
+
+    so :math:`T'_0 = 1` and :math:`T'_{K-1} = T_{K-1}` stay. Each pair of the new ladder then
+    carries about :math:`\Lambda / (K - 1)` of the barrier. Pure and jittable; iterate it over
+    rounds of sampling (:func:`adapt_ladder`), since the rates are estimated on the old ladder.
+    """
+    temperatures = jnp.asarray(temperatures)
+    barrier = communication_barrier(rejection_rates, temperatures)
+    num_replicas = temperatures.shape[0]
+    levels = barrier[-1] * jnp.arange(num_replicas) / max(num_replicas - 1, 1)
+    betas = jnp.interp(levels, barrier, 1.0 / temperatures)
+    betas = betas.at[0].set(1.0).at[-1].set(1.0 / temperatures[-1])
+    return 1.0 / betas
+
+
 def _tempered_algorithm(
     logdensity_fn: Callable, kernel_factory: Callable, temperature: jax.Array
 ) -> SamplingAlgorithm:
@@ -155,7 +245,30 @@ def init(
     make_algorithm = partial(_tempered_algorithm, logdensity_fn, kernel_factory)
     inner_states = _init_replicas(rng_key, positions, temperatures, make_algorithm)
     logdensity = jax.vmap(logdensity_fn)(inner_states.position)
-    return ReplicaExchangeState(inner_states, logdensity, jnp.zeros((), jnp.int32))
+    num_replicas = temperatures.shape[0]
+    walkers = jnp.arange(num_replicas)
+    direction = jnp.where(walkers == 0, UP, UNSEEN).astype(jnp.int32)
+    zero = jnp.zeros((), jnp.int32)
+    return ReplicaExchangeState(inner_states, logdensity, zero, walkers, direction, zero)
+
+
+def track_round_trips(
+    walkers: jax.Array, direction: jax.Array, permutation: jax.Array
+) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Move the walkers by a swap ``permutation`` (temperature ``k`` takes the position of
+    ``permutation[k]``) and update their directions.
+
+    A walker that arrives at the cold end (``k = 0``) is heading hot (:data:`UP`); one heading
+    hot that arrives at the hot end (``k = K - 1``) is heading cold (:data:`DOWN`); one heading
+    cold that arrives at the cold end completes a round trip. Returns ``(walkers, direction,
+    completed)``, ``completed`` the number of round trips completed by this move.
+    """
+    walkers = walkers[permutation]
+    cold, hot = walkers[0], walkers[-1]
+    completed = (direction[cold] == DOWN).astype(jnp.int32)
+    direction = direction.at[hot].set(jnp.where(direction[hot] == UP, DOWN, direction[hot]))
+    direction = direction.at[cold].set(UP)
+    return walkers, direction, completed
 
 
 def _even_odd_swaps(rng_key, logdensity, temperatures, parity):
@@ -215,13 +328,24 @@ def build_kernel(kernel_factory: Callable) -> Callable:
             inner_states,
         )
         logdensity = logdensity[permutation]
+        walkers, direction, completed = track_round_trips(
+            state.walkers, state.direction, permutation
+        )
 
-        new_state = ReplicaExchangeState(inner_states, logdensity, state.step + 1)
+        new_state = ReplicaExchangeState(
+            inner_states,
+            logdensity,
+            state.step + 1,
+            walkers,
+            direction,
+            state.round_trips + completed,
+        )
         info = ReplicaExchangeInfo(
             swap_acceptance=acceptance,
             swap_attempted=attempted,
             is_swapped=swapped,
             inner_info=jax.tree.map(lambda x: x[0], inner_infos),
+            round_trips=completed,
             is_finite=all_finite(inner_states.position) & jnp.all(jnp.isfinite(logdensity)),
             num_grad_evals=jnp.asarray(num_replicas, jnp.int32),
         )
@@ -275,3 +399,64 @@ def as_top_level_api(
         return kernel(rng_key, state, logdensity_fn, temperatures)
 
     return SamplingAlgorithm(init_fn, step_fn)
+
+
+def adapt_ladder(
+    rng_key: PRNGKey,
+    state: ReplicaExchangeState,
+    logdensity_fn: Callable,
+    kernel_factory: Callable,
+    temperatures: jax.Array,
+    num_rounds: int,
+    steps_per_round: int,
+) -> tuple[ReplicaExchangeState, jax.Array]:
+    """Warm-up that tunes the ladder: ``num_rounds`` rounds of ``steps_per_round`` replica
+    exchange steps, each followed by :func:`tune_ladder` on the round's mean swap rejection
+    rates (Syed et al. 2021, Algorithm 4, with rounds of a fixed length).
+
+    After each update every replica is re-initialised at its new temperature (its cached log
+    density and gradient belong to the old one). Pure and jittable (one ``lax.scan`` over the
+    rounds); returns the final state and the tuned ladder, which the sampling steps must use.
+
+    Parameters
+    ----------
+    rng_key
+        PRNG key.
+    state
+        A :class:`ReplicaExchangeState` from :func:`init` on ``temperatures``.
+    logdensity_fn, kernel_factory
+        As for :func:`build_kernel`.
+    temperatures
+        The initial ladder, e.g. :func:`geometric_ladder`.
+    num_rounds
+        Ladder updates, at least 1.
+    steps_per_round
+        Steps per round, at least 2 (every pair is attempted on every other step).
+    """
+    check_int("num_rounds", num_rounds, minimum=1)
+    check_int("steps_per_round", steps_per_round, minimum=2)
+    _check_ladder(temperatures)
+    kernel = build_kernel(kernel_factory)
+    make_algorithm = partial(_tempered_algorithm, logdensity_fn, kernel_factory)
+
+    def one_round(carry, key):
+        state, temperatures = carry
+        step_key, init_key = jax.random.split(key)
+
+        def one_step(state, key):
+            state, info = kernel(key, state, logdensity_fn, temperatures)
+            return state, info.swap_acceptance
+
+        state, acceptance = jax.lax.scan(
+            one_step, state, jax.random.split(step_key, steps_per_round)
+        )
+        temperatures = tune_ladder(1.0 - jnp.nanmean(acceptance, axis=0), temperatures)
+        inner_states = _init_replicas(
+            init_key, state.inner_states.position, temperatures, make_algorithm
+        )
+        return (state._replace(inner_states=inner_states), temperatures), None
+
+    (state, temperatures), _ = jax.lax.scan(
+        one_round, (state, jnp.asarray(temperatures)), jax.random.split(rng_key, num_rounds)
+    )
+    return state, temperatures
