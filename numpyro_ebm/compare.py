@@ -43,7 +43,6 @@ distances. *Journal of Statistical Planning and Inference*, 143(8), 1249-1272.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -59,7 +58,7 @@ from numpyro_ebm import _arviz, metrics
 from numpyro_ebm._checks import check_int, check_positive
 from numpyro_ebm.inference import sample
 from numpyro_ebm.report import MixingReport, mixing_report
-from numpyro_ebm.samplers import get_sampler
+from numpyro_ebm.samplers import Sampler, get_sampler
 
 __all__ = ["Comparison", "compare", "timer_floor"]
 
@@ -266,29 +265,11 @@ def _energy_distance(key: jax.Array, draws: np.ndarray, truth: np.ndarray) -> fl
     )
 
 
-#: Samplers whose draws are independent sweeps -> (step option halved, steps option doubled)
-#: for the bias check.
-SWEEP_SAMPLERS = {
-    "annealed_langevin": ("step_size", "num_steps_per_level"),
-    "tempered_smc": ("step_scale", "num_mcmc_steps"),
-}
-
-
-def _refined(name: str, options: dict) -> dict:
-    """``options`` with the step halved and the steps doubled (the bias check's rerun)."""
-    step, steps = SWEEP_SAMPLERS[name]
-    defaults = inspect.signature(get_sampler(name)[0]).parameters
-    value = {o: options.get(o, defaults[o].default) for o in (step, steps)}
-    return options | {step: value[step] / 2, steps: 2 * value[steps]}
-
-
-def _timed_sample(target, name, options, *, key, budget, progress, **sample_kwargs):
+def _timed_sample(target, sampler, *, key, budget, progress, **sample_kwargs):
     """One run: ``(data, seconds after compilation, compilation seconds)``."""
     with _compile_clock() as compile_s:
         start = time.perf_counter()
-        data = sample(
-            target, name, key=key, progress=progress, **budget, **sample_kwargs, **options
-        )
+        data = sample(target, sampler, key=key, progress=progress, **budget, **sample_kwargs)
         wall = time.perf_counter() - start
     return data, max(wall - compile_s[0], 0.0), compile_s[0]
 
@@ -401,36 +382,40 @@ def _attribution(table: pd.DataFrame, model: dict, reference_label: str | None) 
     return f"Model and sampler errors are comparable: {said}."
 
 
-def _parse(samplers, sampler_options, reference) -> tuple[list[tuple[str, dict]], tuple | None]:
-    """``[(name, options)]`` of the samplers and ``(name, options)`` of a reference run."""
-    specs = []
-    for item in samplers:
-        if isinstance(item, str):
-            specs.append((item, {}))
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
-            specs.append((str(item[0]), dict(item[1])))
-        else:
-            raise TypeError(f"samplers must hold names or (name, options) pairs, got {item!r}")
-    names = [name for name, _ in specs]
-    if not specs:
+def _value(item, sampler_options: dict) -> Sampler:
+    """A sampler value from a value, a name or a ``(name, options)`` pair (with the
+    ``sampler_options`` given for that name)."""
+    if isinstance(item, Sampler):
+        return item
+    if isinstance(item, str):
+        return get_sampler(item, **sampler_options.get(item, {}))
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], dict):
+        name = str(item[0])
+        return get_sampler(name, **(sampler_options.get(name, {}) | item[1]))
+    raise TypeError(
+        f"samplers must hold sampler values, names or (name, options) pairs, got {item!r}"
+    )
+
+
+def _parse(samplers, sampler_options, reference) -> tuple[list[Sampler], Sampler | None]:
+    """The sampler values to run and the one of a reference run (``None`` without one);
+    unknown names and options fail here, before anything runs."""
+    options = dict(sampler_options or {})
+    values = [_value(item, options) for item in samplers]
+    names = [value.name for value in values]
+    if not values:
         raise ValueError("samplers must name at least one sampler")
     if len(set(names)) != len(names):
         raise ValueError(f"samplers has duplicates: {names}")
     run = None
-    if isinstance(reference, str):
-        run = (reference, {})
-    elif isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], dict):
-        run = (str(reference[0]), dict(reference[1]))
-    for name in names + ([run[0]] if run else []):
-        get_sampler(name)  # unknown names fail before anything runs
-    options = dict(sampler_options or {})
-    stray = sorted(set(options) - set(names) - {run[0] if run else None})
+    if isinstance(reference, str | Sampler) or (
+        isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], dict)
+    ):
+        run = _value(reference, options)
+    stray = sorted(set(options) - set(names) - {run.name if run else None})
     if stray:
         raise ValueError(f"sampler_options for {stray}, which are not in samplers {names}")
-    specs = [(name, options.get(name, {}) | own) for name, own in specs]
-    if run:
-        run = (run[0], options.get(run[0], {}) | run[1])
-    return specs, run
+    return values, run
 
 
 def compare(
@@ -494,7 +479,7 @@ def compare(
         An extra rule: ``mixing_rule(report) -> reason`` with the run's
         :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
     check_bias
-        Rerun each independent-sweep sampler (:data:`SWEEP_SAMPLERS`) with half the step and
+        Rerun each independent-sweep sampler (one whose value has ``refine``) with half the step and
         twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost.
     z_threshold
         A run whose means or sds differ from its bias-check rerun (``bias_z``), or whose means
@@ -533,30 +518,30 @@ def compare(
             _pick(moments, var_names, label)
 
     budget = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
-    to_run = [(name, name, options, budget) for name, options in specs]
+    to_run = [(value.name, value, budget) for value in specs]
     reference_label = None
     if reference_run is not None:
-        name, options = reference_run
-        reused = dict(specs).get(name) == options and reference_samples in (None, num_samples)
-        reference_label = name if reused or name not in dict(specs) else f"{name}_reference"
+        name = reference_run.name
+        reused = reference_run in specs and reference_samples in (None, num_samples)
+        named = {value.name for value in specs}
+        reference_label = name if reused or name not in named else f"{name}_reference"
         if not reused:
             longer = budget | {"num_samples": reference_samples or num_samples}
-            to_run.append((reference_label, name, options, longer))
+            to_run.append((reference_label, reference_run, longer))
 
     runs, rows, reports, reasons, notes = {}, {}, {}, {}, []
-    for label, name, options, size in to_run:
+    for label, sampler, size in to_run:
         run, run_s, compile_s = _timed_sample(
-            target, name, options, key=key, budget=size, progress=progress, **sample_kwargs
+            target, sampler, key=key, budget=size, progress=progress, **sample_kwargs
         )
         runs[label] = run
         reports[label] = mixing_report(run, var_names=var_names, display=False)
         rows[label] = _row(reports[label], run, run_s, compile_s, floor)
         reasons[label] = _mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
-        if name in SWEEP_SAMPLERS and check_bias:
+        if sampler.refine is not None and check_bias:
             refined, _, _ = _timed_sample(
                 target,
-                name,
-                _refined(name, options),
+                sampler.refine(sampler),
                 key=jax.random.fold_in(key, 1),
                 budget=size,
                 progress=progress,
@@ -569,7 +554,7 @@ def compare(
                     f"half the step moves a mean or sd by {rows[label]['bias_z']:.3g} MCSE "
                     f"(> {z_threshold}): discretization bias"
                 )
-        elif name in SWEEP_SAMPLERS:
+        elif sampler.refine is not None:
             notes.append(
                 f"{label} draws independent sweeps: R-hat compares sweeps with sweeps and "
                 "cannot see a bias they share; check_bias=True measures it"
@@ -577,7 +562,7 @@ def compare(
 
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sampler"
-    variables = var_names or list(_arviz.group(runs[specs[0][0]], "posterior").data_vars)
+    variables = var_names or list(_arviz.group(runs[specs[0].name], "posterior").data_vars)
     if reference is not None:
         if drawn is not None:
             reference_truth = _pick(drawn, variables, "reference")

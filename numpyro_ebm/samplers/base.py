@@ -116,7 +116,10 @@ class Sampler:
     **options) -> (positions, stats, attrs)`` (whole-run samplers): exactly one is set.
     ``kernel(logdensity_fn, step_size, **options) -> blackjax.SamplingAlgorithm``: the move
     with a fixed step (``None`` where the sampler has none), which replica exchange tempers.
-    ``minibatch``: it accepts models that subsample their data.
+    ``minibatch``: it accepts models that subsample their data. ``refine(sampler) ->
+    Sampler``: for samplers whose draws are independent sweeps (annealed Langevin, tempered
+    SMC), whose shared bias R-hat cannot see, the same sampler with half the step and twice the
+    steps, against which :func:`~numpyro_ebm.compare` checks it (``check_bias=True``).
     """
 
     name: str
@@ -126,6 +129,7 @@ class Sampler:
     run: Callable | None = None
     kernel: Callable | None = None
     minibatch: bool = False
+    refine: Callable | None = None
     _identity: Any = field(default=None, repr=False)
 
     def __post_init__(self):

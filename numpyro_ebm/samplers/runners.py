@@ -140,4 +140,13 @@ def tempered_smc(
         max_iterations=max_iterations,
         scale_check=scale_check,
     )
-    return Sampler("tempered_smc", options, DENSITY_KINDS, run=_run_tempered_smc)
+    return Sampler(
+        "tempered_smc",
+        options,
+        DENSITY_KINDS,
+        run=_run_tempered_smc,
+        refine=lambda s: s.replace(
+            step_scale=s.options["step_scale"] / 2,
+            num_mcmc_steps=2 * s.options["num_mcmc_steps"],
+        ),
+    )

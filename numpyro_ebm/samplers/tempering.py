@@ -21,9 +21,19 @@ from numpyro_ebm.samplers.langevin import mala
 
 __all__ = ["annealed_langevin", "parallel_tempering"]
 
+#: Ladder updates of ``parallel_tempering(adapt_ladder=True)`` in the first half of warm-up.
+_LADDER_ROUNDS = 8
+
 
 def _build_parallel_tempering(
-    target, *, inner, temperatures, num_replicas, max_temperature, target_acceptance_rate
+    target,
+    *,
+    inner,
+    temperatures,
+    num_replicas,
+    max_temperature,
+    target_acceptance_rate,
+    adapt_ladder,
 ) -> ChainSampler:
     if temperatures is None:
         temperatures = replica_exchange.geometric_ladder(num_replicas, max_temperature)
@@ -41,9 +51,9 @@ def _build_parallel_tempering(
             return lambda ld, t: inner.kernel(ld, target.support, **extra)
         return lambda ld, t: inner.kernel(ld, **extra)
 
-    def move(key, state, step_size):
+    def move(key, state, step_size, ladder):
         kernel = replica_exchange.build_kernel(factory(step_size))
-        return kernel(key, state, logdensity_fn, temperatures)
+        return kernel(key, state, logdensity_fn, ladder)
 
     def warmup(rng_key, position, num_warmup):
         positions = jax.tree.map(
@@ -51,28 +61,43 @@ def _build_parallel_tempering(
         )
         initial = inner.options.get("step_size")
         state = replica_exchange.init(positions, logdensity_fn, temperatures, factory(initial))
+        ladder_key, rng_key = jax.random.split(rng_key)
+        ladder, steps = temperatures, num_warmup
+        if adapt_ladder and num_warmup >= 4 * _LADDER_ROUNDS:
+            # the first half of warm-up places the ladder, the second tunes the step on it
+            state, ladder = replica_exchange.adapt_ladder(
+                ladder_key,
+                state,
+                logdensity_fn,
+                factory(initial),
+                temperatures,
+                _LADDER_ROUNDS,
+                num_warmup // (2 * _LADDER_ROUNDS),
+            )
+            steps = num_warmup - _LADDER_ROUNDS * (num_warmup // (2 * _LADDER_ROUNDS))
         if not tuned:
             state, _ = jax.lax.scan(
-                lambda s, k: (move(k, s, None)[0], None),
+                lambda s, k: (move(k, s, None, ladder)[0], None),
                 state,
-                jax.random.split(rng_key, num_warmup),
+                jax.random.split(rng_key, steps),
             )
-            return state, {}
+            return state, {"temperatures": ladder}
 
         def make_step(step_size):
             def one(key, state):
-                state, info = move(key, state, step_size)
+                state, info = move(key, state, step_size, ladder)
                 return state, info.inner_info.acceptance_rate
 
             return one
 
         state, step_size = dual_averaging_warmup(
-            make_step, state, rng_key, num_warmup, initial, target_acceptance_rate
+            make_step, state, rng_key, steps, initial, target_acceptance_rate
         )
-        return state, {"step_size": step_size}
+        return state, {"step_size": step_size, "temperatures": ladder}
 
     def step(rng_key, state, parameters):
-        state, info = move(rng_key, state, parameters.get("step_size"))
+        ladder = parameters["temperatures"]
+        state, info = move(rng_key, state, parameters.get("step_size"), ladder)
         out = stats(
             acceptance_rate=getattr(info.inner_info, "acceptance_rate", jnp.nan),
             step_size=parameters.get("step_size", jnp.nan),
@@ -84,6 +109,7 @@ def _build_parallel_tempering(
             finite=info.is_finite,
         )
         out["swap_acceptance"] = info.swap_acceptance
+        out["round_trips"] = info.round_trips
         return state, out
 
     return ChainSampler(warmup, step, lambda state: state.position)
@@ -98,6 +124,7 @@ def parallel_tempering(
     max_temperature: float = 20.0,
     target_acceptance_rate: float = 0.574,
     step_size: float | None = None,
+    adapt_ladder: bool = False,
 ) -> Sampler:
     r"""Replica exchange (Swendsen & Wang 1986; Geyer 1991) over any inner move.
 
@@ -111,7 +138,14 @@ def parallel_tempering(
     An inner move with a step size uses :math:`\epsilon T_k` in replica :math:`k`, with
     :math:`\epsilon` tuned during warmup by dual averaging of the cold replica's acceptance
     rate towards ``target_acceptance_rate``. Swap acceptance rates per neighbour pair are
-    reported as the statistic ``swap_acceptance`` (NaN for pairs not attempted at a draw).
+    reported as the statistic ``swap_acceptance`` (NaN for pairs not attempted at a draw), and
+    the round trips (cold to hot to cold) completed so far as ``round_trips``.
+
+    ``adapt_ladder=True`` spends the first half of warm-up (at least 32 steps) placing the
+    ladder so that the swap rejection rates are equal (Syed, Bouchard-Côté, Deligiannidis &
+    Doucet 2021, Algorithm 4: the new temperatures sit at equal quantiles of the estimated
+    communication barrier), keeping its end points; the tuned ladder is a per-chain warm-up
+    parameter, carried by ``resume=``.
     """
     if step_size is not None:
         if inner is not None:
@@ -130,12 +164,15 @@ def parallel_tempering(
         replica_exchange._check_ladder(temperatures)
         temperatures = tuple(float(t) for t in jnp.asarray(temperatures))
     check_probability("target_acceptance_rate", target_acceptance_rate)
+    if not isinstance(adapt_ladder, bool):
+        raise TypeError(f"adapt_ladder must be True or False, got {adapt_ladder!r}")
     options = dict(
         inner=inner,
         temperatures=temperatures,
         num_replicas=num_replicas,
         max_temperature=max_temperature,
         target_acceptance_rate=target_acceptance_rate,
+        adapt_ladder=adapt_ladder,
     )
     return Sampler(
         "parallel_tempering",
@@ -279,4 +316,8 @@ def annealed_langevin(
         options,
         {"noise_conditional", "model"},
         build=_build_annealed_langevin,
+        refine=lambda s: s.replace(
+            step_size=s.options["step_size"] / 2,
+            num_steps_per_level=2 * s.options["num_steps_per_level"],
+        ),
     )
