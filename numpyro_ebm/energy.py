@@ -37,6 +37,7 @@ from jax.core import Tracer
 from numpyro.distributions import constraints
 
 from numpyro_ebm._checks import check_positive
+from numpyro_ebm._precision import full_precision
 
 __all__ = [
     "BoundLogDensity",
@@ -64,8 +65,13 @@ class BoundLogDensity(NamedTuple):
         return -self.energy_fn(self.params, x)
 
 
+@full_precision
 def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Array:
     """Evaluate ``energy(x, *args)`` and check that it honours the energy contract.
+
+    The energy is evaluated at full float32 matmul precision
+    (:func:`numpyro_ebm._precision.full_precision`), as are :func:`potential_fn`,
+    :func:`energy_factor` and :meth:`EnergyDistribution.log_prob`, which call it or share it.
 
     The output must be a scalar (checked from the traced shape, so also under ``jit``) and,
     where the value is concrete, finite.
@@ -185,6 +191,7 @@ class EnergyDistribution(dist.Distribution):
     def support(self):
         return constraints.independent(constraints.real, len(self.event_shape))
 
+    @full_precision
     def log_prob(self, value):
         value = jnp.asarray(value)
         event_ndim = len(self.event_shape)
