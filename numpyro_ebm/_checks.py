@@ -89,9 +89,9 @@ def check_output_path(name: str, path: str | os.PathLike, *, folder: bool) -> Pa
     writable. Creates nothing, so a command can check its outputs before any work."""
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
+    if not os.fspath(path).strip():
+        raise ValueError(f"{name} must be a non-empty path, got {os.fspath(path)!r}")
     path = Path(path)
-    if not str(path).strip():
-        raise ValueError(f"{name} must be a non-empty path, got {str(path)!r}")
     full = path.absolute()
     existing = next(entry for entry in (full, *full.parents) if entry.exists())
     if existing == full:

@@ -21,6 +21,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import jax
 import orbax.checkpoint as ocp
 from flax import nnx
 
@@ -122,16 +123,31 @@ def load_network(directory: str | os.PathLike) -> tuple[nnx.Module, dict, dict]:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{record_path}: {error}") from None
     graphdef, abstract_state = nnx.split(abstract)
-    try:
-        with ocp.StandardCheckpointer() as checkpointer:
-            state = checkpointer.restore(directory / "state", abstract_state)
-    except (ValueError, KeyError):
-        raise ValueError(
-            f"the arrays in {directory / 'state'} do not fit the network described in "
-            f"{record_path} ({_describe(spec)}): they were saved with other layer sizes, "
-            "another output or another network class"
-        ) from None
+    with ocp.StandardCheckpointer() as checkpointer:
+        saved = checkpointer.metadata(directory / "state")
+        # compared before restoring: Orbax's own mismatch errors leave its reads dangling
+        if _shapes(getattr(saved.item_metadata, "tree", saved.item_metadata)) != _shapes(
+            abstract_state
+        ):
+            raise ValueError(
+                f"the arrays in {directory / 'state'} do not fit the network described in "
+                f"{record_path} ({_describe(spec)}): they were saved with other layer sizes, "
+                "another output or another network class"
+            )
+        state = checkpointer.restore(directory / "state", abstract_state)
     return nnx.merge(graphdef, state), spec, metadata
+
+
+def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
+    """``{path: shape}`` of a state's arrays, the path as strings without the trailing
+    ``value`` (how ``nnx.State`` and Orbax's metadata differ)."""
+    shapes = {}
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        names = tuple(
+            str(getattr(k, "key", getattr(k, "name", getattr(k, "idx", k)))) for k in path
+        )
+        shapes[names[:-1] if names[-1:] == ("value",) else names] = tuple(leaf.shape)
+    return shapes
 
 
 def _describe(spec: dict) -> str:

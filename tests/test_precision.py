@@ -55,9 +55,13 @@ BORDERS = {
     "evaluate_energy": lambda x: ne.evaluate_energy(quadratic, x),
     "potential_fn": lambda x: ne.potential_fn(quadratic, 2.0)(x),
     "EnergyDistribution.log_prob": lambda x: ne.EnergyDistribution(quadratic, (DIM,)).log_prob(x),
-    "energy_factor": lambda x: numpyro.handlers.trace(
-        numpyro.handlers.seed(lambda: ne.energy_factor("e", quadratic, x), 0)
-    ).get_trace()["e"]["fn"].log_prob(jnp.zeros(())),
+    "energy_factor": lambda x: (
+        numpyro.handlers.trace(
+            numpyro.handlers.seed(lambda: ne.energy_factor("e", quadratic, x), 0)
+        )
+        .get_trace()["e"]["fn"]
+        .log_prob(jnp.zeros(()))
+    ),
     "logdensity_from_model": lambda x: model_logdensity({"x": x}),
 }
 HIGHEST = (lax.Precision.HIGHEST, lax.Precision.HIGHEST)
