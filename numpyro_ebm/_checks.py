@@ -22,6 +22,7 @@ __all__ = [
     "check_int",
     "check_output_path",
     "check_positive",
+    "check_real_array",
     "check_strictly_decreasing",
 ]
 
@@ -107,3 +108,17 @@ def check_output_path(name: str, path: str | os.PathLike, *, folder: bool) -> Pa
     if not writable:
         raise ValueError(f"{name} {str(path)!r} cannot be written: {str(existing)!r} is read-only")
     return path
+
+
+def check_real_array(name: str, value) -> jax.Array:
+    """``value`` as a JAX array; raise ``TypeError`` unless it holds real numbers (booleans,
+    integers or floats: not complex numbers, strings or Python objects)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError) as error:  # ragged nested sequences
+            raise TypeError(f"{name} must be an array of real numbers: {error}") from None
+    if not any(jnp.issubdtype(dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    return jnp.asarray(value)

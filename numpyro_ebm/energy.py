@@ -31,12 +31,13 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.core import Tracer
 from numpyro.distributions import constraints
 
-from numpyro_ebm._checks import check_positive
+from numpyro_ebm._checks import check_int, check_positive, check_real_array
 from numpyro_ebm._precision import full_precision
 
 __all__ = [
@@ -79,11 +80,15 @@ def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Arr
     Raises
     ------
     TypeError
-        If the energy does not return a scalar.
+        If the energy does not return a real scalar.
     ValueError
         If the energy returns NaN or an infinity at a concrete ``x``.
     """
     value = energy(x, *args)
+    dtype = getattr(value, "dtype", None)
+    dtype = np.result_type(value) if dtype is None else dtype
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must return a real number, got a value of dtype {dtype}")
     if jnp.shape(value) != ():
         raise TypeError(
             f"{name} must return a scalar for one configuration, got an output of shape "
@@ -161,10 +166,9 @@ class EnergyDistribution(dist.Distribution):
     ):
         if not callable(energy):
             raise TypeError(f"energy must be callable, got {energy!r}")
-        try:
-            event_shape = tuple(int(d) for d in event_shape)
-        except TypeError:
-            raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
+        if not isinstance(event_shape, Sequence) or isinstance(event_shape, str):
+            raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}")
+        event_shape = tuple(check_int("event_shape", d) for d in event_shape)
         check_positive("temperature", temperature)
         self.energy = energy
         self.temperature = temperature
@@ -193,7 +197,7 @@ class EnergyDistribution(dist.Distribution):
 
     @full_precision
     def log_prob(self, value):
-        value = jnp.asarray(value)
+        value = check_real_array("value", value)
         event_ndim = len(self.event_shape)
         if value.shape[value.ndim - event_ndim :] != self.event_shape or value.ndim < event_ndim:
             raise ValueError(

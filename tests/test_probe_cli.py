@@ -187,6 +187,8 @@ def command(*argv, cache, **popen):
     0.23 warns on its first import of the day, as recorded there)."""
     env = {"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", ""), "XDG_CACHE_HOME": cache}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
+    # a child of a background job inherits an ignored SIGINT; a user's terminal delivers it
+    popen.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     return subprocess.Popen(
         [sys.executable, "-m", "numpyro_ebm.cli", *map(str, argv)],
         stdout=subprocess.PIPE,
