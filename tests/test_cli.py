@@ -114,7 +114,7 @@ def test_diagnose_strict_fails_on_warnings(tmp_path):
     "content, suffix, message",
     [
         (None, ".npy", "data file not found"),
-        (b"not an array", ".npy", "cannot read"),
+        (b"not an array", ".npy", "is not a NumPy .npy file"),
         (b"1,2\n3,4\n", ".txt", "unsupported data format '.txt'"),
         (b"a,b\n1,2\nnan,4\n5,6\n", ".csv", "1 row(s) hold NaN or inf (first: row 1)"),
         (b"1,2\n3,x\n", ".csv", "cannot read"),
