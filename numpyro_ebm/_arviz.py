@@ -6,6 +6,11 @@ ArviZ 0.x (what Python 3.11 resolves: 0.23) builds :class:`arviz.InferenceData` 
 attrs={group: {...}})`` (the function of ``arviz_base``, which it re-exports). Everything in
 numpyro-ebm that builds, reads or writes sampler output goes through the functions here, so
 that both work; the rest of the code sees ``xarray.Dataset`` groups only.
+
+ArviZ is imported here, quietly: ArviZ 0.23 announces its 1.x refactor with a ``FutureWarning``
+on the first import of each day, which is not ours to act on and must not reach our users. Any
+module of ours that needs ArviZ itself takes it from here (``from numpyro_ebm._arviz import
+az``).
 """
 
 from __future__ import annotations
@@ -14,12 +19,18 @@ import os
 import warnings
 from typing import Any
 
-import arviz as az
 import xarray as xr
+
+with warnings.catch_warnings():
+    warnings.filterwarnings(
+        "ignore", message=r"\s*ArviZ is undergoing a major refactor", category=FutureWarning
+    )
+    import arviz as az
 
 __all__ = [
     "ARVIZ_1",
     "add_group",
+    "az",
     "from_dict",
     "from_netcdf",
     "group",

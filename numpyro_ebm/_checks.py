@@ -8,6 +8,8 @@ inside compiled code.
 from __future__ import annotations
 
 import operator
+import os
+from pathlib import Path
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +20,9 @@ __all__ = [
     "all_finite",
     "check_finite_array",
     "check_int",
+    "check_output_path",
     "check_positive",
+    "check_real_array",
     "check_strictly_decreasing",
 ]
 
@@ -77,3 +81,44 @@ def check_finite_array(name: str, value) -> None:
             f"{name} holds {int(bad.sum())} non-finite value(s) (NaN or inf); "
             f"first at index {tuple(int(i) for i in np.argwhere(bad)[0])}"
         )
+
+
+def check_output_path(name: str, path: str | os.PathLike, *, folder: bool) -> Path:
+    """Return ``path`` as a :class:`~pathlib.Path` if a folder (``folder=True``) or a file can be
+    written there; raise ``ValueError`` naming ``name`` and the path otherwise: the path is an
+    existing entry of the other kind, lies under a file, or its nearest existing folder is not
+    writable. Creates nothing, so a command can check its outputs before any work."""
+    if not isinstance(path, str | os.PathLike):
+        raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
+    if not os.fspath(path).strip():
+        raise ValueError(f"{name} must be a non-empty path, got {os.fspath(path)!r}")
+    path = Path(path)
+    full = path.absolute()
+    existing = next(entry for entry in (full, *full.parents) if entry.exists())
+    if existing == full:
+        if folder and not full.is_dir():
+            raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
+        if not folder and full.is_dir():
+            raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
+        writable = os.access(full, os.W_OK | (os.X_OK if folder else 0))
+    elif not existing.is_dir():
+        raise ValueError(f"{name} {str(path)!r} lies under {str(existing)!r}, which is a file")
+    else:
+        writable = os.access(existing, os.W_OK | os.X_OK)
+    if not writable:
+        raise ValueError(f"{name} {str(path)!r} cannot be written: {str(existing)!r} is read-only")
+    return path
+
+
+def check_real_array(name: str, value) -> jax.Array:
+    """``value`` as a JAX array; raise ``TypeError`` unless it holds real numbers (booleans,
+    integers or floats: not complex numbers, strings or Python objects)."""
+    dtype = getattr(value, "dtype", None)
+    if dtype is None:
+        try:
+            dtype = np.asarray(value).dtype
+        except (TypeError, ValueError) as error:  # ragged nested sequences
+            raise TypeError(f"{name} must be an array of real numbers: {error}") from None
+    if not any(jnp.issubdtype(dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating)):
+        raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    return jnp.asarray(value)

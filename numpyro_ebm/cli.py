@@ -1,8 +1,14 @@
 """The ``numpyro-ebm`` command: ``demo``, ``train``, ``sample``, ``compare``, ``diagnose``.
 
-Bad input (a missing file, an unreadable format, NaN rows, a wrong dimension) ends the command
-with a one-line ``numpyro-ebm: error: ...`` on stderr and exit status 2, without a traceback
-(set the environment variable ``NUMPYRO_EBM_TRACEBACK=1`` to see it).
+Bad input (a missing file, an unreadable format, NaN rows, a wrong dimension, an output path
+that cannot be written, a saved model that does not fit its description, a diverging training
+run) ends the command with a one-line ``numpyro-ebm: error: ...`` on stderr and exit status 2,
+without a traceback (set the environment variable ``NUMPYRO_EBM_TRACEBACK=1`` to see it).
+Output paths are checked before any work, so nothing computed is lost to a bad ``--out``.
+Ctrl-C ends the command with one line and exit status 130; checkpoints already written stay.
+
+The module imports neither JAX nor the library until a command runs, so that ``--help`` and
+argument errors answer at once.
 """
 
 from __future__ import annotations
@@ -11,12 +17,22 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["main"]
 
 DATA_FORMATS = (".npy", ".npz", ".csv")
+# The choices `--help` lists, kept here so that it needs no import of the library;
+# tests/test_cli.py checks them against workflow.OBJECTIVES, workflow.DEMO_SAMPLERS and
+# datasets.TOY_DATASETS.
+OBJECTIVES = ("ncsn", "dsm", "score_matching", "sliced_score_matching", "cd", "pcd")
+DEMO_SAMPLERS = ("annealed_langevin", "parallel_tempering", "tempered_smc", "mala")
+TOY_DATASETS = ("checkerboard", "gaussian_mixture", "rings", "swiss_roll", "two_moons")
+SEED_BITS = 32  # jax.random.key keeps 32 bits of a seed without 64-bit mode: larger ones repeat
+_MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
 
 
 class UserError(Exception):
@@ -25,44 +41,84 @@ class UserError(Exception):
 
 def read_data(path: str | Path) -> np.ndarray:
     """Data (n, d) from a ``.npy``, ``.npz`` (its only array, or the one named ``data``) or
-    ``.csv`` file (comma-separated numbers, an optional header line). Never unpickles."""
+    ``.csv`` file (comma-separated numbers, an optional header line), as float32. Never
+    unpickles; refuses complex, boolean and non-numeric data, NaN and infinite values and
+    values beyond float32's range, each with a :class:`UserError` naming the file."""
+    import zipfile
+
     path = Path(path)
     if not path.is_file():
         raise UserError(f"data file not found: {path}")
     suffix = path.suffix.lower()
+    if suffix not in DATA_FORMATS:
+        raise UserError(
+            f"unsupported data format {suffix!r} ({path}); use one of {', '.join(DATA_FORMATS)}"
+        )
+    if path.stat().st_size == 0:
+        raise UserError(f"{path} is empty")
+    if suffix in _MAGIC:
+        with open(path, "rb") as handle:
+            head = handle.read(8)
+        if not head.startswith(_MAGIC[suffix]):
+            raise UserError(f"{path} is not a NumPy {suffix} file (it does not start like one)")
     try:
-        if suffix == ".npy":
-            data = np.load(path, allow_pickle=False)
-        elif suffix == ".npz":
-            with np.load(path, allow_pickle=False) as archive:
-                names = list(archive.keys())
-                if len(names) != 1 and "data" not in names:
-                    raise UserError(f"{path} holds arrays {names}; name the data array 'data'")
-                data = archive["data" if "data" in names else names[0]]
-        elif suffix == ".csv":
-            data = _read_csv(path)
-        else:
-            raise UserError(
-                f"unsupported data format {suffix!r} ({path}); use one of {', '.join(DATA_FORMATS)}"
-            )
-    except (ValueError, OSError) as error:
-        raise UserError(f"cannot read {path}: {str(error).splitlines()[0]}") from None
+        data = _read(path, suffix)
+    except (ValueError, OSError, EOFError, zipfile.BadZipFile) as error:
+        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        if "allow_pickle" in message:
+            message = "it holds Python objects, which numpyro-ebm never unpickles"
+        raise UserError(f"cannot read {path}: {message}") from None
+    return _as_table(path, data)
+
+
+def _read(path: Path, suffix: str) -> np.ndarray:
+    import numpy as np
+
+    if suffix == ".npy":
+        return np.load(path, allow_pickle=False)
+    if suffix == ".csv":
+        return _read_csv(path)
+    with np.load(path, allow_pickle=False) as archive:
+        names = list(archive.keys())
+        if len(names) != 1 and "data" not in names:
+            raise UserError(f"{path} holds arrays {names}; name the data array 'data'")
+        return archive["data" if "data" in names else names[0]]
+
+
+def _as_table(path: Path, data: np.ndarray) -> np.ndarray:
+    import numpy as np
+
+    if np.issubdtype(data.dtype, np.complexfloating):
+        raise UserError(f"{path} holds complex numbers (dtype {data.dtype}); give real data")
     if not np.issubdtype(data.dtype, np.number):
         raise UserError(f"{path} does not hold numbers (dtype {data.dtype})")
     if data.ndim == 1:
         data = data[:, None]
-    if data.ndim != 2 or len(data) < 2:
-        raise UserError(f"{path}: expected a table of shape (n, d) with n >= 2, got {data.shape}")
+    if data.ndim != 2 or len(data) < 2 or data.shape[1] < 1:
+        raise UserError(
+            f"{path}: expected a table of shape (n, d) with n >= 2 and d >= 1, got {data.shape}"
+        )
     bad = ~np.isfinite(data).all(axis=1)
     if bad.any():
         rows = np.flatnonzero(bad)
         raise UserError(
             f"{path}: {len(rows)} row(s) hold NaN or inf (first: row {rows[0]}); remove them"
         )
-    return data.astype(np.float32)
+    with np.errstate(over="ignore"):
+        table = data.astype(np.float32)
+    bad = ~np.isfinite(table).all(axis=1)
+    if bad.any():
+        rows = np.flatnonzero(bad)
+        raise UserError(
+            f"{path}: {len(rows)} row(s) hold values beyond float32's range (|x| > 3.4e38; "
+            f"first: row {rows[0]})"
+        )
+    return table
 
 
 def _read_csv(path: Path) -> np.ndarray:
+    import numpy as np
+
     with open(path) as handle:
         first = handle.readline()
     try:
@@ -79,12 +135,38 @@ def _key(seed: int):
     return jax.random.key(seed)
 
 
+def _output(path: str, *, folder: bool) -> Path:
+    """``--out`` checked before any work: not under a file, not an entry of the other kind,
+    writable."""
+    from numpyro_ebm._checks import check_output_path
+
+    try:
+        return check_output_path("--out", path, folder=folder)
+    except ValueError as error:
+        raise UserError(str(error)) from None
+
+
+def _fresh_run_folder(out: Path, *, resume: bool | None) -> None:
+    """Refuse an ``--out`` that holds a previous run's checkpoints unless resuming
+    (``resume=None``: the command has no ``--resume``)."""
+    checkpoints = out / "checkpoints"
+    if resume or not checkpoints.is_dir() or not any(checkpoints.iterdir()):
+        return
+    remedy = "choose another --out" if resume is None else "add --resume to continue that run"
+    raise UserError(
+        f"--out {str(out)!r} already holds the checkpoints of a training run ({checkpoints}); "
+        f"{remedy}, or delete that folder"
+    )
+
+
 def _demo(args: argparse.Namespace) -> int:
+    out = _output(args.out, folder=True)
+    _fresh_run_folder(out, resume=None)
     from numpyro_ebm import workflow
 
     settings = workflow.TrainSettings(num_steps=args.steps)
     workflow.run_demo(
-        args.out,
+        out,
         key=_key(args.seed),
         dataset=args.dataset,
         settings=settings,
@@ -97,9 +179,11 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def _train(args: argparse.Namespace) -> int:
+    out = _output(args.out, folder=True)
+    _fresh_run_folder(out, resume=args.resume)
+    data = read_data(args.data)
     from numpyro_ebm import plots, workflow
 
-    data = read_data(args.data)
     settings = workflow.TrainSettings(
         objective=args.objective,
         num_steps=args.steps,
@@ -116,14 +200,14 @@ def _train(args: argparse.Namespace) -> int:
         data,
         settings,
         key=_key(args.seed),
-        out_dir=args.out,
+        out_dir=out,
         resume=args.resume,
         progress=not args.no_progress,
     )
-    plots.training_curve(result.history, Path(args.out) / "training_loss.png")
+    plots.training_curve(result.history, out / "training_loss.png")
     print(
         f"trained {trained.spec['network']} with {args.objective} on {len(data)} points: "
-        f"final loss {trained.metadata['final_loss']:.4g}; saved to {args.out}"
+        f"final loss {trained.metadata['final_loss']:.4g}; saved to {out}"
     )
     return 0
 
@@ -138,6 +222,7 @@ def _sample_args(args: argparse.Namespace, sampler: str, trained) -> dict:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    out = _output(args.out, folder=False)
     import numpyro_ebm as ne
     from numpyro_ebm import _arviz, workflow
 
@@ -153,7 +238,6 @@ def _sample(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **_sample_args(args, args.sampler, trained),
     )
-    out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     _arviz.to_netcdf(data, out)
     ne.mixing_report(data)
@@ -162,6 +246,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _compare(args: argparse.Namespace) -> int:
+    out = _output(args.out, folder=True)
     import numpyro_ebm as ne
     from numpyro_ebm import workflow
 
@@ -186,8 +271,8 @@ def _compare(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
     )
     print(result)
-    paths = result.save(args.out) + result.plot(args.out)
-    print(f"wrote {len(paths)} files to {args.out}")
+    paths = result.save(out) + result.plot(out)
+    print(f"wrote {len(paths)} files to {out}")
     return 0
 
 
@@ -201,44 +286,79 @@ def _diagnose(args: argparse.Namespace) -> int:
         raise UserError(str(error)) from None
     except (OSError, ValueError) as error:
         raise UserError(f"cannot read {args.file} as sampler output: {error}") from None
+    groups = _arviz.group_names(data)
+    if "posterior" not in groups:
+        raise UserError(
+            f"{args.file} holds no posterior group (groups: {groups}); give a file written by "
+            "`numpyro-ebm sample` or `compare`"
+        )
     report = ne.mixing_report(data)
     return 1 if args.strict and not report.ok else 0
 
 
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
+def _integer(minimum: int, maximum: int | None = None):
+    """An argparse type: an integer in ``[minimum, maximum]``, refused in one sentence."""
+    bounds = f">= {minimum}" if maximum is None else f"from {minimum} to {maximum}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            value = None
+        if value is None or value < minimum or (maximum is not None and value > maximum):
+            raise argparse.ArgumentTypeError(f"must be an integer {bounds}, got {text!r}")
+        return value
+
+    return parse
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive finite number, got {text!r}")
     return value
 
 
+class _Parser(argparse.ArgumentParser):
+    """Argument errors in one line, as every other error of the command."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _sampling_options(parser: argparse.ArgumentParser, chains: int, samples: int) -> None:
-    parser.add_argument("--chains", type=_positive_int, default=chains, help="parallel chains")
-    parser.add_argument("--samples", type=_positive_int, default=samples, help="draws per chain")
-    parser.add_argument("--warmup", type=int, default=200, help="warm-up steps per chain")
+    parser.add_argument("--chains", type=_integer(1), default=chains, help="parallel chains")
+    parser.add_argument("--samples", type=_integer(1), default=samples, help="draws per chain")
+    parser.add_argument("--warmup", type=_integer(0), default=200, help="warm-up steps per chain")
     parser.add_argument(
         "--step-size",
-        type=float,
+        type=_positive_float,
         default=None,
         help="initial step size (annealed_langevin: alpha at the last level)",
     )
     parser.add_argument(
         "--steps-per-level",
-        type=_positive_int,
+        type=_integer(1),
         default=100,
         help="annealed_langevin: Langevin steps per noise level",
     )
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from numpyro_ebm import datasets, workflow
-
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="numpyro-ebm",
         description="Energy-based models in NumPyro, BlackJAX and optax: train, sample, "
         "compare and diagnose.",
     )
-    parser.add_argument("--seed", type=int, default=0, help="seed of the jax.random key")
+    parser.add_argument(
+        "--seed",
+        type=_integer(0, 2**SEED_BITS - 1),
+        default=0,
+        help=f"seed of the jax.random key (0 to 2**{SEED_BITS} - 1)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -251,13 +371,11 @@ def build_parser() -> argparse.ArgumentParser:
         "figures to --out.",
     )
     demo.add_argument("--out", default="numpyro-ebm-demo", help="output folder")
-    demo.add_argument(
-        "--dataset", default="gaussian_mixture", choices=sorted(datasets.TOY_DATASETS)
-    )
-    demo.add_argument("--steps", type=_positive_int, default=6000, help="training steps")
-    demo.add_argument("--chains", type=_positive_int, default=64)
-    demo.add_argument("--samples", type=_positive_int, default=200)
-    demo.add_argument("--warmup", type=int, default=200)
+    demo.add_argument("--dataset", default="gaussian_mixture", choices=TOY_DATASETS)
+    demo.add_argument("--steps", type=_integer(1), default=6000, help="training steps")
+    demo.add_argument("--chains", type=_integer(1), default=64)
+    demo.add_argument("--samples", type=_integer(1), default=200)
+    demo.add_argument("--warmup", type=_integer(0), default=200)
     demo.set_defaults(func=_demo)
 
     train = commands.add_parser(
@@ -267,19 +385,23 @@ def build_parser() -> argparse.ArgumentParser:
         "the network, Orbax checkpoints, training.json and training_loss.png to --out.",
     )
     train.add_argument("--data", required=True, help="data file (.npy, .npz or .csv)")
-    train.add_argument("--objective", default="ncsn", choices=workflow.OBJECTIVES)
+    train.add_argument("--objective", default="ncsn", choices=OBJECTIVES)
     train.add_argument("--out", required=True, help="output folder")
-    train.add_argument("--steps", type=_positive_int, default=6000)
-    train.add_argument("--batch-size", type=_positive_int, default=256)
+    train.add_argument("--steps", type=_integer(1), default=6000)
+    train.add_argument("--batch-size", type=_integer(1), default=256)
     train.add_argument(
-        "--lr", type=float, default=3e-3, help="initial Adam learning rate (cosine decay)"
+        "--lr", type=_positive_float, default=3e-3, help="initial Adam learning rate (cosine decay)"
     )
-    train.add_argument("--hidden", type=_positive_int, nargs="+", default=[128, 128, 128])
-    train.add_argument("--num-sigmas", type=_positive_int, default=10, help="ncsn: noise levels")
-    train.add_argument("--sigma-max", type=float, default=None, help="ncsn: largest noise")
-    train.add_argument("--sigma-min", type=float, default=None, help="ncsn: smallest noise")
-    train.add_argument("--sigma", type=float, default=0.1, help="dsm: the noise level")
-    train.add_argument("--checkpoint-every", type=_positive_int, default=500)
+    train.add_argument("--hidden", type=_integer(1), nargs="+", default=[128, 128, 128])
+    train.add_argument("--num-sigmas", type=_integer(1), default=10, help="ncsn: noise levels")
+    train.add_argument(
+        "--sigma-max", type=_positive_float, default=None, help="ncsn: largest noise"
+    )
+    train.add_argument(
+        "--sigma-min", type=_positive_float, default=None, help="ncsn: smallest noise"
+    )
+    train.add_argument("--sigma", type=_positive_float, default=0.1, help="dsm: the noise level")
+    train.add_argument("--checkpoint-every", type=_integer(1), default=500)
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     train.set_defaults(func=_train)
 
@@ -303,7 +425,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--checkpoint", required=True, help="the `train` output folder")
     compare.add_argument(
-        "--samplers", default=",".join(workflow.DEMO_SAMPLERS), help="comma-separated sampler names"
+        "--samplers", default=",".join(DEMO_SAMPLERS), help="comma-separated sampler names"
     )
     compare.add_argument(
         "--reference", default=None, help="data file of reference draws for the accuracy columns"
@@ -326,15 +448,34 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
+
+
+def _interrupted(args: argparse.Namespace) -> str:
+    if args.command not in ("demo", "train"):
+        return "interrupted"
+    kept = f"interrupted; the checkpoints written so far are kept in {args.out}/checkpoints"
+    return kept + (" (continue with train --resume)" if args.command == "train" else "")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status: 0,
+    1 for ``diagnose --strict`` with warnings, 2 for bad input, 130 when interrupted."""
+    args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (UserError, ValueError, TypeError, FileNotFoundError) as error:
+    except KeyboardInterrupt:
         if os.environ.get("NUMPYRO_EBM_TRACEBACK"):
             raise
-        message = str(error).splitlines()[0] if str(error) else type(error).__name__
+        print(f"numpyro-ebm: {_interrupted(args)}", file=sys.stderr)
+        return 130
+    except (UserError, ValueError, TypeError, OSError, FloatingPointError) as error:
+        if os.environ.get("NUMPYRO_EBM_TRACEBACK"):
+            raise
+        message = _first_line(error)
+        if isinstance(error, FloatingPointError) and args.command == "train":
+            message += "; the run diverged: a smaller --lr may help"
         print(f"numpyro-ebm: error: {message}", file=sys.stderr)
         return 2
 

@@ -34,12 +34,14 @@ from typing import Any, ClassVar, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import numpyro
 import numpyro.distributions as dist
 from jax.core import Tracer
 from numpyro.distributions import constraints
 
-from numpyro_ebm._checks import check_positive
+from numpyro_ebm._checks import check_int, check_positive, check_real_array
+from numpyro_ebm._precision import full_precision
 from numpyro_ebm.models.ising import check_spins, spin_values
 
 __all__ = [
@@ -85,8 +87,13 @@ class BoundEnergy(NamedTuple):
         return self.energy_fn(self.params, x)
 
 
+@full_precision
 def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Array:
     """Evaluate ``energy(x, *args)`` and check that it honours the energy contract.
+
+    The energy is evaluated at full float32 matmul precision
+    (:func:`numpyro_ebm._precision.full_precision`), as are :func:`potential_fn`,
+    :func:`energy_factor` and :meth:`EnergyDistribution.log_prob`, which call it or share it.
 
     The output must be a scalar (checked from the traced shape, so also under ``jit``) and,
     where the value is concrete, finite.
@@ -94,11 +101,15 @@ def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Arr
     Raises
     ------
     TypeError
-        If the energy does not return a scalar.
+        If the energy does not return a real scalar.
     ValueError
         If the energy returns NaN or an infinity at a concrete ``x``.
     """
     value = energy(x, *args)
+    dtype = getattr(value, "dtype", None)
+    dtype = np.result_type(value) if dtype is None else dtype
+    if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):
+        raise TypeError(f"{name} must return a real number, got a value of dtype {dtype}")
     if jnp.shape(value) != ():
         raise TypeError(
             f"{name} must return a scalar for one configuration, got an output of shape "
@@ -184,10 +195,9 @@ class EnergyDistribution(dist.Distribution):
     ):
         if not callable(energy):
             raise TypeError(f"energy must be callable, got {energy!r}")
-        try:
-            event_shape = tuple(int(d) for d in event_shape)
-        except TypeError:
-            raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
+        if not isinstance(event_shape, Sequence) or isinstance(event_shape, str):
+            raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}")
+        event_shape = tuple(check_int("event_shape", d) for d in event_shape)
         check_positive("temperature", temperature)
         if sigma is not None:
             check_positive("sigma", sigma)
@@ -231,8 +241,9 @@ class EnergyDistribution(dist.Distribution):
     def support(self):
         return constraints.independent(constraints.real, len(self.event_shape))
 
+    @full_precision
     def log_prob(self, value):
-        value = jnp.asarray(value)
+        value = check_real_array("value", value)
         event_ndim = len(self.event_shape)
         if value.shape[value.ndim - event_ndim :] != self.event_shape or value.ndim < event_ndim:
             raise ValueError(

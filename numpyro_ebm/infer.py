@@ -31,8 +31,9 @@ from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 
 from numpyro_ebm import samplers
+from numpyro_ebm._precision import full_precision
 from numpyro_ebm.samplers import Sampler
-from numpyro_ebm.targets import Target, _highest
+from numpyro_ebm.targets import Target
 
 __all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "SamplerKernelState"]
 
@@ -100,7 +101,7 @@ class SamplerKernel(MCMCKernel):
             if init_params is None:
                 raise ValueError("with potential_fn, pass init_params to mcmc.run")
             position, potential, kind, fn = init_params, self._potential_fn, "energy", None
-        target = Target(_highest(lambda z: -potential(z)), _one_chain(position), kind, fn)
+        target = Target(full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn)
         self.sampler.check(target)
         return target
 

@@ -17,6 +17,8 @@ import jax
 from numpyro import handlers
 from numpyro.infer.util import initialize_model, potential_energy
 
+from numpyro_ebm._precision import full_precision
+
 __all__ = [
     "ModelDensity",
     "SubsampledModelError",
@@ -34,7 +36,8 @@ class ModelDensity(NamedTuple):
     """What a sampler needs from a model.
 
     ``logdensity_fn(z)``: log joint density of the unconstrained latent values ``z`` (a dict
-    keyed by site name), Jacobian included. ``initial_position``: a valid ``z``.
+    keyed by site name), Jacobian included, at full float32 matmul precision
+    (:func:`numpyro_ebm._precision.full_precision`). ``initial_position``: a valid ``z``.
     ``postprocess_fn(z)``: the constrained values of the latent sites and the deterministic
     sites.
     """
@@ -75,6 +78,7 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
                 "minibatch_logdensity_from_model (stochastic-gradient samplers such as 'sgld')"
             )
 
+    @full_precision
     def logdensity_fn(z):
         return -info.potential_fn(z)
 
@@ -97,6 +101,7 @@ def minibatch_logdensity_from_model(
         key, handlers.seed(model, rng_seed=key), model_args=args, model_kwargs=kwargs
     )
 
+    @full_precision
     def logdensity_fn(rng_key, z):
         return -potential_energy(handlers.seed(model, rng_seed=rng_key), args, kwargs, z)
 

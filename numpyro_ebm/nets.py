@@ -26,7 +26,35 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-__all__ = ["MLPEnergy", "NoiseConditionalMLP", "as_pure"]
+__all__ = ["ACTIVATIONS", "MLPEnergy", "NoiseConditionalMLP", "activation", "as_pure"]
+
+ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
+    name: getattr(nnx, name)
+    for name in (
+        "celu",
+        "elu",
+        "gelu",
+        "hard_tanh",
+        "leaky_relu",
+        "relu",
+        "selu",
+        "sigmoid",
+        "silu",
+        "soft_sign",
+        "softplus",
+        "swish",
+        "tanh",
+    )
+}
+"""The elementwise nonlinearities a saved network may name (``flax.nnx`` functions of the same
+name). Nothing else is looked up by name, so a saved file cannot call another attribute."""
+
+
+def activation(name: str) -> Callable[[jax.Array], jax.Array]:
+    """The activation called ``name`` in :data:`ACTIVATIONS`; ``ValueError`` for any other."""
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {name!r}")
+    return ACTIVATIONS[name]
 
 
 def _event_size(event_shape: Sequence[int]) -> int:

@@ -12,12 +12,13 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from numpyro_ebm._arviz import az
 
 __all__ = [
     "energy_landscape",

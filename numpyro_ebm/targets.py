@@ -17,7 +17,8 @@ callable behind it is (its ``kind``), so that samplers never guess from argument
 one from a bare callable (an energy if ``event_shape`` or ``init_position`` is given, a model
 otherwise) and accepts a ready target as well.
 
-The log densities are evaluated at full float32 matmul precision (``"highest"``): on GPUs JAX
+The log densities are evaluated at full float32 matmul precision
+(:func:`numpyro_ebm._precision.full_precision`, the package's precision policy): on GPUs JAX
 defaults to TF32, which loses about three digits in a reported potential, a Metropolis ratio
 or a log normalizing constant.
 """
@@ -33,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm._precision import full_precision
 
 __all__ = ["KINDS", "SUPPORTS", "Target", "energy_target", "model_target"]
 
@@ -74,14 +76,6 @@ class Target(NamedTuple):
     @property
     def num_chains(self) -> int:
         return int(jax.tree.leaves(self.initial_position)[0].shape[0])
-
-
-def _highest(fn: Callable) -> Callable:
-    def at_full_precision(*args):
-        with jax.default_matmul_precision("highest"):
-            return fn(*args)
-
-    return at_full_precision
 
 
 def _event_shape(event_shape) -> tuple[int, ...]:
@@ -225,7 +219,7 @@ def energy_target(
         kind, logdensity_fn = "noise_conditional", None
     else:
         kind = "energy" if support == "real" else "discrete"
-        logdensity_fn = _highest(_EnergyLogDensity(energy, float(temperature)))
+        logdensity_fn = full_precision(_EnergyLogDensity(energy, float(temperature)))
         _check_energy_at(energy, positions)
     return Target(
         logdensity_fn=logdensity_fn,
@@ -347,13 +341,13 @@ def model_target(
             densities[0][2],
         )
     return Target(
-        logdensity_fn=_highest(density.logdensity_fn),
+        logdensity_fn=full_precision(density.logdensity_fn),
         initial_position=density.initial_position,
         kind="model",
         fn=model,
         postprocess_fn=density.postprocess_fn,
         model_args=tuple(model_args),
         model_kwargs=dict(model_kwargs),
-        minibatch_logdensity_fn=None if minibatch_fn is None else _highest(minibatch_fn),
+        minibatch_logdensity_fn=None if minibatch_fn is None else full_precision(minibatch_fn),
         cache_key=("model", model, _args_key(model_args, model_kwargs), minibatch_fn is None),
     )

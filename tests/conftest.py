@@ -1,6 +1,35 @@
-"""Test configuration: pin JAX to the CPU with 4 virtual devices, float32 by default."""
+"""Test configuration: the platform comes from the environment, float32 by default.
+
+* By default the tests run on the CPU with 4 virtual devices (``JAX_PLATFORMS=cpu`` and
+  ``--xla_force_host_platform_device_count=4`` added to ``XLA_FLAGS``), so that the sharding
+  tests see several devices on any machine.
+* ``NUMPYRO_EBM_TEST_PLATFORM=gpu`` runs them on the GPU (``JAX_PLATFORMS=cuda,cpu``: the GPU
+  is the default device, the CPU stays reachable for CPU-vs-GPU comparisons); an explicit
+  ``JAX_PLATFORMS`` other than ``cpu`` (``cuda``, ``tpu``, ...) is respected as it is. In both
+  cases nothing forces the CPU or a device count.
+"""
 
 import os
 
-os.environ.setdefault("JAX_PLATFORMS", "cpu")
-os.environ.setdefault("XLA_FLAGS", "--xla_force_host_platform_device_count=4")
+PLATFORMS = {"cpu": "cpu", "gpu": "cuda,cpu", "cuda": "cuda,cpu"}
+_FORCE_DEVICES = "--xla_force_host_platform_device_count=4"
+
+
+def _configure(environ) -> None:
+    platform = environ.get("NUMPYRO_EBM_TEST_PLATFORM", "").strip().lower()
+    if platform and platform not in PLATFORMS:
+        raise ValueError(
+            f"NUMPYRO_EBM_TEST_PLATFORM must be one of {sorted(PLATFORMS)}, got {platform!r}"
+        )
+    if platform in ("gpu", "cuda"):
+        environ["JAX_PLATFORMS"] = PLATFORMS[platform]
+        return
+    if environ.get("JAX_PLATFORMS", "cpu").strip().lower() not in ("", "cpu"):
+        return  # an explicit accelerator platform, respected as it is
+    environ["JAX_PLATFORMS"] = "cpu"
+    flags = environ.get("XLA_FLAGS", "")
+    if "xla_force_host_platform_device_count" not in flags:
+        environ["XLA_FLAGS"] = f"{flags} {_FORCE_DEVICES}".strip()
+
+
+_configure(os.environ)

@@ -114,7 +114,7 @@ def test_diagnose_strict_fails_on_warnings(tmp_path):
     "content, suffix, message",
     [
         (None, ".npy", "data file not found"),
-        (b"not an array", ".npy", "cannot read"),
+        (b"not an array", ".npy", "is not a NumPy .npy file"),
         (b"1,2\n3,4\n", ".txt", "unsupported data format '.txt'"),
         (b"a,b\n1,2\nnan,4\n5,6\n", ".csv", "1 row(s) hold NaN or inf (first: row 1)"),
         (b"1,2\n3,x\n", ".csv", "cannot read"),
@@ -152,3 +152,33 @@ def test_every_command_has_help():
     for command in ("demo", "train", "sample", "compare", "diagnose"):
         result = run(command, "--help")
         assert result.returncode == 0 and "usage: numpyro-ebm " + command in result.stdout
+
+
+def test_the_choices_listed_by_help_are_the_librarys():
+    from numpyro_ebm import cli, datasets, workflow
+
+    assert cli.OBJECTIVES == workflow.OBJECTIVES
+    assert cli.DEMO_SAMPLERS == workflow.DEMO_SAMPLERS
+    assert set(cli.TOY_DATASETS) == set(datasets.TOY_DATASETS)
+
+
+def test_help_and_argument_errors_import_neither_jax_nor_numpy():
+    # cli.py loaded on its own, as it is once numpyro_ebm/__init__.py imports lazily
+    path = main.__code__.co_filename
+    script = (
+        "import importlib.util, sys, time\n"
+        "start = time.perf_counter()\n"
+        f"spec = importlib.util.spec_from_file_location('cli', {path!r})\n"
+        "cli = importlib.util.module_from_spec(spec)\n"
+        "spec.loader.exec_module(cli)\n"
+        "for argv in (['--help'], ['train', '--help'], ['--seed', '-1', 'diagnose', 'x']):\n"
+        "    try:\n"
+        "        cli.main(argv)\n"
+        "    except SystemExit:\n"
+        "        pass\n"
+        "heavy = sorted({'jax', 'numpy', 'arviz', 'flax'} & set(sys.modules))\n"
+        "print('HEAVY', heavy, 'SECONDS', time.perf_counter() - start, file=sys.stderr)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    assert "HEAVY [] SECONDS" in result.stderr, result.stderr

@@ -33,7 +33,7 @@ def reference(x: np.ndarray) -> dict[str, np.ndarray]:
         # ArviZ itself warns (division by zero) on degenerate columns; ours must not.
         warnings.simplefilter("ignore", RuntimeWarning)
         return {
-            name: np.array([float(fn(x[..., j])) for j in range(x.shape[-1])])
+            name: np.array([np.asarray(fn(x[..., j])).item() for j in range(x.shape[-1])])
             for name, fn in REFERENCE.items()
         }
 

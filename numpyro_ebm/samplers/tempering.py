@@ -7,6 +7,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
+from numpyro_ebm._precision import full_precision
 from numpyro_ebm.kernels import annealed_langevin as _annealed
 from numpyro_ebm.kernels import replica_exchange
 from numpyro_ebm.samplers.base import (
@@ -250,9 +251,9 @@ def _model_potential(target):
             "the prior as ne.EnergyDistribution(E(x, sigma), event_shape, sigma=sigma_min)"
         )
 
+    @full_precision
     def potential(z, sigma):
-        with jax.default_matmul_precision("highest"):
-            return potential_energy(at_noise_level(target.fn, sigma), args, kwargs, z)
+        return potential_energy(at_noise_level(target.fn, sigma), args, kwargs, z)
 
     return potential
 
