@@ -42,7 +42,7 @@ from numpyro.distributions import constraints
 
 from numpyro_ebm._checks import check_int, check_positive, check_real_array
 from numpyro_ebm._precision import full_precision
-from numpyro_ebm.models.ising import check_spins, spin_values
+from numpyro_ebm._spins import check_spins, spin_values
 
 __all__ = [
     "BoundEnergy",
@@ -78,7 +78,7 @@ class BoundEnergy(NamedTuple):
     energy_fn(params, x)``. As a target of :func:`numpyro_ebm.sample`, it keeps the parameters
     in sight of samplers that exploit a model's structure (block Gibbs in an RBM:
     ``ne.sample(BoundEnergy(rbm.free_energy, params), ne.samplers.block_gibbs(model=rbm),
-    support="binary", ...)``)."""
+    support="01", ...)``)."""
 
     energy_fn: Callable
     params: Any

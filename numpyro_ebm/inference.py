@@ -519,7 +519,7 @@ def sample(
     var_name
         Name of an energy target's variable in ``posterior``.
     support
-        ``"real"``, or ``"binary"``/``"spin"`` for a discrete energy (see
+        ``"real"``, or ``"01"``/``"pm1"`` for a discrete energy (see
         :func:`~numpyro_ebm.energy_target`).
     progress
         Show a tqdm progress bar.

@@ -10,7 +10,7 @@ callable behind it is (its ``kind``), so that samplers never guess from argument
 * ``"model"``: a NumPyro model, sampled on its unconstrained space
   (:func:`~numpyro_ebm.logdensity_from_model`) and reported in constrained space;
 * ``"discrete"``: an energy of configurations of bits :math:`\{0, 1\}^d` or spins
-  :math:`\{-1, +1\}^d` (``support="binary"`` or ``"spin"``), for the discrete kernels (Gibbs,
+  :math:`\{-1, +1\}^d` (``support="01"`` or ``"pm1"``), for the discrete kernels (Gibbs,
   checkerboard, Swendsen-Wang, block Gibbs, Gibbs with gradients).
 
 :func:`energy_target` and :func:`model_target` build them; :func:`numpyro_ebm.sample` builds
@@ -35,14 +35,16 @@ import numpy as np
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 from numpyro_ebm._precision import full_precision
+from numpyro_ebm._spins import SPINS, check_spins
 
 __all__ = ["KINDS", "SUPPORTS", "Target", "energy_target", "model_target"]
 
 #: The kinds of target a sampler may accept.
 KINDS = ("energy", "noise_conditional", "model", "discrete")
 
-#: The supports of an energy's configurations: real vectors, bits {0, 1}, spins {-1, +1}.
-SUPPORTS = {"real": None, "binary": (0.0, 1.0), "spin": (-1.0, 1.0)}
+#: The supports of an energy's configurations: real vectors, spins {-1, +1} (``"pm1"``) or bits
+#: {0, 1} (``"01"``), the encodings of :data:`numpyro_ebm._spins.SPINS`.
+SUPPORTS = {"real": None, **SPINS}
 
 
 class Target(NamedTuple):
@@ -57,7 +59,7 @@ class Target(NamedTuple):
     ``minibatch_logdensity_fn(rng_key, x)``: for a model that subsamples its data, an unbiased
     minibatch estimate of the log density. ``cache_key``: a hashable value equal for targets
     whose log densities are equal (programs compiled for one are reused for the other).
-    ``support``: ``"real"``, ``"binary"`` or ``"spin"`` (see :data:`SUPPORTS`).
+    ``support``: ``"real"``, ``"pm1"`` or ``"01"`` (see :data:`SUPPORTS`).
     """
 
     logdensity_fn: Callable
@@ -188,15 +190,15 @@ def energy_target(
         ``logdensity_fn`` of its own: the sampler evaluates ``energy(x, sigma)`` at its noise
         levels.
     support
-        ``"real"`` (default), or for a discrete energy ``"binary"`` (configurations in
-        :math:`\{0, 1\}^d`) or ``"spin"`` (:math:`\{-1, +1\}^d`): a ``"discrete"`` target,
+        ``"real"`` (default), or for a discrete energy ``"01"`` (configurations in
+        :math:`\{0, 1\}^d`) or ``"pm1"`` (:math:`\{-1, +1\}^d`): a ``"discrete"`` target,
         whose default initial positions are uniform over the configurations and whose given
         ones are checked to lie in the support.
     """
     if support not in SUPPORTS:
         raise ValueError(f"support must be one of {sorted(SUPPORTS)}, got {support!r}")
     if support != "real" and noise_conditional:
-        raise ValueError("a discrete energy (support='binary' or 'spin') is not noise-conditional")
+        raise ValueError("a discrete energy (support='01' or 'pm1') is not noise-conditional")
     if not callable(energy):
         raise TypeError(f"energy must be callable, got {energy!r}")
     num_chains = check_int("num_chains", num_chains)
@@ -234,16 +236,8 @@ def energy_target(
 
 
 def _check_support(positions, support: str) -> None:
-    low, high = SUPPORTS[support]
-    for leaf in jax.tree.leaves(positions):
-        values = np.asarray(leaf)
-        bad = (values != low) & (values != high)
-        if bad.any():
-            raise ValueError(
-                f"init_position must hold {support} values {{{low:g}, {high:g}}} for "
-                f"support={support!r}, got {values[bad].ravel()[0]!r} at index "
-                f"{tuple(int(i) for i in np.argwhere(bad)[0])}"
-            )
+    for path, leaf in jax.tree_util.tree_leaves_with_path(positions):
+        check_spins(f"init_position{jax.tree_util.keystr(path)}", leaf, support)
 
 
 def _check_energy_at(energy: Callable, positions) -> None:

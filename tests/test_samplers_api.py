@@ -166,11 +166,13 @@ def test_resume_refuses_another_sampler_or_key(tmp_path):
         ne.sample(gaussian, "mala", key=jax.random.key(0), resume=first, event_shape=(2,))
     # the state survives a netCDF round trip
     path = tmp_path / "run.nc"
-    ne._arviz.to_netcdf(first, path)
+    from numpyro_ebm import _arviz
+
+    _arviz.to_netcdf(first, path)
     more = ne.sample(
         gaussian,
         "mala",
-        resume=ne._arviz.from_netcdf(path),
+        resume=_arviz.from_netcdf(path),
         event_shape=(2,),
         num_samples=5,
         num_warmup=5,

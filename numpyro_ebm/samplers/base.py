@@ -186,7 +186,7 @@ def _hint(sampler: Sampler, target) -> str:
             "swendsen_wang or block_gibbs)"
         )
     if "discrete" in sampler.accepts:
-        return " (for an energy of bits or spins give support='binary' or 'spin')"
+        return " (for an energy of bits or spins give support='01' or 'pm1')"
     if target.kind == "noise_conditional":
         return " (the target is a noise-conditional energy or score: use annealed_langevin)"
     if "noise_conditional" in sampler.accepts:

@@ -1,6 +1,6 @@
 r"""Samplers of discrete energies: single-site Gibbs, checkerboard sweeps, Gibbs with gradients,
 Swendsen-Wang clusters and block Gibbs, on ``"discrete"`` targets (configurations of bits or
-spins: ``ne.sample(energy, sampler, support="spin" | "binary", ...)``).
+spins: ``ne.sample(energy, sampler, support="pm1" | "01", ...)``).
 
 Each wraps a kernel of :mod:`numpyro_ebm.kernels` (the maths and references are there); all
 report the package's statistics (``acceptance_rate``: 1 for heat-bath moves) and tune nothing
@@ -23,7 +23,6 @@ from numpyro_ebm.samplers.base import ChainSampler, Sampler, register_sampler, s
 __all__ = ["block_gibbs", "checkerboard", "gibbs", "gibbs_with_gradients", "swendsen_wang"]
 
 DISCRETE = frozenset({"discrete"})
-_SPINS = {"spin": "pm1", "binary": "01"}
 
 
 def _chain(algorithm) -> ChainSampler:
@@ -56,7 +55,7 @@ def _density_sampler(name: str, module, options: dict) -> Sampler:
     """A discrete sampler that needs only the target's log density."""
 
     def kernel(logdensity_fn, support, **options):
-        return module.as_top_level_api(logdensity_fn, spins=_SPINS[support], **options)
+        return module.as_top_level_api(logdensity_fn, spins=support, **options)
 
     def build(target, **options):
         return _chain(kernel(target.logdensity_fn, target.support, **options))
@@ -93,10 +92,10 @@ def _build_swendsen_wang(target) -> ChainSampler:
     from numpyro_ebm.models.ising import Ising
 
     model = getattr(target.fn, "__self__", None)
-    if not isinstance(model, Ising) or target.support != "spin":
+    if not isinstance(model, Ising) or target.support != "pm1":
         raise ValueError(
             "swendsen_wang samples an Ising model: pass its energy as the target, "
-            "ne.sample(model.energy, 'swendsen_wang', temperature=1 / beta, support='spin', "
+            "ne.sample(model.energy, 'swendsen_wang', temperature=1 / beta, support='pm1', "
             "event_shape=(L, L), ...)"
         )
     return _chain(_swendsen_wang.as_top_level_api(model.with_beta(1.0 / target.temperature)))
@@ -116,7 +115,7 @@ def _build_block_gibbs(target) -> ChainSampler:
         raise ValueError(
             "block_gibbs samples a bipartite model (an RBM): pass "
             "ne.energy.BoundEnergy(rbm.free_energy, params) as the target, at temperature 1, "
-            "with support='binary'"
+            "with support='01'"
         )
     logdensity = BoundLogDensity(fn.energy_fn, fn.params)
     return _chain(_block_gibbs.as_top_level_api(logdensity, model=model))
