@@ -3,7 +3,8 @@ refuse a resume that does not match.
 
 Each step holds three items: ``state`` (the leaves of the training state, as a list of arrays,
 so that any pytree round-trips exactly), ``history`` (JSON) and ``meta`` (JSON: the run's
-fingerprint and a SHA-256 digest of the state's bytes). Orbax writes a step into a temporary
+fingerprint and a SHA-256 digest of the state's bytes), with ``sha256.json`` beside them
+(a digest of each file of ``state``). Orbax writes a step into a temporary
 directory and renames it when complete, so a killed run leaves whole steps only; a step
 damaged later (a truncated or edited file, a missing item, an empty folder) is found when it
 is read, named in a warning, moved aside to ``<step>.damaged`` and the next older one is
@@ -49,6 +50,18 @@ def _digest(leaves) -> str:
         digest.update(f"{array.dtype.str}{array.shape}".encode())
         digest.update(array.tobytes())
     return digest.hexdigest()
+
+
+# Per-file SHA-256 digests of a step's ``state`` item, written next to it once it is whole.
+_FILES = "sha256.json"
+
+
+def _file_digests(directory: Path) -> dict[str, str]:
+    return {
+        str(path.relative_to(directory)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(directory.rglob("*"))
+        if path.is_file()
+    }
 
 
 def _addressable(leaf) -> bool:
@@ -112,6 +125,13 @@ class Checkpoints:
             ),
             force=True,
         )
+        # Damaged array files are then found before Orbax reads them (a failed read leaves
+        # tensorstore callbacks posting to a closed event loop: "Event loop is closed").
+        if jax.process_index() == 0:
+            step_dir = self.directory / str(step)
+            digests = json.dumps(_file_digests(step_dir / "state"))
+            (step_dir / f"{_FILES}.tmp").write_text(digests)
+            os.replace(step_dir / f"{_FILES}.tmp", step_dir / _FILES)
 
     def _read(self, step: int, like, shardings):
         """The state, history and metadata of ``step``; raises whatever damage causes."""
@@ -120,6 +140,15 @@ class Checkpoints:
         if not isinstance(meta, dict) or "fingerprint" not in meta:
             raise ValueError(f"its metadata is not a checkpoint's: {meta!r:.80}")
         self.check(meta["fingerprint"], step)
+        files = self.directory / str(step) / _FILES
+        if files.is_file():  # absent when the run died between the save and this record
+            wanted = json.loads(files.read_text())
+            found = _file_digests(self.directory / str(step) / "state")
+            bad = sorted(
+                name for name in wanted.keys() | found.keys() if wanted.get(name) != found.get(name)
+            )
+            if bad:
+                raise ValueError(f"files of its arrays are missing or changed: {bad[:3]}")
         leaves, treedef = jax.tree.flatten(like)
         placed = [None] * len(leaves) if shardings is None else treedef.flatten_up_to(shardings)
         abstract = [
