@@ -355,6 +355,7 @@ def _energy(params, x):
         (lambda: objectives.cd(_energy, step_size=0.1, alpha=-1.0), "alpha must be"),
         (lambda: objectives.pcd(_energy, k=0, step_size=0.1), "k must be an integer >= 1"),
         (lambda: objectives.pcd(_energy, step_size=0.1, reinit_fraction=1.5), "reinit_fraction"),
+        (lambda: objectives.pcd(_energy, step_size=0.1, capacity=0), "capacity must be an integer"),
         (lambda: objectives.dsm(_energy, sigma=0.0), "sigma must be positive"),
         (lambda: objectives.dsm(_energy, sigma=-0.1), "sigma must be positive"),
         (lambda: objectives.dsm(_energy, sigma=[0.1, 0.2]), "sigma must be a scalar"),
