@@ -84,12 +84,12 @@ def test_score_matching_score_parameterization_matches_energy():
     params = {"mu": jnp.array([0.3, -0.2]), "a": jnp.array([[1.5, 0.2], [0.1, 0.7]])}
     score_fn = lambda p, x: -jax.grad(_gaussian_energy, argnums=1)(p, x)
     key = jax.random.key(0)
-    by_energy, _ = objectives.score_matching(_gaussian_energy).loss(params, data, key, None)
+    by_energy, (aux, _) = objectives.score_matching(_gaussian_energy).loss(params, data, key, None)
     by_score, _ = objectives.score_matching(score_fn, "score").loss(params, data, key, None)
     np.testing.assert_allclose(by_energy, by_score, rtol=1e-6)
     # For this family, tr(grad s) = -tr(P): check the exact trace by hand.
     precision = 0.5 * (params["a"] + params["a"].T)
-    np.testing.assert_allclose(by_energy[1]["jacobian_trace"], -jnp.trace(precision), rtol=1e-6)
+    np.testing.assert_allclose(aux["jacobian_trace"], -jnp.trace(precision), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
