@@ -1,13 +1,12 @@
 r"""One training loop for every objective: optax, ``jit`` + ``lax.scan`` chunks, progress,
 history, callbacks and resumable Orbax checkpoints.
 
-The objective's state is created by its ``init`` from :math:`\text{fold\_in}(k, 0)`; step
-:math:`t` (counted from 0) uses the key :math:`k_t = \text{fold\_in}(k', t)` with
-:math:`k' = \text{fold\_in}(k, 1)`, split into one
-key for the minibatch and one for the objective, so that the whole run is a function of the
-initial key and the step index alone: how steps are grouped into compiled chunks, and whether
-the run was interrupted and resumed, does not change a single bit of the result on a given
-machine.
+Step :math:`t` (counted from 0, an int32) uses the key :math:`k_t = \text{fold\_in}(k, t)`,
+split into one key for the minibatch and one for the objective, so that the whole run is a
+function of the initial key and the step index alone (the objective's initial state comes
+from :math:`\text{fold\_in}(k, 2^{32} - 1)`, an index no step reaches): how steps are grouped
+into compiled chunks, and whether the run was interrupted and resumed, does not change a
+single bit of the result on a given machine.
 
 Minibatches are drawn **with replacement**: ``batch_size`` indices uniform on
 :math:`\{0, \dots, n-1\}`, independently at every step. This costs :math:`O(b)` per step
@@ -102,6 +101,10 @@ def _snapshot(history: dict[str, list[float]]) -> dict[str, np.ndarray]:
     return {name: np.asarray(values) for name, values in history.items()}
 
 
+# The key index of the objective's initial state: steps (int32) never reach it.
+_INIT_INDEX = np.uint32(2**32 - 1)
+
+
 class _Carry(NamedTuple):
     """The training state between chunks, as checkpoints hold it."""
 
@@ -161,9 +164,9 @@ def fit(
 ) -> FitResult:
     r"""Minimize an :class:`~numpyro_ebm.training.objectives.Objective` with optax.
 
-    The objective's state starts as ``objective.init(fold_in(key, 0), params, data[0])``. Step
-    :math:`t` draws a minibatch (with replacement) and an objective key from
-    ``fold_in(fold_in(key, 1), t)``, computes
+    The objective's state starts as ``objective.init(fold_in(key, 2**32 - 1), params,
+    data[0])`` (an index no step reaches). Step :math:`t` draws a minibatch (with replacement)
+    and an objective key from ``fold_in(key, t)``, computes
     ``jax.value_and_grad(objective.loss, has_aux=True)`` and applies the optimizer's update.
     Steps run in compiled chunks of ``steps_per_chunk`` (one ``lax.scan`` each, aligned on
     multiples of ``steps_per_chunk``; at most two programs are compiled, the second for a
@@ -284,7 +287,7 @@ def fit(
         )
 
     params = jax.tree.map(jnp.asarray, params)
-    loss_state = objective.init(jax.random.fold_in(key, 0), params, data[0])
+    loss_state = objective.init(jax.random.fold_in(key, _INIT_INDEX), params, data[0])
     if monitor_mixing and not isinstance(loss_state, ReplayBuffer):
         raise ValueError(
             "monitor_mixing=True needs an objective whose state is a ReplayBuffer (persistent "
@@ -330,7 +333,6 @@ def fit(
             start, carry, history = found
     key = jax.random.wrap_key_data(carry.key_data, impl=jax.random.key_impl(key))
     chunk = build_chunk(objective.loss, optimizer, batch_size, mesh, loss_state_sharding)
-    step_key = jax.random.fold_in(key, 1)
 
     bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="fit", unit="step")
     try:
@@ -341,7 +343,7 @@ def fit(
                     carry.params,
                     carry.opt_state,
                     carry.loss_state,
-                    step_key,
+                    key,
                     data,
                     jnp.int32(start),
                     length=stop - start,
