@@ -60,6 +60,14 @@ def _start(directory: Path, out: Path) -> subprocess.Popen:
     )
 
 
+def _end(process: subprocess.Popen, timeout: float | None = None) -> int:
+    """Wait for the child and close its pipe; its exit status."""
+    try:
+        return process.wait(timeout=timeout)
+    finally:
+        process.stdout.close()
+
+
 def _first_chunk(process: subprocess.Popen, timeout: float) -> bool:
     """Wait until the child reports its first chunk of this start (``False``: it ended)."""
     ready, _, _ = select.select([process.stdout], [], [], timeout)
@@ -74,22 +82,24 @@ def _load(path: Path) -> dict[str, np.ndarray]:
 @pytest.mark.slow
 def test_a_pcd_run_killed_ten_times_ends_bitwise_equal_to_the_uninterrupted_run(tmp_path):
     reference = _start(tmp_path / "reference", tmp_path / "reference.npz")
-    assert reference.wait(timeout=600) == 0
+    assert _end(reference, timeout=600) == 0
     rng = np.random.default_rng(20261201)
     kills = 0
     while kills < KILLS:
         process = _start(tmp_path / "killed", tmp_path / "killed.npz")
         if not _first_chunk(process, timeout=300):
+            _end(process)
             break  # the run was already complete
         time.sleep(rng.uniform(0.0, 1.5))  # a random moment: in a chunk or in a checkpoint
         if process.poll() is not None:
+            _end(process)
             break
         process.send_signal(signal.SIGKILL)
-        process.wait()
+        _end(process)
         kills += 1
     assert kills == KILLS, "the run ended before ten kills: make it longer"
     final = _start(tmp_path / "killed", tmp_path / "killed.npz")
-    assert final.wait(timeout=600) == 0
+    assert _end(final, timeout=600) == 0
     expected, got = _load(tmp_path / "reference.npz"), _load(tmp_path / "killed.npz")
     assert expected.keys() == got.keys()
     for name in expected:
