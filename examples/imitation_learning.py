@@ -73,7 +73,7 @@ from blackjax.base import SamplingAlgorithm
 from flax import nnx
 
 import numpyro_ebm as ne
-from numpyro_ebm.training import buffer, objectives
+from numpyro_ebm.training import objectives
 
 NAME = "imitation_learning"
 NOISE_SD = 0.05  # the expert's action noise
@@ -160,26 +160,30 @@ def local_global_kernel(logdensity_fn, step: float = 0.1) -> SamplingAlgorithm:
 def train_energy(demos, key: jax.Array, config: Config):
     """PCD with the local/global kernel and a replay buffer of uniform-box noise. Returns the
     energy ``E(sa)`` of one ``(s, a)`` pair and ``fit``'s history."""
-    key_init, key_buffer, key_fit = jax.random.split(key, 3)
+    key_init, key_fit = jax.random.split(key)
     net = ne.MLPEnergy((2,), hidden=config.hidden, rngs=nnx.Rngs(params=key_init))
     apply, params = ne.as_pure(net)
 
     def noise(k, shape):
         return jax.random.uniform(k, shape, minval=BOX_LOW, maxval=BOX_HIGH)
 
-    loss = objectives.pcd(
-        apply, k=config.chain_steps, alpha=0.01, kernel=local_global_kernel, noise=noise
+    objective = objectives.pcd(
+        apply,
+        k=config.chain_steps,
+        alpha=0.01,
+        kernel=local_global_kernel,
+        noise=noise,
+        capacity=config.buffer_size,
     )
     schedule = optax.cosine_decay_schedule(1e-3, config.num_steps, alpha=0.01)
     result = ne.fit(
-        loss,
+        objective,
         params,
         demos,
         key=key_fit,
         optimizer=optax.adam(schedule, b1=0.5),
         num_steps=config.num_steps,
         batch_size=128,
-        loss_state=buffer.init(key_buffer, config.buffer_size, (2,), noise),
         steps_per_chunk=min(250, config.num_steps),
         progress=False,
     )

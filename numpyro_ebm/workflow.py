@@ -98,22 +98,21 @@ def noise_ladder(
     return np.asarray(training.geometric_sigmas(sigma_max, sigma_min, num), np.float32)
 
 
-def _objective(settings: TrainSettings, apply, sigmas, event_shape, key):
-    """The loss for ``settings.objective`` and its initial state (a replay buffer for pcd)."""
+def _objective(settings: TrainSettings, apply, sigmas) -> training.Objective:
+    """The objective ``settings.objective`` (pcd's replay buffer holds 10,000 chains)."""
     name = settings.objective
     if name == "ncsn":
-        return training.ncsn(apply, sigmas), None
+        return training.ncsn(apply, sigmas)
     if name == "dsm":
-        return training.dsm(apply, settings.sigma), None
+        return training.dsm(apply, settings.sigma)
     if name == "score_matching":
-        return training.score_matching(apply), None
+        return training.score_matching(apply)
     if name == "sliced_score_matching":
-        return training.sliced_score_matching(apply), None
+        return training.sliced_score_matching(apply)
     options = dict(k=settings.cd_steps, step_size=settings.step_size, alpha=0.01)
     if name == "cd":
-        return training.cd(apply, **options), None
-    buffer = training.buffer.init(key, 10_000, event_shape)
-    return training.pcd(apply, **options), buffer
+        return training.cd(apply, **options)
+    return training.pcd(apply, **options, capacity=10_000)
 
 
 def train(
@@ -143,7 +142,7 @@ def train(
         raise ValueError(f"batch_size={settings.batch_size} exceeds the {len(data)} data points")
     event_shape = list(data.shape[1:])
     out_dir = Path(out_dir)
-    net_key, buffer_key, fit_key = jax.random.split(key, 3)
+    net_key, fit_key = jax.random.split(key)
     seed = int(jax.random.randint(net_key, (), 0, 2**31 - 1))
     metadata: dict[str, Any] = {"objective": settings.objective, "num_data": len(data)}
     if settings.objective == "ncsn":
@@ -156,10 +155,9 @@ def train(
     spec["hidden"] = list(settings.hidden)
     network = storage.build_network(spec, seed)
     apply, params = as_pure(network)
-    loss, loss_state = _objective(settings, apply, sigmas, event_shape, buffer_key)
     every = settings.checkpoint_every
     result = training.fit(
-        loss,
+        _objective(settings, apply, sigmas),
         params,
         data,
         key=fit_key,
@@ -168,7 +166,6 @@ def train(
         ),
         num_steps=settings.num_steps,
         batch_size=settings.batch_size,
-        loss_state=loss_state,
         steps_per_chunk=min(100, every),
         checkpoint_dir=out_dir / "checkpoints",
         checkpoint_every=every if every % min(100, every) == 0 else min(100, every),

@@ -132,3 +132,38 @@ def test_parameter_shape_is_kept():
     x = np.random.default_rng(5).normal(size=(2, 20, 1, 3))
     for name in NAMES:
         assert getattr(diagnostics, name)(x).shape == (1, 3)
+
+
+def test_max_rhat_min_ess_is_the_worst_coordinate_of_a_pytree():
+    x = jnp.asarray(draws((4, 50), seed=6, phi=0.5, shift=1.0), jnp.float32)
+    tree = {"a": x[..., :2], "b": x[..., 2:]}
+    rhat, ess = diagnostics.max_rhat_min_ess(tree)
+    np.testing.assert_allclose(rhat, jnp.max(diagnostics.rhat(x)), rtol=1e-6)
+    np.testing.assert_allclose(ess, jnp.min(diagnostics.ess_bulk(x)), rtol=1e-6)
+    # a constant coordinate (R-hat 0/0) is skipped; one NaN draw fails the check
+    constant = {"a": tree["a"].at[..., 0].set(1.0), "b": tree["b"]}
+    assert np.isfinite(diagnostics.max_rhat_min_ess(constant)[0])
+    broken = {"a": tree["a"].at[0, 3, 1].set(jnp.nan), "b": tree["b"]}
+    assert np.isnan(diagnostics.max_rhat_min_ess(broken)).all()
+    with pytest.raises(ValueError, match=r"share its \(chain, draw\) axes"):
+        diagnostics.max_rhat_min_ess({"a": x, "b": x[:, :40]})
+
+
+def test_summary_of_a_pytree_is_the_summary_of_each_leaf_with_named_coordinates():
+    x = jnp.asarray(draws((4, 50), seed=7, phi=0.3, shift=0.5), jnp.float32)
+    tree = {"w": x[..., :3].reshape(4, 50, 1, 3), "b": x[..., 3]}
+    ours = diagnostics.summary(tree)
+    whole = diagnostics.summary(x)
+    for name, value in ours.items():
+        np.testing.assert_allclose(value["w"].reshape(-1), whole[name][:3], rtol=1e-6)
+        np.testing.assert_allclose(value["b"], whole[name][3], rtol=1e-6)
+    names = diagnostics.coordinate_names(tree)
+    assert names == ["['b']", "['w'][0,0]", "['w'][0,1]", "['w'][0,2]"]
+
+
+@pytest.mark.parametrize("function", [getattr(diagnostics, n) for n in (*NAMES, "summary")])
+def test_complex_draws_are_refused_naming_the_argument(function):
+    with pytest.raises(TypeError, match=r"x must hold real draws, got complex"):
+        function(np.zeros((2, 10), np.complex64))
+    with pytest.raises(TypeError, match=r"draws must hold real draws, got complex"):
+        diagnostics.max_rhat_min_ess(np.zeros((2, 10), np.complex64))

@@ -10,7 +10,7 @@ import pytest
 from flax import nnx
 
 from numpyro_ebm.nets import MLPEnergy, as_pure
-from numpyro_ebm.training import buffer, objectives
+from numpyro_ebm.training import objectives
 from numpyro_ebm.training.fit import fit
 
 DATA = jax.random.normal(jax.random.key(1), (200, 2))
@@ -27,14 +27,13 @@ def _pcd_run(checkpoint_dir, **kwargs):
         optimizer=optax.adam(1e-2),
         num_steps=40,
         batch_size=32,
-        loss_state=buffer.init(jax.random.key(3), 100, (2,)),
         steps_per_chunk=10,
         checkpoint_dir=checkpoint_dir,
         checkpoint_every=20,
         progress=False,
     )
     options.update(kwargs)
-    return fit(objectives.pcd(apply, k=3, step_size=1e-2), params, DATA, **options)
+    return fit(objectives.pcd(apply, k=3, step_size=1e-2, capacity=100), params, DATA, **options)
 
 
 def _assert_trees_equal(a, b):
@@ -96,10 +95,13 @@ def test_chunking_does_not_change_the_result():
     _assert_trees_equal(run(30).params, run(7).params)
 
 
-def _climb(params, batch, key):
+def _climb_loss(params, batch, key):
     """Loss -w: SGD at rate 1 makes w = t at step t; the loss turns NaN from w = 25 on."""
     w = params["w"]
     return -w + jnp.where(w >= 25.0, jnp.nan, 0.0), {"w": w}
+
+
+_climb = objectives.from_loss(_climb_loss, "climb")
 
 
 def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_path):
@@ -143,7 +145,7 @@ def test_history_and_callbacks():
 
 def _fit(**overrides):
     options = dict(
-        loss=_climb,
+        objective=_climb,
         params={"w": jnp.zeros(())},
         data=DATA,
         key=jax.random.key(0),
@@ -170,7 +172,8 @@ def _fit(**overrides):
         (dict(resume=True), ValueError, "resume=True needs a checkpoint_dir"),
         (dict(optimizer=lambda g: g), TypeError, "optax.GradientTransformation"),
         (dict(key=3), TypeError, "key must be a PRNG key"),
-        (dict(monitor_mixing=True), ValueError, "monitor_mixing=True needs a ReplayBuffer"),
+        (dict(monitor_mixing=True), ValueError, "monitor_mixing=True needs an objective whose"),
+        (dict(objective=_climb_loss), TypeError, r"objective must be .*from_loss\(loss\)"),
     ],
 )
 def test_bad_inputs_raise_before_compiling(overrides, error, message):

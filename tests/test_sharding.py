@@ -23,7 +23,7 @@ import numpyro_ebm as ne
 from numpyro_ebm import sharding
 from numpyro_ebm.inference import _chain_programs
 from numpyro_ebm.samplers import Target, get_sampler
-from numpyro_ebm.training import buffer, objectives
+from numpyro_ebm.training import objectives
 
 DIM = 3
 MEAN = np.array([-1.0, 0.0, 1.0])
@@ -169,8 +169,8 @@ def _fit(objective, devices, **overrides):
         devices=devices,
     )
     if objective == "pcd":
-        loss = objectives.pcd(apply, k=3, step_size=1e-2)
-        options["loss_state"] = buffer.init(jax.random.key(3), 100, (2,))
+        capacity = overrides.pop("capacity", 100)
+        loss = objectives.pcd(apply, k=3, step_size=1e-2, capacity=capacity)
     else:
         loss = objectives.dsm(apply, 0.3)
     options.update(overrides)
@@ -295,7 +295,7 @@ def test_sample_rejects_what_it_cannot_shard(kwargs, match):
     [
         ({"batch_size": 30}, r"batch_size=30 must be a multiple of the 4 devices"),
         (
-            {"loss_state": buffer.init(jax.random.key(3), 102, (2,))},
+            {"capacity": 102},
             r"shape \(102, 2\).*not a multiple of the 4 devices",
         ),
         ({"devices": Mesh(np.array(jax.devices()), ("chains",))}, r"axis named 'data'"),
@@ -326,7 +326,8 @@ WORKER = textwrap.dedent(
     idata = ne.sample(energy, "mala", key=jax.random.key(0), event_shape=(3,), num_chains=8,
                       num_samples=10, num_warmup=10, devices="all")
     data = jax.random.normal(jax.random.key(1), (64, 3))
-    fitted = ne.fit(lambda w, batch, key: (jnp.mean((batch - w) ** 2), {}), jnp.zeros(3), data,
+    loss = ne.training.from_loss(lambda w, batch, key: (jnp.mean((batch - w) ** 2), {}))
+    fitted = ne.fit(loss, jnp.zeros(3), data,
                     key=jax.random.key(2), optimizer=optax.sgd(0.1), num_steps=10,
                     batch_size=8, progress=False, devices="all")
     np.savez(out, x=idata.posterior["x"].values, w=np.asarray(fitted.params))

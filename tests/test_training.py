@@ -21,10 +21,10 @@ from numpyro_ebm.training.fit import fit
 # helpers
 
 
-def _minimize(loss, params, data, key, iterations=300):
-    """Full-batch L-BFGS on ``loss(params, data, key)`` with a fixed key (a deterministic
-    objective), compiled as one ``lax.scan``."""
-    value_fn = lambda p: loss(p, data, key)[0]
+def _minimize(objective, params, data, key, iterations=300):
+    """Full-batch L-BFGS on a stateless objective's loss at ``(params, data, key)`` with a
+    fixed key (a deterministic objective), compiled as one ``lax.scan``."""
+    value_fn = lambda p: objective.loss(p, data, key, None)[0]
     solver = optax.lbfgs()
     value_and_grad = optax.value_and_grad_from_state(value_fn)
 
@@ -84,12 +84,12 @@ def test_score_matching_score_parameterization_matches_energy():
     params = {"mu": jnp.array([0.3, -0.2]), "a": jnp.array([[1.5, 0.2], [0.1, 0.7]])}
     score_fn = lambda p, x: -jax.grad(_gaussian_energy, argnums=1)(p, x)
     key = jax.random.key(0)
-    by_energy = objectives.score_matching(_gaussian_energy)(params, data, key)
-    by_score = objectives.score_matching(score_fn, "score")(params, data, key)
-    np.testing.assert_allclose(by_energy[0], by_score[0], rtol=1e-6)
+    by_energy, (aux, _) = objectives.score_matching(_gaussian_energy).loss(params, data, key, None)
+    by_score, _ = objectives.score_matching(score_fn, "score").loss(params, data, key, None)
+    np.testing.assert_allclose(by_energy, by_score, rtol=1e-6)
     # For this family, tr(grad s) = -tr(P): check the exact trace by hand.
     precision = 0.5 * (params["a"] + params["a"].T)
-    np.testing.assert_allclose(by_energy[1]["jacobian_trace"], -jnp.trace(precision), rtol=1e-6)
+    np.testing.assert_allclose(aux["jacobian_trace"], -jnp.trace(precision), rtol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -227,7 +227,7 @@ def _langevin_samples(energy_fn, params, starts, key, num_steps=500, step_size=1
     return jax.jit(jax.vmap(chain))(starts, jax.random.split(key, starts.shape[0]))
 
 
-def _contrastive_fit(loss, num_steps, loss_state=None):
+def _contrastive_fit(loss, num_steps):
     apply, params = as_pure(MLPEnergy((2,), hidden=(64, 64), rngs=nnx.Rngs(0)))
     data = _ring(jax.random.key(1), 2000)
     result = fit(
@@ -238,7 +238,6 @@ def _contrastive_fit(loss, num_steps, loss_state=None):
         optimizer=optax.adam(1e-3),
         num_steps=num_steps,
         batch_size=128,
-        loss_state=loss_state,
         steps_per_chunk=num_steps,
         progress=False,
     )
@@ -260,9 +259,10 @@ def _check_samples_improve(apply, params, trained, data, starts):
 
 def test_pcd_samples_approach_the_ring():
     noise = buffer.uniform_noise(-2.5, 2.5)
-    state = buffer.init(jax.random.key(3), 2000, (2,), noise)
-    loss = lambda apply: objectives.pcd(apply, k=20, step_size=1e-2, alpha=0.1, noise=noise)
-    apply, params, result, data = _contrastive_fit(loss, 600, state)
+    loss = lambda apply: objectives.pcd(
+        apply, k=20, step_size=1e-2, alpha=0.1, noise=noise, capacity=2000
+    )
+    apply, params, result, data = _contrastive_fit(loss, 600)
     starts = noise(jax.random.key(5), (500, 2))
     _check_samples_improve(apply, params, result.params, data, starts)
     # The persistent chains themselves have moved onto the ring (measured: 0.008).
@@ -282,16 +282,19 @@ def test_cd_accepts_a_blackjax_kernel():
 
     apply, params = as_pure(MLPEnergy((2,), hidden=(8,), rngs=nnx.Rngs(0)))
     loss = objectives.cd(apply, k=3, kernel=lambda ld: blackjax.mala(ld, 1e-2))
-    value, aux = jax.jit(loss)(params, _ring(jax.random.key(1), 16), jax.random.key(0))
+    value, (aux, _) = jax.jit(loss.loss)(
+        params, _ring(jax.random.key(1), 16), jax.random.key(0), None
+    )
     assert np.isfinite(value)
     np.testing.assert_allclose(value, aux["energy_pos"] - aux["energy_neg"], rtol=1e-5)
 
 
 def test_pcd_writes_chain_ends_back_into_the_buffer():
     apply, params = as_pure(MLPEnergy((2,), hidden=(8,), rngs=nnx.Rngs(0)))
-    state = buffer.init(jax.random.key(0), 64, (2,))
-    loss = objectives.pcd(apply, k=2, step_size=1e-2, reinit_fraction=0.0)
-    _, (_, new_state) = jax.jit(loss)(params, jnp.zeros((16, 2)), jax.random.key(1), state)
+    loss = objectives.pcd(apply, k=2, step_size=1e-2, reinit_fraction=0.0, capacity=64)
+    state = loss.init(jax.random.key(0), params, jnp.zeros(2))
+    assert state.samples.shape == (64, 2)
+    _, (_, new_state) = jax.jit(loss.loss)(params, jnp.zeros((16, 2)), jax.random.key(1), state)
     changed = np.any(np.asarray(new_state.samples != state.samples), axis=-1)
     assert changed.sum() == 16  # exactly the 16 distinct slots that were drawn
 
@@ -352,6 +355,7 @@ def _energy(params, x):
         (lambda: objectives.cd(_energy, step_size=0.1, alpha=-1.0), "alpha must be"),
         (lambda: objectives.pcd(_energy, k=0, step_size=0.1), "k must be an integer >= 1"),
         (lambda: objectives.pcd(_energy, step_size=0.1, reinit_fraction=1.5), "reinit_fraction"),
+        (lambda: objectives.pcd(_energy, step_size=0.1, capacity=0), "capacity must be an integer"),
         (lambda: objectives.dsm(_energy, sigma=0.0), "sigma must be positive"),
         (lambda: objectives.dsm(_energy, sigma=-0.1), "sigma must be positive"),
         (lambda: objectives.dsm(_energy, sigma=[0.1, 0.2]), "sigma must be a scalar"),
@@ -379,13 +383,13 @@ def test_ncsn_rejects_a_model_without_sigma():
     apply, params = as_pure(MLPEnergy((2,), hidden=(8,), rngs=nnx.Rngs(0)))
     loss = objectives.ncsn(apply, objectives.geometric_sigmas(1.0, 0.1, 3))
     with pytest.raises(TypeError, match=r"ncsn needs a noise-conditional model_fn"):
-        jax.jit(loss)(params, jnp.zeros((4, 2)), jax.random.key(0))
+        jax.jit(loss.loss)(params, jnp.zeros((4, 2)), jax.random.key(0), None)
 
 
 def test_nce_rejects_params_without_log_z():
     loss = objectives.nce(_energy, lambda x: 0.0, lambda key, shape: jnp.zeros(shape))
     with pytest.raises(TypeError, match=r"nce needs params = \{'net'"):
-        loss({"w": jnp.ones(2)}, jnp.zeros((4, 2)), jax.random.key(0))
+        loss.loss({"w": jnp.ones(2)}, jnp.zeros((4, 2)), jax.random.key(0), None)
 
 
 def test_buffer_sample_rejects_a_batch_larger_than_capacity():

@@ -4,8 +4,10 @@ from numpyro_ebm.training import buffer
 from numpyro_ebm.training.buffer import ReplayBuffer
 from numpyro_ebm.training.fit import FitResult, fit
 from numpyro_ebm.training.objectives import (
+    Objective,
     cd,
     dsm,
+    from_loss,
     geometric_sigmas,
     nce,
     ncsn,
@@ -16,11 +18,13 @@ from numpyro_ebm.training.objectives import (
 
 __all__ = [
     "FitResult",
+    "Objective",
     "ReplayBuffer",
     "buffer",
     "cd",
     "dsm",
     "fit",
+    "from_loss",
     "geometric_sigmas",
     "nce",
     "ncsn",

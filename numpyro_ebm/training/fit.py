@@ -1,11 +1,12 @@
 r"""One training loop for every objective: optax, ``jit`` + ``lax.scan`` chunks, progress,
 history, callbacks and resumable Orbax checkpoints.
 
-Step :math:`t` (counted from 0) uses the key :math:`k_t = \text{fold\_in}(k, t)`, split into one
-key for the minibatch and one for the objective, so that the whole run is a function of the
-initial key and the step index alone: how steps are grouped into compiled chunks, and whether
-the run was interrupted and resumed, does not change a single bit of the result on a given
-machine.
+Step :math:`t` (counted from 0, an int32) uses the key :math:`k_t = \text{fold\_in}(k, t)`,
+split into one key for the minibatch and one for the objective, so that the whole run is a
+function of the initial key and the step index alone (the objective's initial state comes
+from :math:`\text{fold\_in}(k, 2^{32} - 1)`, an index no step reaches): how steps are grouped
+into compiled chunks, and whether the run was interrupted and resumed, does not change a
+single bit of the result on a given machine.
 
 Minibatches are drawn **with replacement**: ``batch_size`` indices uniform on
 :math:`\{0, \dots, n-1\}`, independently at every step. This costs :math:`O(b)` per step
@@ -27,13 +28,15 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-import orbax.checkpoint as ocp
 from tqdm.auto import tqdm
 
-from numpyro_ebm import diagnostics
 from numpyro_ebm import sharding as _sharding
-from numpyro_ebm._checks import all_finite, check_finite_array, check_int
+from numpyro_ebm._checks import check_finite_array, check_int
+from numpyro_ebm.training import _mixing
+from numpyro_ebm.training._checkpoints import Checkpoints, tree_fingerprint
+from numpyro_ebm.training._chunk import build_chunk
 from numpyro_ebm.training.buffer import ReplayBuffer
+from numpyro_ebm.training.objectives import Objective
 
 __all__ = ["FitResult", "fit"]
 
@@ -75,118 +78,6 @@ def _check_data(data) -> jax.Array:
     return jnp.asarray(data)
 
 
-def _build_chunk(loss, optimizer, batch_size, stateful, mesh=None, loss_state_sharding=None):
-    """The compiled chunk: ``length`` optimizer steps in one ``lax.scan``. Once a step's loss
-    or gradient is non-finite the carry freezes and records that step.
-
-    With a ``mesh``, each step's minibatch is split over the ``data`` axis and the loss state
-    is held with ``loss_state_sharding``; parameters and optimizer state, replicated on entry,
-    stay replicated (the partitioner all-reduces the gradient of the batch mean)."""
-    if mesh is None:
-        batch_sharded = state_sharded = lambda tree: tree
-    else:
-        batch_sharding = _sharding.sharded(mesh, "data")
-        batch_sharded = lambda x: jax.lax.with_sharding_constraint(x, batch_sharding)
-        state_sharded = lambda tree: (
-            tree
-            if loss_state_sharding is None
-            else jax.lax.with_sharding_constraint(tree, loss_state_sharding)
-        )
-
-    def objective(params, batch, key, loss_state):
-        if stateful:
-            return loss(params, batch, key, loss_state)
-        value, aux = loss(params, batch, key)
-        return value, (aux, loss_state)
-
-    grad_fn = jax.value_and_grad(objective, has_aux=True)
-
-    def step(carry, t, key, data):
-        params, opt_state, loss_state, bad_step = carry
-        key_batch, key_loss = jax.random.split(jax.random.fold_in(key, t))
-        indices = batch_sharded(jax.random.randint(key_batch, (batch_size,), 0, data.shape[0]))
-        batch = batch_sharded(data[indices])
-        (value, (aux, new_loss_state)), grads = grad_fn(params, batch, key_loss, loss_state)
-        updates, new_opt_state = optimizer.update(grads, opt_state, params)
-        new = (optax.apply_updates(params, updates), new_opt_state, new_loss_state)
-        good = jnp.isfinite(value) & all_finite(grads)
-        keep = good & (bad_step < 0)
-        params, opt_state, loss_state = jax.tree.map(
-            lambda a, b: jnp.where(keep, a, b), new, (params, opt_state, loss_state)
-        )
-        bad_step = jnp.where((bad_step < 0) & ~good, t, bad_step)
-        return (params, opt_state, state_sharded(loss_state), bad_step), {"loss": value, **aux}
-
-    def chunk(params, opt_state, loss_state, key, data, start, *, length):
-        carry = (params, opt_state, loss_state, jnp.asarray(-1, jnp.int32))
-        steps = start + jnp.arange(length, dtype=jnp.int32)
-        carry, metrics = jax.lax.scan(lambda c, t: step(c, t, key, data), carry, steps)
-        params, opt_state, loss_state, bad_step = carry
-        means = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
-        return params, opt_state, loss_state, bad_step, means
-
-    return jax.jit(chunk, static_argnames="length")
-
-
-class _Checkpoints:
-    """Orbax ``CheckpointManager`` over the training state: its leaves as a list of arrays
-    (so any pytree of params / optimizer state / buffer round-trips exactly) and the history
-    as JSON. Orbax writes each step to a temporary directory and renames it when complete,
-    so a killed run leaves only whole checkpoints."""
-
-    def __init__(self, directory, max_to_keep: int):
-        options = ocp.CheckpointManagerOptions(
-            save_interval_steps=1,
-            max_to_keep=max_to_keep,
-            enable_async_checkpointing=False,
-        )
-        self.manager = ocp.CheckpointManager(os.path.abspath(directory), options=options)
-
-    def latest_step(self) -> int | None:
-        return self.manager.latest_step()
-
-    def save(self, step: int, state, history: dict[str, list[float]]) -> None:
-        # sharded arrays are written by Orbax shard by shard (each process its own)
-        leaves = [
-            x
-            if isinstance(getattr(x, "sharding", None), jax.sharding.NamedSharding)
-            else np.asarray(x)
-            for x in jax.tree.leaves(state)
-        ]
-        self.manager.save(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardSave(leaves),
-                history=ocp.args.JsonSave(history),
-            ),
-        )
-
-    def restore(self, step: int, like, shardings=None):
-        """The state saved at ``step``, shaped like ``like``, laid out with ``shardings``
-        (a pytree matching ``like``; ``None``: the default device)."""
-        leaves, treedef = jax.tree.flatten(like)
-        placed = [None] * len(leaves) if shardings is None else treedef.flatten_up_to(shardings)
-        abstract = [
-            jax.ShapeDtypeStruct(np.shape(x), x.dtype, sharding=sharding)
-            for x, sharding in zip(leaves, placed, strict=True)
-        ]
-        restored = self.manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract), history=ocp.args.JsonRestore()
-            ),
-        )
-        values = restored["state"]
-        if shardings is None:
-            values = [jnp.asarray(x) for x in values]
-        state = jax.tree.unflatten(treedef, values)
-        return state, {name: list(values) for name, values in restored["history"].items()}
-
-    def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
-
-
 def _loss_state_sharding(loss_state, mesh, devices):
     """Each array leaf of the loss state split along its first axis over ``data`` (a replay
     buffer: each device holds a block of the chains), scalars replicated."""
@@ -206,29 +97,53 @@ def _loss_state_sharding(loss_state, mesh, devices):
     return jax.tree.map(one, loss_state)
 
 
-_MIXING_SLOTS = 64
-_MIXING_WINDOW = 8
-
-
-def _mixing(trace: list[np.ndarray]) -> dict[str, float]:
-    """Worst rank-normalized R-hat and bulk ESS over the coordinates of the watched buffer
-    slots, treated as chains whose draws are their states at the last chunk ends (a window
-    of fixed length, so that the statistics compile once)."""
-    if len(trace) < _MIXING_WINDOW:
-        return {"buffer_rhat": float("nan"), "buffer_ess_bulk": float("nan")}
-    draws = jnp.asarray(np.stack(trace, axis=1))  # (slot, chunk, *event_shape)
-    return {
-        "buffer_rhat": float(jnp.nanmax(diagnostics.rhat(draws))),
-        "buffer_ess_bulk": float(jnp.nanmin(diagnostics.ess_bulk(draws))),
-    }
-
-
 def _snapshot(history: dict[str, list[float]]) -> dict[str, np.ndarray]:
     return {name: np.asarray(values) for name, values in history.items()}
 
 
+# The key index of the objective's initial state: steps (int32) never reach it.
+_INIT_INDEX = np.uint32(2**32 - 1)
+
+
+class _Carry(NamedTuple):
+    """The training state between chunks, as checkpoints hold it."""
+
+    params: Any
+    opt_state: Any
+    loss_state: Any
+    key_data: jax.Array
+    mixing: _mixing.MixingTrace | None
+
+
+def _fingerprint(objective: Objective, carry: _Carry, data: jax.Array) -> dict:
+    """What a resumed run must share with the checkpoint: the parameter, optimizer-state and
+    objective-state trees, the objective and its options, the data's event shape and dtype,
+    and whether the mixing trace is kept."""
+    return {
+        "params": tree_fingerprint(carry.params),
+        "opt_state": tree_fingerprint(carry.opt_state),
+        "state": tree_fingerprint(carry.loss_state),
+        "objective": {"name": objective.name, "options": dict(objective.options)},
+        "data": {"event_shape": list(data.shape[1:]), "dtype": str(data.dtype)},
+        "monitor_mixing": carry.mixing is not None,
+    }
+
+
+def _warn_if_stuck(history: dict[str, list[float]], threshold: float) -> None:
+    last_rhat = history.get("buffer_rhat", [float("nan")])[-1]
+    if last_rhat > threshold:
+        warnings.warn(
+            f"the persistent negative chains do not mix: buffer R-hat {last_rhat:.3g} > "
+            f"mixing_rhat_threshold={threshold} over the last {_mixing.WINDOW} "
+            "chunks; use more sampler steps per update, a larger step size or a smaller "
+            "reinitialization fraction",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+
+
 def fit(
-    loss: Callable,
+    objective: Objective,
     params,
     data,
     *,
@@ -236,7 +151,6 @@ def fit(
     optimizer: optax.GradientTransformation,
     num_steps: int,
     batch_size: int,
-    loss_state=None,
     steps_per_chunk: int = 100,
     callbacks: Sequence[Callback] = (),
     checkpoint_dir: str | os.PathLike | None = None,
@@ -248,20 +162,23 @@ def fit(
     mixing_rhat_threshold: float = 1.1,
     devices=None,
 ) -> FitResult:
-    r"""Minimize an objective of :mod:`numpyro_ebm.training.objectives` with optax.
+    r"""Minimize an :class:`~numpyro_ebm.training.objectives.Objective` with optax.
 
-    Step :math:`t` draws a minibatch (with replacement) and an objective key from
-    ``fold_in(key, t)``, computes ``jax.value_and_grad(loss, has_aux=True)`` and applies the
-    optimizer's update. Steps run in compiled chunks of ``steps_per_chunk`` (one
-    ``lax.scan`` each, aligned on multiples of ``steps_per_chunk``; at most two programs are
-    compiled, the second for a shorter last chunk). Between chunks, the loop updates the
-    progress bar and the history, calls the callbacks and writes checkpoints.
+    The objective's state starts as ``objective.init(fold_in(key, 2**32 - 1), params,
+    data[0])`` (an index no step reaches). Step :math:`t` draws a minibatch (with replacement)
+    and an objective key from ``fold_in(key, t)``, computes
+    ``jax.value_and_grad(objective.loss, has_aux=True)`` and applies the optimizer's update.
+    Steps run in compiled chunks of ``steps_per_chunk`` (one ``lax.scan`` each, aligned on
+    multiples of ``steps_per_chunk``; at most two programs are compiled, the second for a
+    shorter last chunk). Between chunks the loop only records: the history, the mixing
+    check, the checkpoint, the progress bar, then the callbacks.
 
     Parameters
     ----------
-    loss
-        ``loss(params, batch, key) -> (value, aux)``, or with ``loss_state`` given,
-        ``loss(params, batch, key, state) -> (value, (aux, new_state))``.
+    objective
+        An :class:`~numpyro_ebm.training.objectives.Objective` (:func:`~.objectives.cd`,
+        :func:`~.objectives.pcd`, :func:`~.objectives.dsm`... or
+        :func:`~.objectives.from_loss` for a custom stateless loss).
     params
         Initial parameters (any pytree of arrays, e.g. the ``nnx.State`` of
         :func:`~numpyro_ebm.nets.as_pure`).
@@ -275,35 +192,39 @@ def fit(
         Total number of optimizer steps (including those of a resumed run).
     batch_size
         Examples per step, at most ``n``.
-    loss_state
-        Initial state of a stateful objective (the :class:`~.buffer.ReplayBuffer` of
-        :func:`~.objectives.pcd`); ``None`` for a stateless one.
     steps_per_chunk
         Steps per compiled chunk; the history has one row per chunk.
     callbacks
         Functions ``fn(step, params, history)`` called after each chunk (``step`` is the number
         of steps done, ``history`` a dict of arrays), e.g. for evaluation or early logging.
     checkpoint_dir
-        Directory of Orbax checkpoints (params, optimizer state, loss state, key, history),
-        written every ``checkpoint_every`` steps and at the end.
+        Directory of Orbax checkpoints (params, optimizer state, objective state, key, mixing
+        trace, history, and a fingerprint of the run), written every ``checkpoint_every``
+        steps and at the end.
     checkpoint_every
         A multiple of ``steps_per_chunk``; default: ``steps_per_chunk``.
     max_to_keep
         Checkpoints kept (the most recent).
     resume
-        Continue from the latest checkpoint in ``checkpoint_dir`` (its key replaces ``key``);
-        start from scratch if there is none. The result is bitwise the one of an uninterrupted
-        run on the same machine.
+        Continue from the latest readable checkpoint in ``checkpoint_dir`` (its key replaces
+        ``key``); start from scratch if there is none. The result is bitwise the one of an
+        uninterrupted run on the same machine. A damaged step (unreadable metadata or
+        arrays, a missing item, an empty folder, arrays that fail their SHA-256 digest) is
+        named in a ``RuntimeWarning``, moved to ``<step>.damaged`` and the next older one is
+        used. A checkpoint of another run (other parameter or optimizer-state shapes, another
+        objective or options, another data event shape or dtype) is refused with a
+        ``ValueError`` naming the difference, before anything is written.
     progress
         Show a tqdm progress bar with the latest chunk's loss.
     monitor_mixing
-        For a :class:`~.buffer.ReplayBuffer` loss state: watch its first 64 slots as chains
-        whose draws are their states at the last 8 chunk ends, and add to the history the
-        worst rank-normalized :math:`\hat R` (``"buffer_rhat"``) and the smallest bulk ESS
-        (``"buffer_ess_bulk"``) over slots' coordinates (Vehtari et al. 2021), ``NaN`` until
-        8 chunks have been seen in this call (the trace is not checkpointed). Persistent
-        chains that mix give :math:`\hat R \approx 1`; chains stuck in different modes give
-        :math:`\hat R \gg 1`.
+        For an objective whose state is a :class:`~.buffer.ReplayBuffer` (:func:`~.pcd`):
+        watch its first 64 slots as chains whose draws are their states at the last 8 chunk
+        ends, and add to the history the worst rank-normalized :math:`\hat R`
+        (``"buffer_rhat"``) and the smallest bulk ESS (``"buffer_ess_bulk"``) over slots'
+        coordinates (Vehtari et al. 2021; :func:`numpyro_ebm.diagnostics.max_rhat_min_ess`),
+        ``NaN`` until 8 chunks have been seen. The trace is checkpointed, so a resumed run
+        reports (and warns) as the uninterrupted one. Persistent chains that mix give
+        :math:`\hat R \approx 1`; chains stuck in different modes give :math:`\hat R \gg 1`.
     mixing_rhat_threshold
         With ``monitor_mixing``: a ``RuntimeWarning`` is issued at the end of the run when
         the last ``buffer_rhat`` exceeds it (the negative phase then samples a few modes of
@@ -314,13 +235,14 @@ def fit(
         sequence of devices, or a ``jax.sharding.Mesh`` with a ``"data"`` axis. ``params``,
         the optimizer state and ``data`` are replicated on every device; each step's
         minibatch is split over ``data`` (``batch_size`` must be a multiple of the device
-        count), and each array of ``loss_state`` (the replay buffer) is split along its first
-        axis (a multiple of the device count). Every random draw comes from the same keys as
-        on one device (partitionable Threefry), and the gradient of the batch mean is reduced
-        across devices, so the run equals the single-device run up to the summation order of
-        that reduction (float tolerance). Checkpoints store the global arrays: a run
-        checkpointed on several devices resumes on any layout, bitwise on the same one. On
-        several processes, every process passes the same ``params``, ``data`` and ``key``.
+        count), and each array of the objective's state (the replay buffer) is split along
+        its first axis (a multiple of the device count). Every random draw comes from the
+        same keys as on one device (partitionable Threefry), and the gradient of the batch
+        mean is reduced across devices, so the run equals the single-device run up to the
+        summation order of that reduction (float tolerance). Checkpoints store the global
+        arrays: a run checkpointed on several devices resumes on any layout, bitwise on the
+        same one. On several processes, every process passes the same ``params``, ``data``
+        and ``key``.
 
     Returns
     -------
@@ -332,8 +254,11 @@ def fit(
         When a step's loss or gradient is non-finite; the message names the step. Parameters
         are not updated by that step, and the checkpoints written before it are kept.
     """
-    if not callable(loss):
-        raise TypeError(f"loss must be callable, got {loss!r}")
+    if not isinstance(objective, Objective):
+        raise TypeError(
+            "objective must be a numpyro_ebm.training.Objective (cd, pcd, dsm, ... or "
+            f"from_loss(loss) for a custom loss(params, batch, key)), got {objective!r}"
+        )
     if not isinstance(optimizer, optax.GradientTransformation):
         raise TypeError(f"optimizer must be an optax.GradientTransformation, got {optimizer!r}")
     num_steps = check_int("num_steps", num_steps)
@@ -352,114 +277,102 @@ def fit(
             f"checkpoint_every ({checkpoint_every}) must be a multiple of steps_per_chunk "
             f"({steps_per_chunk}): checkpoints are written between chunks"
         )
-    if monitor_mixing and not isinstance(loss_state, ReplayBuffer):
-        raise ValueError(
-            "monitor_mixing=True needs a ReplayBuffer loss_state (persistent negative chains), "
-            f"got {type(loss_state).__name__}"
-        )
     if resume and checkpoint_dir is None:
         raise ValueError("resume=True needs a checkpoint_dir")
     mesh = _sharding.device_mesh(devices, "data")
-    shardings = None
-    if mesh is not None:
-        loss_state_sharding = _loss_state_sharding(loss_state, mesh, devices)
-        shards = _sharding.axis_size(mesh, "data")
-        if batch_size % shards:
-            raise ValueError(
-                f"batch_size={batch_size} must be a multiple of the {shards} devices of the "
-                f"'data' axis (devices={devices!r})"
-            )
-        everywhere = _sharding.replicated(mesh)
+    if mesh is not None and batch_size % _sharding.axis_size(mesh, "data"):
+        raise ValueError(
+            f"batch_size={batch_size} must be a multiple of the "
+            f"{_sharding.axis_size(mesh, 'data')} devices of the 'data' axis (devices={devices!r})"
+        )
 
     params = jax.tree.map(jnp.asarray, params)
-    opt_state = optimizer.init(params)
-    state = (params, opt_state, loss_state, jax.random.key_data(key))
-    if mesh is not None:
-        shardings = (
-            jax.tree.map(lambda _: everywhere, params),
-            jax.tree.map(lambda _: everywhere, opt_state),
-            loss_state_sharding,
-            everywhere,
+    loss_state = objective.init(jax.random.fold_in(key, _INIT_INDEX), params, data[0])
+    if monitor_mixing and not isinstance(loss_state, ReplayBuffer):
+        raise ValueError(
+            "monitor_mixing=True needs an objective whose state is a ReplayBuffer (persistent "
+            f"negative chains, as pcd's), got {objective.name}'s {type(loss_state).__name__}"
         )
-        state = _sharding.place(state, shardings)
+    carry = _Carry(
+        params,
+        optimizer.init(params),
+        loss_state,
+        jax.random.key_data(key),
+        _mixing.init(loss_state) if monitor_mixing else None,
+    )
+    shardings = loss_state_sharding = None
+    if mesh is not None:
+        loss_state_sharding = _loss_state_sharding(loss_state, mesh, devices)
+        everywhere = _sharding.replicated(mesh)
+        shardings = jax.tree.map(lambda _: everywhere, carry)._replace(
+            loss_state=loss_state_sharding
+        )
+        carry = _sharding.place(carry, shardings)
         data = _sharding.place(data, everywhere)
+
     history: dict[str, list[float]] = {}
     start = 0
     checkpoints = None
     if checkpoint_dir is not None:
-        checkpoints = _Checkpoints(checkpoint_dir, check_int("max_to_keep", max_to_keep))
-        latest = checkpoints.latest_step()
-        if latest is not None and not resume:
-            checkpoints.close()
-            raise ValueError(
-                f"checkpoint_dir {os.fspath(checkpoint_dir)!r} already holds a checkpoint (step "
-                f"{latest}); pass resume=True to continue it or use an empty directory"
-            )
-        if latest is not None:
-            if latest > num_steps:
-                checkpoints.close()
+        fingerprint = _fingerprint(objective, carry, data)
+        checkpoints = Checkpoints(
+            checkpoint_dir, check_int("max_to_keep", max_to_keep), fingerprint
+        )
+        try:
+            if not resume and checkpoints.steps():
                 raise ValueError(
-                    f"the latest checkpoint (step {latest}) is beyond num_steps ({num_steps})"
+                    f"checkpoint_dir {os.fspath(checkpoint_dir)!r} already holds a checkpoint "
+                    f"(step {checkpoints.steps()[0]}); pass resume=True to continue it or use "
+                    "an empty directory"
                 )
-            state, history = checkpoints.restore(latest, state, shardings)
-            start = latest
-    params, opt_state, loss_state, key_data = state
-    key = jax.random.wrap_key_data(key_data, impl=jax.random.key_impl(key))
-    chunk = _build_chunk(
-        loss,
-        optimizer,
-        batch_size,
-        loss_state is not None,
-        mesh,
-        None if mesh is None else loss_state_sharding,
-    )
+            found = checkpoints.restore_latest(carry, shardings, max_step=num_steps)
+        except BaseException:
+            checkpoints.close()
+            raise
+        if found is not None:
+            start, carry, history = found
+    key = jax.random.wrap_key_data(carry.key_data, impl=jax.random.key_impl(key))
+    chunk = build_chunk(objective.loss, optimizer, batch_size, mesh, loss_state_sharding)
 
-    mixing_trace: list[np.ndarray] = []
     bar = tqdm(total=num_steps, initial=start, disable=not progress, desc="fit", unit="step")
     try:
         while start < num_steps:
             stop = min((start // steps_per_chunk + 1) * steps_per_chunk, num_steps)
             with contextlib.nullcontext() if mesh is None else jax.set_mesh(mesh):
-                params_new, opt_new, state_new, bad_step, means = chunk(
-                    params, opt_state, loss_state, key, data, jnp.int32(start), length=stop - start
+                params, opt_state, loss_state, bad_step, means = chunk(
+                    carry.params,
+                    carry.opt_state,
+                    carry.loss_state,
+                    key,
+                    data,
+                    jnp.int32(start),
+                    length=stop - start,
                 )
-            bad_step = int(bad_step)
-            if bad_step >= 0:
-                last = None if checkpoints is None else checkpoints.latest_step()
+            if int(bad_step) >= 0:
+                last = None if checkpoints is None else (checkpoints.steps() or [None])[0]
                 raise FloatingPointError(
-                    f"non-finite loss or gradient at step {bad_step}; training stopped"
+                    f"non-finite loss or gradient at step {int(bad_step)}; training stopped"
                     + ("" if last is None else f" (last good checkpoint: step {last})")
                 )
-            params, opt_state, loss_state = params_new, opt_new, state_new
+            carry = carry._replace(params=params, opt_state=opt_state, loss_state=loss_state)
             history.setdefault("step", []).append(stop)
             for name, value in means.items():
                 history.setdefault(name, []).append(float(value))
-            if monitor_mixing:
-                mixing_trace = mixing_trace[1 - _MIXING_WINDOW :]
-                mixing_trace.append(_sharding.to_host(loss_state.samples[:_MIXING_SLOTS]))
-                for name, value in _mixing(mixing_trace).items():
+            if carry.mixing is not None:
+                carry = carry._replace(mixing=_mixing.record(carry.mixing, loss_state))
+                for name, value in _mixing.statistics(carry.mixing).items():
                     history.setdefault(name, []).append(value)
+            if checkpoints is not None and (stop % checkpoint_every == 0 or stop == num_steps):
+                checkpoints.save(stop, carry, history)
             bar.update(stop - start)
             bar.set_postfix(loss=f"{history['loss'][-1]:.4g}")
             start = stop
-            if checkpoints is not None and (stop % checkpoint_every == 0 or stop == num_steps):
-                checkpoints.save(
-                    stop, (params, opt_state, loss_state, jax.random.key_data(key)), history
-                )
             for callback in callbacks:
-                callback(stop, params, _snapshot(history))
+                callback(stop, carry.params, _snapshot(history))
     finally:
         bar.close()
         if checkpoints is not None:
             checkpoints.close()
-    last_rhat = history.get("buffer_rhat", [float("nan")])[-1]
-    if last_rhat > mixing_rhat_threshold:
-        warnings.warn(
-            f"the persistent negative chains do not mix: buffer R-hat {last_rhat:.3g} > "
-            f"mixing_rhat_threshold={mixing_rhat_threshold} over the last {_MIXING_WINDOW} "
-            "chunks; use more sampler steps per update, a larger step size or a smaller "
-            "reinitialization fraction",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return FitResult(params, opt_state, loss_state, _snapshot(history), key)
+    if monitor_mixing:
+        _warn_if_stuck(history, mixing_rhat_threshold)
+    return FitResult(carry.params, carry.opt_state, carry.loss_state, _snapshot(history), key)

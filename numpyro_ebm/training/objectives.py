@@ -1,22 +1,22 @@
-r"""Training objectives for energy-based and score models, as pure losses.
+r"""Training objectives for energy-based and score models, as values with their own state.
 
-Each objective is a small factory (in optax's spirit) that takes the model as a pure function
-and returns a pure loss. There are two signatures, one per kind of training state:
+An objective is an :class:`Objective`, a NamedTuple of two pure functions in the shape of
+optax's ``GradientTransformation(init, update)``::
 
-* stateless objectives (:func:`cd`, :func:`score_matching`, :func:`sliced_score_matching`,
-  :func:`dsm`, :func:`ncsn`, :func:`nce`)::
+    init(key, params, example) -> state
+    loss(params, batch, key, state) -> (value, (aux, new_state))
 
-      loss(params, batch, key) -> (value, aux)
-
-* stateful objectives (:func:`pcd`, whose state is a :class:`~.buffer.ReplayBuffer`)::
-
-      loss(params, batch, key, state) -> (value, (aux, new_state))
-
-``batch`` has shape ``(batch_size, *event_shape)``, ``key`` is a PRNG key (every random draw of
-the objective is a function of it), ``value`` is the scalar to minimize, and ``aux`` is a dict
-of scalar diagnostics. Both forms go straight into
-``jax.value_and_grad(loss, has_aux=True)``; :func:`numpyro_ebm.training.fit` drives either (pass
-the initial state as ``loss_state`` for the stateful form).
+``example`` is one data example (an array of shape ``event_shape``, or anything with
+``.shape`` and ``.dtype``); ``batch`` has shape ``(batch_size, *event_shape)``; ``key`` is a
+PRNG key (every random draw is a function of it); ``value`` is the scalar to minimize and
+``aux`` a dict of scalar diagnostics. The loss goes straight into
+``jax.value_and_grad(objective.loss, has_aux=True)``. Stateless objectives (:func:`cd`,
+:func:`score_matching`, :func:`sliced_score_matching`, :func:`dsm`, :func:`ncsn`,
+:func:`nce`) have ``state = None``; :func:`pcd`'s state is its
+:class:`~.buffer.ReplayBuffer`, created by its ``init``. An objective also carries its
+``name`` and its ``options`` (JSON values), which :func:`~numpyro_ebm.training.fit` writes into
+its checkpoints so that a resume with another objective is refused. :func:`from_loss` makes an
+objective of any stateless ``loss(params, batch, key) -> (value, aux)``.
 
 The model is a pure function of the parameters and *one* configuration (the objectives
 ``vmap`` over the batch), as :func:`numpyro_ebm.nets.as_pure` produces:
@@ -33,7 +33,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -47,8 +49,10 @@ from numpyro_ebm.kernels import langevin
 from numpyro_ebm.training import buffer as replay
 
 __all__ = [
+    "Objective",
     "cd",
     "dsm",
+    "from_loss",
     "geometric_sigmas",
     "nce",
     "ncsn",
@@ -60,6 +64,61 @@ __all__ = [
 KernelFactory = Callable[[Callable], SamplingAlgorithm]
 _PARAMETERIZATIONS = ("energy", "score")
 _PROJECTIONS = ("gaussian", "rademacher")
+
+
+# --------------------------------------------------------------------------------------------
+# the objective value
+
+
+class Objective(NamedTuple):
+    """A training objective: ``init(key, params, example) -> state`` and
+    ``loss(params, batch, key, state) -> (value, (aux, new_state))`` (see the module's
+    description), with its ``name`` and JSON-valued ``options`` (recorded in checkpoints)."""
+
+    init: Callable
+    loss: Callable
+    name: str = "custom"
+    options: Mapping[str, Any] = MappingProxyType({})
+
+
+def _no_state(key, params, example) -> None:
+    """The ``init`` of a stateless objective."""
+    del key, params, example
+
+
+def _label(fn) -> str | None:
+    """A callable option as checkpoints record it: its qualified name (``None`` for none)."""
+    if fn is None:
+        return None
+    return getattr(fn, "__qualname__", type(fn).__qualname__)
+
+
+def _stateless(name: str, loss: Callable, **options) -> Objective:
+    """The :class:`Objective` of a pure ``loss(params, batch, key) -> (value, aux)``."""
+
+    def stateful(params, batch, key, state):
+        value, aux = loss(params, batch, key)
+        return value, (aux, state)
+
+    return Objective(_no_state, stateful, name, MappingProxyType(options))
+
+
+def from_loss(loss: Callable, name: str = "custom", **options) -> Objective:
+    """The stateless :class:`Objective` of ``loss(params, batch, key) -> (value, aux)``.
+
+    Parameters
+    ----------
+    loss
+        A pure loss; ``aux`` is a dict of scalars (may be empty).
+    name, options
+        What checkpoints record of the objective (``options``: JSON values), so that a
+        resume with another objective is refused.
+    """
+    if not callable(loss):
+        raise TypeError(f"loss must be callable, got {loss!r}")
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a string, got {name!r}")
+    return _stateless(name, loss, **options)
 
 
 # --------------------------------------------------------------------------------------------
@@ -154,7 +213,7 @@ def cd(
     step_size: float | None = None,
     alpha: float = 0.0,
     kernel: KernelFactory | None = None,
-) -> Callable:
+) -> Objective:
     r"""Contrastive divergence CD-k (Hinton 2002), with the energy regularizer of IGEBM.
 
     Negatives :math:`x^-` come from ``k`` steps of an MCMC kernel targeting
@@ -189,7 +248,7 @@ def cd(
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {"energy_pos", "energy_neg"})``.
+    ``Objective`` (stateless) whose loss gives ``(value, ({"energy_pos", "energy_neg"}, None))``.
 
     References
     ----------
@@ -207,7 +266,14 @@ def cd(
         negatives = _negatives(energy_fn, make_kernel, k, params, batch, key)
         return _contrastive(energy_fn, alpha, params, batch, negatives)
 
-    return loss
+    return _stateless(
+        "cd",
+        loss,
+        k=k,
+        step_size=None if step_size is None else float(step_size),
+        alpha=alpha,
+        kernel=_label(kernel),
+    )
 
 
 def pcd(
@@ -218,7 +284,8 @@ def pcd(
     kernel: KernelFactory | None = None,
     reinit_fraction: float = 0.05,
     noise: replay.NoiseFn | None = None,
-) -> Callable:
+    capacity: int = 10_000,
+) -> Objective:
     r"""Persistent contrastive divergence with a replay buffer (Tieleman 2008; Du & Mordatch
     2019).
 
@@ -232,8 +299,8 @@ def pcd(
         x^-_0 \sim \text{buffer} \cup q_{\text{noise}}, \qquad
         x^- = K_\theta^k(x^-_0), \qquad \text{buffer} \leftarrow x^-.
 
-    Create the initial state with ``buffer.init(key, capacity, event_shape, noise)`` using the
-    same ``noise``; the number of negatives equals the batch size.
+    The objective's ``init`` creates the buffer: ``capacity`` samples of ``noise`` shaped like
+    one data example. The number of negatives equals the batch size (at most ``capacity``).
 
     Parameters
     ----------
@@ -244,10 +311,13 @@ def pcd(
     noise
         ``noise(key, shape) -> array``; default :func:`~.buffer.uniform_noise` on
         :math:`[-1, 1]`.
+    capacity
+        Chains kept in the buffer (10,000 in IGEBM).
 
     Returns
     -------
-    ``loss(params, batch, key, buffer) -> (value, (aux, new_buffer))``.
+    ``Objective`` whose ``init(key, params, example)`` fills a buffer of ``capacity`` noise
+    samples of the example's shape and whose loss gives ``(value, (aux, new_buffer))``.
 
     References
     ----------
@@ -262,6 +332,7 @@ def pcd(
     make_kernel = _kernel_factory(step_size, kernel)
     if not 0.0 <= float(reinit_fraction) <= 1.0:
         raise ValueError(f"reinit_fraction must lie in [0, 1], got {reinit_fraction!r}")
+    capacity = check_int("capacity", capacity)
 
     def loss(params, batch, key, state: replay.ReplayBuffer):
         key_start, key_chain = jax.random.split(key)
@@ -270,14 +341,21 @@ def pcd(
         value, aux = _contrastive(energy_fn, alpha, params, batch, negatives)
         return value, (aux, replay.update(state, indices, negatives))
 
-    return loss
+    def init(key, params, example) -> replay.ReplayBuffer:
+        del params
+        return replay.init(key, capacity, np.shape(example), noise)
+
+    options = dict(k=k, step_size=None if step_size is None else float(step_size), alpha=alpha)
+    options.update(kernel=_label(kernel), reinit_fraction=float(reinit_fraction))
+    options.update(noise=_label(noise), capacity=capacity)
+    return Objective(init, loss, "pcd", MappingProxyType(options))
 
 
 # --------------------------------------------------------------------------------------------
 # score matching
 
 
-def score_matching(model_fn: Callable, parameterization: str = "energy") -> Callable:
+def score_matching(model_fn: Callable, parameterization: str = "energy") -> Objective:
     r"""Exact (implicit) score matching (Hyvärinen 2005).
 
     .. math::
@@ -300,7 +378,8 @@ def score_matching(model_fn: Callable, parameterization: str = "energy") -> Call
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {"score_sq_norm", "jacobian_trace"})``; ``key`` is
+    ``Objective`` (stateless) whose loss gives ``(value, ({"score_sq_norm", "jacobian_trace"},
+    None))``; ``key`` is
     unused (the objective is deterministic).
 
     References
@@ -324,7 +403,7 @@ def score_matching(model_fn: Callable, parameterization: str = "energy") -> Call
         aux = {"score_sq_norm": jnp.mean(sq_norm), "jacobian_trace": jnp.mean(trace)}
         return jnp.mean(sq_norm + trace), aux
 
-    return loss
+    return _stateless("score_matching", loss, parameterization=parameterization)
 
 
 def sliced_score_matching(
@@ -333,7 +412,7 @@ def sliced_score_matching(
     distribution: str = "gaussian",
     variance_reduced: bool = False,
     parameterization: str = "energy",
-) -> Callable:
+) -> Objective:
     r"""Sliced score matching, SSM and SSM-VR (Song, Garg, Shi & Ermon 2019).
 
     The Jacobian trace of :func:`score_matching` is replaced by random projections
@@ -363,7 +442,8 @@ def sliced_score_matching(
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {"score_sq_norm", "jacobian_trace"})``, the aux
+    ``Objective`` (stateless) whose loss gives ``(value, ({"score_sq_norm", "jacobian_trace"},
+    None))``, the aux
     entries being the (projected) estimates of the two terms.
 
     References
@@ -393,10 +473,17 @@ def sliced_score_matching(
         aux = {"score_sq_norm": jnp.mean(sq_norm), "jacobian_trace": jnp.mean(trace)}
         return jnp.mean(sq_norm + trace), aux
 
-    return loss
+    return _stateless(
+        "sliced_score_matching",
+        loss,
+        num_projections=num_projections,
+        distribution=distribution,
+        variance_reduced=bool(variance_reduced),
+        parameterization=parameterization,
+    )
 
 
-def dsm(model_fn: Callable, sigma: float, parameterization: str = "energy") -> Callable:
+def dsm(model_fn: Callable, sigma: float, parameterization: str = "energy") -> Objective:
     r"""Denoising score matching at one noise level (Vincent 2011).
 
     With :math:`\tilde x = x + \sigma z`, :math:`z \sim \mathcal{N}(0, I)`, the score is
@@ -419,7 +506,7 @@ def dsm(model_fn: Callable, sigma: float, parameterization: str = "energy") -> C
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {})``.
+    ``Objective`` (stateless) whose loss gives ``(value, ({}, None))``.
 
     References
     ----------
@@ -436,7 +523,7 @@ def dsm(model_fn: Callable, sigma: float, parameterization: str = "energy") -> C
         residual = score(params, batch + sigma * z) + z / sigma
         return jnp.mean(0.5 * _sum_event(residual**2)), {}
 
-    return loss
+    return _stateless("dsm", loss, sigma=float(sigma), parameterization=parameterization)
 
 
 def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> jax.Array:
@@ -455,7 +542,7 @@ def geometric_sigmas(sigma_max: float, sigma_min: float, num: int) -> jax.Array:
     return jnp.geomspace(sigma_max, sigma_min, num)
 
 
-def ncsn(model_fn: Callable, sigmas, parameterization: str = "energy") -> Callable:
+def ncsn(model_fn: Callable, sigmas, parameterization: str = "energy") -> Objective:
     r"""Multi-scale denoising score matching for a noise-conditional model (NCSN, Song &
     Ermon 2019).
 
@@ -483,7 +570,8 @@ def ncsn(model_fn: Callable, sigmas, parameterization: str = "energy") -> Callab
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {})``. A ``model_fn`` that does not take ``sigma``
+    ``Objective`` (stateless) whose loss gives ``(value, ({}, None))``. A ``model_fn`` that does
+    not take ``sigma``
     raises ``TypeError`` at the loss's first call (its tracing), before compilation.
 
     References
@@ -510,7 +598,12 @@ def ncsn(model_fn: Callable, sigmas, parameterization: str = "energy") -> Callab
             ) from err
         return jnp.mean(0.5 * _sum_event((sigma_b * s + z) ** 2)), {}
 
-    return loss
+    return _stateless(
+        "ncsn",
+        loss,
+        sigmas=[float(x) for x in np.asarray(sigmas)],
+        parameterization=parameterization,
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -519,7 +612,7 @@ def ncsn(model_fn: Callable, sigmas, parameterization: str = "energy") -> Callab
 
 def nce(
     energy_fn: Callable, noise_log_prob: Callable, noise_sample: Callable, nu: int = 1
-) -> Callable:
+) -> Objective:
     r"""Noise-contrastive estimation with a learned log-normalizer (Gutmann & Hyvärinen 2010).
 
     The model's log density is :math:`\log p_\theta(x) = -E_\theta(x) - c` with a trainable
@@ -551,7 +644,8 @@ def nce(
 
     Returns
     -------
-    ``loss(params, batch, key) -> (value, {"log_z", "accuracy"})``, ``accuracy`` being the
+    ``Objective`` (stateless) whose loss gives ``(value, ({"log_z", "accuracy"}, None))``,
+    ``accuracy`` being the
     fraction of data and noise samples the classifier :math:`G > 0` labels correctly.
 
     References
@@ -589,4 +683,6 @@ def nce(
         accuracy = correct / (g_data.shape[0] + g_noise.shape[0])
         return value, {"log_z": jnp.asarray(log_z), "accuracy": accuracy}
 
-    return loss
+    return _stateless(
+        "nce", loss, nu=nu, noise_log_prob=_label(noise_log_prob), noise_sample=_label(noise_sample)
+    )
