@@ -30,11 +30,6 @@ from numpyro_ebm.targets import Target, _typed_key, energy_target, model_target
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
 
-@jax.jit
-def _max_rhat_min_ess(flat: jax.Array) -> tuple[jax.Array, jax.Array]:
-    return jnp.max(diagnostics.rhat(flat)), jnp.min(diagnostics.ess_bulk(flat))
-
-
 class Until(NamedTuple):
     r"""Stop rule of ``sample(..., until=Until(...))``: draw in blocks until mixed.
 
@@ -66,11 +61,7 @@ class Until(NamedTuple):
 
     def mixing(self, draws) -> tuple[float, float]:
         """Worst R-hat and bulk ESS over every coordinate of ``draws`` (chain, draw, ...)."""
-        flat = jnp.concatenate(
-            [jnp.reshape(leaf, (*leaf.shape[:2], -1)) for leaf in jax.tree.leaves(draws)],
-            axis=-1,
-        )
-        worst, least = _max_rhat_min_ess(flat)
+        worst, least = diagnostics.max_rhat_min_ess(draws)
         return float(worst), float(least)
 
 

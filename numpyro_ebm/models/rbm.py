@@ -199,7 +199,7 @@ def _check_rows(name: str, data, n_visible: int, binary: bool) -> jax.Array:
 def binary_noise(p: float = 0.5) -> Callable:
     """``noise(key, shape)``: independent Bernoulli(``p``) 0/1 floats, the chain starts of a
     persistent-CD replay buffer for binary visible units (see
-    :func:`numpyro_ebm.training.buffer.init`)."""
+    :func:`numpyro_ebm.training.objectives.pcd`'s ``init``)."""
     if not 0.0 < float(p) < 1.0:
         raise ValueError(f"p must lie in (0, 1), got {p!r}")
 
@@ -747,17 +747,15 @@ def fit_rbm(
     RBMFit
     """
     from numpyro_ebm.kernels import block_gibbs
-    from numpyro_ebm.training import buffer, fit, objectives
+    from numpyro_ebm.training import fit, objectives
 
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
     data = np.asarray(_check_rows("data", data, model.n_visible, False), np.float32)
     optimizer = rbm_optimizer(0.05) if optimizer is None else optimizer
     kernel = block_gibbs.kernel_factory(model)
-    key_buffer, key_fit = jax.random.split(key)
-    loss_state = None
     if method == "cd":
-        loss = objectives.cd(model.free_energy, k=k, kernel=kernel)
+        objective = objectives.cd(model.free_energy, k=k, kernel=kernel)
     else:
         batch_size = check_int("batch_size", batch_size)
         num_chains = batch_size if num_chains is None else check_int("num_chains", num_chains)
@@ -766,19 +764,22 @@ def fit_rbm(
                 f"num_chains ({num_chains}) must be at least batch_size ({batch_size})"
             )
         noise = binary_noise() if model.binary_visible else _normal_noise
-        loss = objectives.pcd(
-            model.free_energy, k=k, kernel=kernel, reinit_fraction=0.0, noise=noise
+        objective = objectives.pcd(
+            model.free_energy,
+            k=k,
+            kernel=kernel,
+            reinit_fraction=0.0,
+            noise=noise,
+            capacity=num_chains,
         )
-        loss_state = buffer.init(key_buffer, num_chains, (model.n_visible,), noise)
     result = fit(
-        loss,
+        objective,
         params,
         data,
-        key=key_fit,
+        key=key,
         optimizer=optimizer,
         num_steps=num_steps,
         batch_size=batch_size,
-        loss_state=loss_state,
         steps_per_chunk=steps_per_chunk,
         callbacks=callbacks,
         progress=progress,
