@@ -26,7 +26,7 @@ __all__ = ["main"]
 
 DATA_FORMATS = (".npy", ".npz", ".csv")
 # The choices `--help` lists, kept here so that it needs no import of the library;
-# tests/test_cli.py checks them against workflow.OBJECTIVES, workflow.DEMO_SAMPLERS and
+# tests/test_cli.py checks them against workflow.OBJECTIVES, demo.DEMO_SAMPLERS and
 # datasets.TOY_DATASETS.
 OBJECTIVES = ("ncsn", "dsm", "score_matching", "sliced_score_matching", "cd", "pcd")
 DEMO_SAMPLERS = ("annealed_langevin", "parallel_tempering", "tempered_smc", "mala")
@@ -162,10 +162,10 @@ def _fresh_run_folder(out: Path, *, resume: bool | None) -> None:
 def _demo(args: argparse.Namespace) -> int:
     out = _output(args.out, folder=True)
     _fresh_run_folder(out, resume=None)
-    from numpyro_ebm import workflow
+    from numpyro_ebm import demo, workflow
 
     settings = workflow.TrainSettings(num_steps=args.steps)
-    workflow.run_demo(
+    demo.run_demo(
         out,
         key=_key(args.seed),
         dataset=args.dataset,

@@ -155,10 +155,10 @@ def test_every_command_has_help():
 
 
 def test_the_choices_listed_by_help_are_the_librarys():
-    from numpyro_ebm import cli, datasets, workflow
+    from numpyro_ebm import cli, datasets, demo, workflow
 
     assert cli.OBJECTIVES == workflow.OBJECTIVES
-    assert cli.DEMO_SAMPLERS == workflow.DEMO_SAMPLERS
+    assert cli.DEMO_SAMPLERS == demo.DEMO_SAMPLERS
     assert set(cli.TOY_DATASETS) == set(datasets.TOY_DATASETS)
 
 
