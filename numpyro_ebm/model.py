@@ -10,6 +10,7 @@ NUTS, and ``postprocess_fn`` maps its draws back to constrained values (and comp
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -68,7 +69,25 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
-    info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
+    try:
+        with warnings.catch_warnings():
+            # about enumerating discrete latent sites, which we refuse just below
+            warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
+            info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
+    except ImportError as error:  # NumPyro asks for funsor to enumerate discrete latent sites
+        raise ValueError(
+            "the model has a discrete latent site, which a gradient-based sampler cannot move: "
+            "marginalize it out, or give it as an energy of bits or spins to a discrete sampler "
+            f"(sample(energy, 'gibbs', support='01' | 'pm1')); NumPyro said: {error}"
+        ) from None
+    except RuntimeError as error:
+        if "Cannot find valid initial parameters" not in str(error):
+            raise
+        raise ValueError(
+            "the model's log density is not finite at any of the initial points tried (100 "
+            "uniform draws in (-2, 2) on the unconstrained space): check its support, its "
+            "observed data and any energy in it for NaN or infinite values"
+        ) from None
     for name, site in info.model_trace.items():
         size, subsample_size = site["args"] if site["type"] == "plate" else (None, None)
         if subsample_size is not None and subsample_size < size:

@@ -281,3 +281,18 @@ def test_numpyro_kernels_need_exactly_one_of_model_and_potential():
             num_samples=1,
             progress_bar=False,
         ).run(jax.random.key(0), Y)
+
+
+def test_models_the_samplers_cannot_take_are_refused_in_our_words():
+    def discrete_latent():
+        z = numpyro.sample("z", dist.Bernoulli(0.3))
+        numpyro.sample("y", dist.Normal(z, 1.0), obs=0.5)
+
+    def nowhere_finite():
+        x = numpyro.sample("x", dist.Normal(0.0, 1.0))
+        numpyro.factor("bad", jnp.nan * x)
+
+    with pytest.raises(ValueError, match="discrete latent site"):
+        ne.sample(discrete_latent, "nuts", key=jax.random.key(0))
+    with pytest.raises(ValueError, match="not finite at any of the initial points"):
+        ne.sample(nowhere_finite, "nuts", key=jax.random.key(0))
