@@ -182,3 +182,36 @@ def test_help_and_argument_errors_import_neither_jax_nor_numpy():
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
     assert "HEAVY [] SECONDS" in result.stderr, result.stderr
+
+
+def test_train_and_sample_an_rbm_on_binary_data(ring, tmp_path, capsys):
+    rng = np.random.default_rng(1)
+    bits = (rng.uniform(size=(300, 6)) < np.linspace(0.2, 0.8, 6)).astype(np.float32)
+    path = tmp_path / "bits.npy"
+    np.save(path, bits)
+    model_dir = tmp_path / "rbm"
+    common = ["--no-progress", "train", "--model", "rbm", "--data", str(path)]
+    status = main([*common, "--objective", "pcd", "--hidden", "4", "--steps", "300",
+                   "--batch-size", "20", "--lr", "0.05", "--out", str(model_dir)])
+    assert status == 0
+    line = capsys.readouterr().out
+    assert "Bernoulli RBM (6 visible, 4 hidden) with pcd-1" in line and "(exact)" in line
+    # the independent-bits model's log-likelihood bounds what any RBM can reach on these data
+    p = bits.mean(0)
+    best = float(np.mean(np.sum(bits * np.log(p) + (1 - bits) * np.log(1 - p), axis=1)))
+    value = float(line.split("log-likelihood ")[1].split(" ")[0])
+    assert best - 0.3 < value < 0.0
+    draws = tmp_path / "draws.nc"
+    assert main(["--no-progress", "sample", "--checkpoint", str(model_dir), "--out", str(draws),
+                 "--chains", "4", "--samples", "50", "--warmup", "10"]) == 0
+    x = _arviz.group(_arviz.from_netcdf(draws), "posterior")["x"].values
+    assert x.shape == (4, 50, 6) and set(np.unique(x)) <= {0.0, 1.0}
+
+
+def test_rbm_training_refuses_non_binary_data_and_other_objectives(ring, tmp_path, capsys):
+    assert main(["train", "--model", "rbm", "--data", str(ring), "--objective", "pcd",
+                 "--out", str(tmp_path / "a")]) == 2
+    assert "--data" in capsys.readouterr().err
+    assert main(["train", "--model", "rbm", "--data", str(ring), "--objective", "ncsn",
+                 "--out", str(tmp_path / "b")]) == 2
+    assert "--objective cd or pcd" in capsys.readouterr().err
