@@ -276,9 +276,22 @@ class _AtNoiseLevel(numpyro.primitives.Messenger):
         super().__init__(fn)
 
     def process_message(self, msg):
-        site = msg.get("fn")
-        if msg["type"] == "sample" and getattr(site, "noise_conditional", False):
-            msg["fn"] = site.at_noise_level(self.sigma)
+        if msg["type"] == "sample" and is_noise_conditional(msg.get("fn")):
+            msg["fn"] = _at_level(msg["fn"], self.sigma)
+
+
+def is_noise_conditional(fn) -> bool:
+    """Whether a site's distribution is a noise-conditional :class:`EnergyDistribution`, also
+    when a plate has expanded it (NumPyro's ``ExpandedDistribution``)."""
+    if isinstance(fn, dist.ExpandedDistribution):
+        fn = fn.base_dist
+    return getattr(fn, "noise_conditional", False)
+
+
+def _at_level(fn, sigma):
+    if isinstance(fn, dist.ExpandedDistribution):
+        return fn.base_dist.at_noise_level(sigma).expand(fn.batch_shape)
+    return fn.at_noise_level(sigma)
 
 
 def at_noise_level(model: Callable, sigma) -> Callable:

@@ -84,3 +84,24 @@ def test_annealed_langevin_refuses_a_model_without_a_noise_conditional_prior():
             key=jax.random.key(0),
             model_args=(Y,),
         )
+
+
+def test_posterior_annealed_langevin_sees_a_noise_conditional_prior_inside_a_plate():
+    def plated(y):
+        with numpyro.plate("rows", 2):
+            x = numpyro.sample(
+                "x", ne.EnergyDistribution(noise_conditional_prior, (2,), sigma=SIGMA_MIN)
+            )
+        numpyro.sample("y", dist.Normal(x, NOISE).to_event(2), obs=y)
+
+    sampler = ne.samplers.annealed_langevin(
+        sigmas=np.geomspace(2.0, SIGMA_MIN, 6), step_size=0.02, num_steps_per_level=40,
+        metropolis=True, denoise=False,
+    )
+    y = np.stack([Y, -Y])
+    idata = ne.sample(plated, sampler, key=jax.random.key(2), model_args=(y,), num_chains=256,
+                      num_samples=2, num_warmup=0)
+    mean, var = posterior(1.0 + SIGMA_MIN**2)
+    draws = idata.posterior["x"].values
+    assert_mean_close(draws, np.stack([mean, -mean]))
+    assert_mean_close((draws - np.stack([mean, -mean])) ** 2, np.full((2, 2), var))

@@ -238,14 +238,14 @@ def _model_potential(target):
     from numpyro import handlers
     from numpyro.infer.util import potential_energy
 
-    from numpyro_ebm.energy import at_noise_level
+    from numpyro_ebm.energy import at_noise_level, is_noise_conditional
 
     args, kwargs = target.model_args, target.model_kwargs or {}
     z0 = jax.tree.map(lambda x: x[0], target.initial_position)
     values = target.postprocess_fn(z0)
     trace = handlers.trace(handlers.substitute(handlers.seed(target.fn, 0), data=values))
     sites = trace.get_trace(*args, **kwargs).values()
-    if not any(getattr(site.get("fn"), "noise_conditional", False) for site in sites):
+    if not any(is_noise_conditional(site.get("fn")) for site in sites):
         raise ValueError(
             "annealed_langevin samples a model only when its prior is noise-conditional: give "
             "the prior as ne.EnergyDistribution(E(x, sigma), event_shape, sigma=sigma_min)"
