@@ -6,6 +6,40 @@ without importing JAX, ArviZ or the samplers.
 """
 
 import importlib
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the same names, for type checkers and the API documentation
+    from numpyro_ebm import (
+        datasets,
+        diagnostics,
+        evidence,
+        infer,
+        kernels,
+        metrics,
+        models,
+        plots,
+        samplers,
+        targets,
+        training,
+    )
+    from numpyro_ebm.comparison import Comparison, compare
+    from numpyro_ebm.energy import (
+        BoundEnergy,
+        DiscreteEnergyDistribution,
+        EnergyDistribution,
+        at_noise_level,
+        energy_factor,
+        evaluate_energy,
+        potential_fn,
+    )
+    from numpyro_ebm.inference import Until, clear_cache, sample
+    from numpyro_ebm.kernels.replica_exchange import geometric_ladder
+    from numpyro_ebm.model import ModelDensity, logdensity_from_model
+    from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, as_pure
+    from numpyro_ebm.report import MixingReport, mixing_report
+    from numpyro_ebm.samplers import Sampler, register_sampler
+    from numpyro_ebm.targets import Target, energy_target, model_target
+    from numpyro_ebm.training import fit
 
 __version__ = "0.1.0"
 
@@ -24,8 +58,8 @@ _SUBMODULES = (
 )
 
 _EXPORTS = {
-    "Comparison": "numpyro_ebm.compare",
-    "compare": "numpyro_ebm.compare",
+    "Comparison": "numpyro_ebm.comparison",
+    "compare": "numpyro_ebm.comparison",
     "BoundEnergy": "numpyro_ebm.energy",
     "DiscreteEnergyDistribution": "numpyro_ebm.energy",
     "EnergyDistribution": "numpyro_ebm.energy",

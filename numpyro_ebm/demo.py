@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_ebm import datasets, plots
-from numpyro_ebm.compare import Comparison, compare
+from numpyro_ebm.comparison import Comparison, compare
 from numpyro_ebm.evidence.ais import Gaussian
 from numpyro_ebm.samplers import get_sampler
 from numpyro_ebm.workflow import TrainSettings, energy_of, sampler_options, train

@@ -79,8 +79,8 @@ class SamplerKernel(MCMCKernel):
         if not isinstance(sampler, Sampler) or sampler.is_runner:
             raise TypeError(f"sampler must be a Markov-chain sampler value, got {sampler!r}")
         self.sampler = sampler
-        self._model = model
-        self._potential_fn = potential_fn
+        self.model = model  # MCMC reads these, as on NumPyro's own kernels
+        self.potential_fn = potential_fn
         self._postprocess = None
         self._chain = None
         self._num_warmup = 0
@@ -90,17 +90,17 @@ class SamplerKernel(MCMCKernel):
         return ("z", "potential_energy", "diverging")
 
     def _target(self, rng_key, init_params, model_args, model_kwargs) -> Target:
-        if self._model is not None:
+        if self.model is not None:
             info = initialize_model(
-                rng_key, self._model, model_args=model_args, model_kwargs=model_kwargs
+                rng_key, self.model, model_args=model_args, model_kwargs=model_kwargs
             )
             self._postprocess = info.postprocess_fn
             position = info.param_info.z if init_params is None else init_params
-            potential, kind, fn = info.potential_fn, "model", self._model
+            potential, kind, fn = info.potential_fn, "model", self.model
         else:
             if init_params is None:
                 raise ValueError("with potential_fn, pass init_params to mcmc.run")
-            position, potential, kind, fn = init_params, self._potential_fn, "energy", None
+            position, potential, kind, fn = init_params, self.potential_fn, "energy", None
         target = Target(full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn)
         self.sampler.check(target)
         return target

@@ -39,7 +39,7 @@ def _save(fig: Figure, path: str | os.PathLike) -> Path:
 
 def ess_per_second(table: pd.DataFrame, path: str | os.PathLike) -> Path:
     """Horizontal bars of min bulk ESS per second (and per 1000 gradient evaluations) per
-    sampler, from :attr:`~numpyro_ebm.compare.Comparison.table`, in its order (the ranking).
+    sampler, from :attr:`~numpyro_ebm.comparison.Comparison.table`, in its order (the ranking).
 
     Samplers that did not mix (``mixed`` false) are drawn in grey, hatched, with their
     ``reason``: their ESS is not an efficiency. A missing rate (a run below the timer's

@@ -257,7 +257,7 @@ def _check_energy_at(energy: Callable, positions) -> None:
         ) from error
     if jax.tree.structure(out).num_leaves != 1 or jnp.shape(jax.tree.leaves(out)[0]) != ():
         raise TypeError(
-            f"energy must return one scalar for one configuration, got {out}; batch with "
+            f"energy must return a scalar for one configuration, got {out}; batch with "
             "jax.vmap instead of inside the energy"
         )
     energies = jax.vmap(lambda x: evaluate_energy(energy, x, name="target"))(positions)

@@ -15,7 +15,7 @@ from jax.scipy.special import logsumexp
 from jax.scipy.stats import norm
 
 import numpyro_ebm as ne
-from numpyro_ebm.compare import timer_floor
+from numpyro_ebm.comparison import timer_floor
 
 # mu ~ N(0, 10^2 I), y_i ~ N(mu, I): the posterior is Gaussian in closed form
 Y = np.random.default_rng(0).normal([1.0, -2.0], 1.0, size=(20, 2))

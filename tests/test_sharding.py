@@ -21,8 +21,8 @@ from stats import assert_covariance_close, assert_mean_close
 
 import numpyro_ebm as ne
 from numpyro_ebm import sharding
-from numpyro_ebm.inference import _chain_programs
-from numpyro_ebm.samplers import Target, get_sampler
+from numpyro_ebm.inference import _build_programs
+from numpyro_ebm.samplers import get_sampler
 from numpyro_ebm.training import objectives
 
 DIM = 3
@@ -131,22 +131,26 @@ def test_a_model_is_sampled_and_constrained_on_two_devices():
 @pytest.mark.parametrize("sampler", ["mala", "nuts"])
 def test_chains_stay_split_over_the_devices_and_nothing_is_gathered(sampler):
     mesh = sharding.device_mesh("all", "chains")
-    chain_sampler = get_sampler(sampler)[0](
-        Target(lambda x: -gaussian_energy(x), gaussian_energy, "energy")
-    )
-    positions = sharding.place(jnp.zeros((8, DIM)), sharding.sharded(mesh, "chains"))
+    target = ne.energy_target(gaussian_energy, init_position=jnp.zeros((8, DIM)), num_chains=8)
+    chain_sampler = get_sampler(sampler).chain_sampler(target)
+    positions = sharding.place(target.initial_position, sharding.sharded(mesh, "chains"))
     key = sharding.place(jax.random.key(0), sharding.replicated(mesh))
-    warmup, run_chunk = _chain_programs(chain_sampler, 8, 5, 2, mesh, None, ("kept", "stats"))
+    warmup, run_chunk = _build_programs(
+        chain_sampler, target, 5, 2, mesh, ("kept", "stats"), None
+    )
     state, parameters = warmup(key, positions)
-    keys = jax.random.split(key, 3)
     for leaf in jax.tree.leaves((state, parameters)):
         assert leaf.sharding.spec == PartitionSpec("chains")
         assert {shard.data.shape[0] for shard in leaf.addressable_shards} == {2}
-    state, out = run_chunk(state, parameters, keys)
+    chunk = (state, parameters, key, 0, 3)
+    state, out = run_chunk(*chunk, length=3)
     assert out["kept"].sharding.spec == PartitionSpec(None, "chains")
     assert out["kept"].shape == (3, 8, DIM)
-    for program, args in ((warmup, (key, positions)), (run_chunk, (state, parameters, keys))):
-        hlo = program.lower(*args).compile().as_text()
+    for program, args, static in (
+        (warmup, (key, positions), {}),
+        (run_chunk, chunk, {"length": 3}),
+    ):
+        hlo = program.lower(*args, **static).compile().as_text()
         # each device steps its own chains: no collective at all, not even the all-reduce of
         # "is any chain still in its NUTS loop" that a partitioned vmapped while_loop needs
         assert not [op for op in COLLECTIVES if f"{op}(" in hlo or f"{op}-start(" in hlo]

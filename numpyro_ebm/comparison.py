@@ -114,7 +114,7 @@ class Comparison:
     ----------
     table
         One row per sampler (index: sampler name); columns described in
-        :mod:`numpyro_ebm.compare`.
+        :mod:`numpyro_ebm.comparison`.
     idata
         The runs: sampler name -> the output of :func:`~numpyro_ebm.sample`.
     reports
@@ -444,7 +444,7 @@ def compare(
     Only samplers whose chains mixed are ranked (``mixed``, ``reason``); timings below
     :func:`timer_floor` give no rate; with a ``reference`` and ``data`` the samplers' error
     (against an exact run on the same energy) and the model's (that run against the data) are
-    reported apart. The columns are described in :mod:`numpyro_ebm.compare`.
+    reported apart. The columns are described in :mod:`numpyro_ebm.comparison`.
 
     Parameters
     ----------
