@@ -144,6 +144,7 @@ def _pcd(directory, **kwargs):
     return _run(directory, 60, objective, params, monitor_mixing=True, **kwargs)
 
 
+@pytest.mark.slow
 def test_a_resumed_pcd_run_keeps_the_mixing_trace_and_its_warning(tmp_path):
     with pytest.warns(RuntimeWarning, match="do not mix"):
         full = _pcd(tmp_path / "full")

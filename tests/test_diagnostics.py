@@ -64,6 +64,7 @@ def assert_agrees(ours: dict, theirs: dict, rtol: float) -> None:
     phi=st.floats(0.0, 0.95),
     shift=st.floats(0.0, 3.0),
 )
+@pytest.mark.slow
 def test_matches_arviz_float64(shape, seed, phi, shift):
     x = draws(shape, seed, phi, shift)
     with jax.enable_x64(True):
@@ -134,6 +135,7 @@ def test_parameter_shape_is_kept():
         assert getattr(diagnostics, name)(x).shape == (1, 3)
 
 
+@pytest.mark.slow
 def test_max_rhat_min_ess_is_the_worst_coordinate_of_a_pytree():
     x = jnp.asarray(draws((4, 50), seed=6, phi=0.5, shift=1.0), jnp.float32)
     tree = {"a": x[..., :2], "b": x[..., 2:]}
@@ -149,6 +151,7 @@ def test_max_rhat_min_ess_is_the_worst_coordinate_of_a_pytree():
         diagnostics.max_rhat_min_ess({"a": x, "b": x[:, :40]})
 
 
+@pytest.mark.slow
 def test_summary_of_a_pytree_is_the_summary_of_each_leaf_with_named_coordinates():
     x = jnp.asarray(draws((4, 50), seed=7, phi=0.3, shift=0.5), jnp.float32)
     tree = {"w": x[..., :3].reshape(4, 50, 1, 3), "b": x[..., 3]}

@@ -170,6 +170,7 @@ def first_and_second_moments(x):
         pytest.param("gibbs_with_gradients", "pm1", marks=pytest.mark.slow),
     ],
 )
+@pytest.mark.slow
 def test_pairwise_binary_marginals_and_pair_moments_match_enumeration(name, spins):
     model = pairwise_model(spins)
     values = (-1, 1) if spins == "pm1" else (0, 1)

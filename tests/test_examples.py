@@ -55,13 +55,17 @@ def _run(name: str, out: Path, processes: list) -> subprocess.CompletedProcess:
 
 
 @pytest.fixture(scope="module")
-def smoke_runs(tmp_path_factory):
-    """name -> (future of the CompletedProcess, output directory); all examples start on
-    first use, two at a time. Runs still going at teardown are killed."""
+def smoke_runs(tmp_path_factory, request):
+    """name -> (future of the CompletedProcess, output directory); the examples whose smoke
+    tests this session runs start on first use, two at a time. Runs still going at teardown
+    are killed."""
     processes: list[subprocess.Popen] = []
     pool = ThreadPoolExecutor(max_workers=2)
     runs = {}
+    selected = {item.name for item in request.session.items}
     for name in FIGURES:
+        if f"test_{name}_smoke" not in selected:
+            continue
         out = tmp_path_factory.mktemp(name)
         runs[name] = (pool.submit(_run, name, out, processes), out)
     yield runs
@@ -108,6 +112,7 @@ def test_ncsn_digits_smoke(smoke_runs):
     assert 1 <= metrics["num_classes_of_nearest_neighbours"] <= 10
 
 
+@pytest.mark.slow
 def test_inverse_problem_smoke(smoke_runs):
     out, metrics, stdout = _finished(smoke_runs, "inverse_problem")
     assert "reconstruction RMSE" in stdout and "max_rhat" in stdout
@@ -147,6 +152,7 @@ def test_imitation_learning_smoke(smoke_runs):
     assert _is_finite(metrics["regression_mse"], metrics["swap_acceptance"])
 
 
+@pytest.mark.slow
 def test_compare_samplers_smoke(smoke_runs):
     out, metrics, stdout = _finished(smoke_runs, "compare_samplers")
     assert "max_rhat" in stdout
@@ -159,6 +165,7 @@ def test_compare_samplers_smoke(smoke_runs):
     assert (out / "mala.nc").is_file() and (out / "hmc.nc").is_file()
 
 
+@pytest.mark.slow
 def test_rbm_digits_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "rbm_digits")
     assert "held-out log-likelihood" in stdout
@@ -170,6 +177,7 @@ def test_rbm_digits_smoke(smoke_runs):
     assert _is_finite(metrics["large_ais"]["test_loglik"], metrics["large_ais"]["log_z_stderr"])
 
 
+@pytest.mark.slow
 def test_ising_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "ising")
     assert "tau(|m|) at beta_c" in stdout
@@ -186,6 +194,7 @@ def test_ising_smoke(smoke_runs):
     assert all(len(v) == len(metrics["sizes"]) for v in metrics["tau_at_beta_c"].values())
 
 
+@pytest.mark.slow
 def test_evidence_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "evidence")
     assert "log Bayes factor M1 vs M2, closed form" in stdout

@@ -238,6 +238,7 @@ def run_chains(algorithm, num_steps, seed):
     return run(jax.random.key(seed))
 
 
+@pytest.mark.slow
 def test_replica_exchange_recovers_mixture_weights():
     temperatures = replica_exchange.geometric_ladder(8, 50.0)
     algorithm = replica_exchange.as_top_level_api(

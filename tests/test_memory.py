@@ -55,6 +55,7 @@ def _result(process: subprocess.Popen) -> dict:
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 def test_memory_follows_the_kept_draws_not_the_steps():
     chains, draws = 50_000, 40
     kept_mib = chains * draws * (2 * 4 + 18) / 2**20  # float32 positions + 18 B of statistics

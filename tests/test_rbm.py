@@ -203,6 +203,8 @@ def test_cd1_and_pcd_raise_the_exact_held_out_log_likelihood(teacher_data, metho
         momentum=0.9,
         num_steps=1500,
         batch_size=20,
+        # PCD's persistent chains: many, so that the negative phase follows the model
+        num_chains=200 if method == "pcd" else None,
         init_scale=0.1,
         steps_per_chunk=1500,
     )

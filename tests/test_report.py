@@ -37,6 +37,7 @@ def test_chains_stuck_in_different_modes_get_a_warning():
     assert not report.ok and any("R-hat > 1.01" in w for w in report.warnings)
 
 
+@pytest.mark.slow
 def test_a_well_mixed_run_gets_no_warning():
     idata = ne.sample(
         lambda x: 0.5 * jnp.sum(x**2),

@@ -134,6 +134,7 @@ def test_annealed_langevin_with_metropolis_matches_the_last_noise_level():
     assert 0.5 < float(idata.sample_stats.acceptance_rate.mean()) < 1.0
 
 
+@pytest.mark.slow
 def test_tempered_smc_particles_match_the_gaussian():
     idata = ne.sample(
         gaussian_energy,
@@ -247,6 +248,7 @@ def eight_schools(J, sigma, y=None):
 
 
 @pytest.mark.parametrize("sampler", ["nuts", "numpyro_nuts"])
+@pytest.mark.slow
 def test_eight_schools_matches_posteriordb_reference(sampler):
     data = REFERENCE["data"]
     idata = ne.sample(
@@ -406,6 +408,7 @@ def subsampled_model(y):
         numpyro.sample("y", dist.Normal(mu, 1.0), obs=numpyro.subsample(y, event_dim=0))
 
 
+@pytest.mark.slow
 def test_sgld_with_minibatches_recovers_the_posterior_mean():
     # conjugate: mu | y ~ N(v * sum(y), v), v = 1 / (1/100 + N); a linear gradient makes the
     # minibatch noise mean-zero, so the mean is unbiased (the spread is inflated by the noise)
@@ -438,6 +441,7 @@ def _gaussian_energy(x):
     return 0.5 * jnp.sum(x**2)
 
 
+@pytest.mark.slow
 def test_until_stops_when_mixed_and_reports_why():
     until = ne.Until(rhat=1.01, ess_bulk=400.0, block=50)
     idata = ne.sample(
@@ -469,6 +473,7 @@ def test_until_stops_when_mixed_and_reports_why():
         (10_000, ne.Until(block=20, max_seconds=1e-6), "max_seconds", 20),
     ],
 )
+@pytest.mark.slow
 def test_until_stops_on_its_budget_when_chains_stay_in_separate_modes(
     num_samples, until, reason, num_draws
 ):
