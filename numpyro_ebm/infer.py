@@ -97,11 +97,19 @@ class SamplerKernel(MCMCKernel):
             self._postprocess = info.postprocess_fn
             position = info.param_info.z if init_params is None else init_params
             potential, kind, fn = info.potential_fn, "model", self.model
+            extra = {
+                "postprocess_fn": info.postprocess_fn,
+                "model_args": tuple(model_args),
+                "model_kwargs": dict(model_kwargs or {}),
+            }
         else:
             if init_params is None:
                 raise ValueError("with potential_fn, pass init_params to mcmc.run")
             position, potential, kind, fn = init_params, self.potential_fn, "energy", None
-        target = Target(full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn)
+            extra = {}
+        target = Target(
+            full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn, **extra
+        )
         self.sampler.check(target)
         return target
 

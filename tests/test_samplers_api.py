@@ -47,7 +47,7 @@ def test_sampler_values_are_hashable_and_equal_by_options():
         (lambda: ne.samplers.get_sampler(ne.samplers.mala(), step_size=0.1), "sampler value"),
         (lambda: ne.samplers.get_sampler(3), "Sampler or a registered name"),
         (lambda: ne.samplers.parallel_tempering(inner="mala"), "inner"),
-        (lambda: ne.samplers.parallel_tempering(inner=ne.samplers.nuts()), "fixed-step move"),
+        (lambda: ne.samplers.parallel_tempering(inner=ne.samplers.nuts()), "move of its own"),
         (lambda: ne.samplers.tempered_smc(target_ess=1.0), "target_ess"),
     ],
 )
@@ -259,14 +259,18 @@ def test_annealed_langevin_runs_in_numpyro_mcmc():
     def energy(x, sigma):
         return 0.5 * jnp.sum(x**2) / (1.0 + sigma**2)
 
+    # one level with MALA steps: each sweep leaves N(0, (1 + 0.3^2) I) invariant
     kernel = ne.infer.AnnealedLangevin(
-        energy, sigmas=[2.0, 1.0, 0.01], step_size=0.05, num_steps_per_level=20, denoise=False
+        energy, sigmas=[0.3], step_size=0.5, num_steps_per_level=5, metropolis=True,
+        denoise=False,
     )
-    mcmc = MCMC(kernel, num_warmup=0, num_samples=400, progress_bar=False)
-    mcmc.run(jax.random.key(1), init_params=jnp.zeros(2))
-    draws = np.asarray(mcmc.get_samples())
-    assert draws.shape == (400, 2)
-    assert abs(draws.var() - 1.09) < 0.3  # the last level: 1 + 0.3 ** 2
+    mcmc = MCMC(kernel, num_warmup=0, num_samples=400, num_chains=4,
+                chain_method="vectorized", progress_bar=False)
+    mcmc.run(jax.random.key(1), init_params=jnp.zeros((4, 2)))
+    draws = np.asarray(mcmc.get_samples(group_by_chain=True))
+    assert draws.shape == (4, 400, 2)
+    assert_mean_close(draws, np.zeros(2))
+    assert_mean_close(draws**2, np.full(2, 1.09))
 
 
 def test_numpyro_kernels_need_exactly_one_of_model_and_potential():
