@@ -210,8 +210,8 @@ def test_train_and_sample_an_rbm_on_binary_data(ring, tmp_path, capsys):
 
 def test_rbm_training_refuses_non_binary_data_and_other_objectives(ring, tmp_path, capsys):
     assert main(["train", "--model", "rbm", "--data", str(ring), "--objective", "pcd",
-                 "--out", str(tmp_path / "a")]) == 2
+                 "--hidden", "4", "--out", str(tmp_path / "a")]) == 2
     assert "--data" in capsys.readouterr().err
     assert main(["train", "--model", "rbm", "--data", str(ring), "--objective", "ncsn",
-                 "--out", str(tmp_path / "b")]) == 2
+                 "--hidden", "4", "--out", str(tmp_path / "b")]) == 2
     assert "--objective cd or pcd" in capsys.readouterr().err
