@@ -100,6 +100,7 @@ def test_compare_four_samplers_on_a_numpyro_model_ranks_only_the_mixed_ones(tmp_
     assert {"trace_mala.png", "rank_mala.png", "ess_per_second.png"} <= names
 
 
+@pytest.mark.slow
 def test_a_reference_sampler_is_run_once_and_tabulated():
     result = ne.compare(
         lambda x: 0.5 * jnp.sum(x**2),

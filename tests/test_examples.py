@@ -96,6 +96,7 @@ def _is_finite(*values) -> bool:
     return all(isinstance(v, int | float) and math.isfinite(v) for v in values)
 
 
+@pytest.mark.slow
 def test_ncsn_digits_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "ncsn_digits")
     assert "mean nearest-neighbour distance to the training set" in stdout
