@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -21,11 +20,11 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 
-from numpyro_ebm import _arviz, diagnostics
+from numpyro_ebm import _arviz, _cache, diagnostics
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive
 from numpyro_ebm.samplers import Sampler, get_sampler
-from numpyro_ebm.targets import Target, _typed_key, energy_target, model_target
+from numpyro_ebm.targets import Target, _typed_key, energy_target, model_target, shapes_of
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
@@ -70,14 +69,10 @@ class Until(NamedTuple):
 #: whatever ``num_samples``. Chunking does not change the draws.
 CHUNK_BYTES = 64 * 2**20
 
-#: Compiled programs by run signature, most recent last (at most ``_CACHE_SIZE``).
-_PROGRAMS: OrderedDict = OrderedDict()
-_CACHE_SIZE = 32
-
-
 def clear_cache() -> None:
-    """Forget the compiled programs of earlier :func:`sample` calls."""
-    _PROGRAMS.clear()
+    """Forget the compiled programs of earlier :func:`sample` calls (see
+    :mod:`numpyro_ebm._cache`)."""
+    _cache.clear()
 
 
 class _Programs(NamedTuple):
@@ -194,30 +189,27 @@ def _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> 
     signature = (
         sampler,
         target.cache_key,
-        _shapes(target),
+        shapes_of(target.initial_position),
         num_warmup,
         thinning,
         mesh,
         keep,
         stat_names,
     )
-    if signature in _PROGRAMS:
-        _PROGRAMS.move_to_end(signature)
-        return _PROGRAMS[signature]
-    chain_sampler = sampler.chain_sampler(target)
-    warmup, run_chunk = _build_programs(
-        chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
-    )
-    key = jax.random.key(0)
-    state, parameters = jax.eval_shape(warmup, key, target.initial_position)
-    out_shapes = jax.eval_shape(
-        lambda s, p, k: run_chunk(s, p, k, 0, 1, length=1), state, parameters, key
-    )[1]
-    programs = _Programs(warmup, run_chunk, jax.tree.structure((state, parameters)), out_shapes)
-    _PROGRAMS[signature] = programs
-    while len(_PROGRAMS) > _CACHE_SIZE:
-        _PROGRAMS.popitem(last=False)
-    return programs
+
+    def build() -> _Programs:
+        chain_sampler = sampler.chain_sampler(target)
+        warmup, run_chunk = _build_programs(
+            chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
+        )
+        key = jax.random.key(0)
+        state, parameters = jax.eval_shape(warmup, key, target.initial_position)
+        out_shapes = jax.eval_shape(
+            lambda s, p, k: run_chunk(s, p, k, 0, 1, length=1), state, parameters, key
+        )[1]
+        return _Programs(warmup, run_chunk, jax.tree.structure((state, parameters)), out_shapes)
+
+    return _cache.cached(signature, build)
 
 
 def _stat_names(sampler, target, keep_stats) -> frozenset | None:
@@ -225,10 +217,8 @@ def _stat_names(sampler, target, keep_stats) -> frozenset | None:
     reports (traced once per run signature)."""
     if keep_stats is None:
         return None
-    signature = ("stats", sampler, target.cache_key, _shapes(target))
-    if signature not in _PROGRAMS:
-        _PROGRAMS[signature] = _reported_stats(sampler, target)
-    known = _PROGRAMS[signature]
+    signature = ("stats", sampler, target.cache_key, shapes_of(target.initial_position))
+    known = _cache.cached(signature, lambda: _reported_stats(sampler, target))
     unknown = sorted(set(keep_stats) - set(known))
     if unknown:
         raise ValueError(
@@ -236,11 +226,6 @@ def _stat_names(sampler, target, keep_stats) -> frozenset | None:
             f"it reports {known}"
         )
     return frozenset({*keep_stats, "nonfinite"})
-
-
-def _shapes(target) -> tuple:
-    leaves, treedef = jax.tree.flatten(target.initial_position)
-    return treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves)
 
 
 def _reported_stats(sampler, target) -> list[str]:

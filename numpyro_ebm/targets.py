@@ -33,6 +33,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_ebm import _cache
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm._spins import SPINS, check_spins
@@ -222,7 +223,9 @@ def energy_target(
     else:
         kind = "energy" if support == "real" else "discrete"
         logdensity_fn = full_precision(_EnergyLogDensity(energy, float(temperature)))
-        _check_energy_at(energy, positions)
+    cache_key = (kind, _args_key((energy,), {}), float(temperature), support)
+    if logdensity_fn is not None:
+        _check_energy_at(energy, positions, (cache_key, shapes_of(positions)))
     return Target(
         logdensity_fn=logdensity_fn,
         initial_position=positions,
@@ -231,7 +234,7 @@ def energy_target(
         var_name=var_name,
         temperature=float(temperature),
         support=support,
-        cache_key=(kind, _args_key((energy,), {}), float(temperature), support),
+        cache_key=cache_key,
     )
 
 
@@ -240,8 +243,19 @@ def _check_support(positions, support: str) -> None:
         check_spins(f"init_position{jax.tree_util.keystr(path)}", leaf, support)
 
 
-def _check_energy_at(energy: Callable, positions) -> None:
-    """The energy at the chains' starts: a scalar, finite, in our words."""
+def _check_energy_at(energy: Callable, positions, signature) -> None:
+    """The energy at the chains' starts: a scalar, finite, in our words. The check is
+    compiled once per energy content and shapes (``signature``), so that a repeated
+    ``sample()`` call pays one evaluation, not a fresh trace."""
+    check_finite_array(
+        "energy at init_position (one per chain)",
+        _cache.cached(("energy_at", signature), lambda: _energy_checker(energy, positions))(
+            positions
+        ),
+    )
+
+
+def _energy_checker(energy: Callable, positions) -> Callable:
     from numpyro_ebm.energy import evaluate_energy
 
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), positions)
@@ -260,8 +274,13 @@ def _check_energy_at(energy: Callable, positions) -> None:
             f"energy must return a scalar for one configuration, got {out}; batch with "
             "jax.vmap instead of inside the energy"
         )
-    energies = jax.vmap(lambda x: evaluate_energy(energy, x, name="target"))(positions)
-    check_finite_array("energy at init_position (one per chain)", energies)
+    return jax.jit(jax.vmap(lambda x: evaluate_energy(energy, x, name="target")))
+
+
+def shapes_of(tree) -> tuple:
+    """A hashable signature of a pytree's structure, shapes and dtypes."""
+    leaves, treedef = jax.tree.flatten(tree)
+    return treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves)
 
 
 def _typed_key(key) -> jax.Array:
