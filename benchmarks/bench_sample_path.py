@@ -108,7 +108,10 @@ def timed(fn, key) -> float:
     return time.perf_counter() - start
 
 
-def measure(name, sampler, algorithm, energy, x0, n, repeats):
+KINDS = ("hand_written", "sample_no_stats", "sample_all_stats")
+
+
+def measure(name, sampler, algorithm, energy, x0, n, repeats, steps_per_draw, kinds=KINDS):
     target = energy if name != "annealed_langevin" else (lambda x, sigma: energy(x))
 
     def ours(m, keep_stats):
@@ -123,11 +126,12 @@ def measure(name, sampler, algorithm, energy, x0, n, repeats):
             keep_stats=keep_stats,
         )
 
-    kinds = {
+    makers = {
         "hand_written": lambda m: hand_written(algorithm, x0, m),
         "sample_no_stats": lambda m: ours(m, ()),
         "sample_all_stats": lambda m: ours(m, None),
     }
+    kinds = {kind: makers[kind] for kind in kinds}
     fns = {(kind, m): make(m) for kind, make in kinds.items() for m in (n, 2 * n)}
     compile_s = {}
     for (kind, m), fn in fns.items():  # the first call compiles
@@ -144,11 +148,13 @@ def measure(name, sampler, algorithm, energy, x0, n, repeats):
             "t_n_s": t1,
             "t_2n_s": t2,
             "per_draw_s": per_draw,
-            "chain_steps_per_s": x0.shape[0] / per_draw if per_draw > 0 else float("nan"),
+            "chain_steps_per_s": (
+                x0.shape[0] * steps_per_draw / per_draw if per_draw > 0 else float("nan")
+            ),
             "call_overhead_fraction": (t1 - n * per_draw) / t1,
         }
     base = out["hand_written"]["chain_steps_per_s"]
-    for kind in ("sample_no_stats", "sample_all_stats"):
+    for kind in set(kinds) - {"hand_written"}:
         out[kind]["ratio_to_hand_written"] = out[kind]["chain_steps_per_s"] / base
     return out
 
@@ -164,6 +170,7 @@ def main(argv=None) -> int:
     p.add_argument("--step-size", type=float, default=0.02)
     p.add_argument("--hmc-steps", type=int, default=4)
     p.add_argument("--per-level", type=int, default=5)
+    p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="what to time")
     p.add_argument("--out", type=Path, default=_common.RESULTS / "sample_path.json")
     args = p.parse_args(argv)
     energy = energy_fn(args.dim, args.hidden, 0)
@@ -172,16 +179,24 @@ def main(argv=None) -> int:
     for chains in args.chains:
         x0 = jax.random.normal(jax.random.key(1), (chains, args.dim))
         for name in args.samplers:
-            sampler, algorithm, _ = table[name]
+            sampler, algorithm, steps = table[name]
             draws = max(2, args.draws // (10 if name == "annealed_langevin" else 1))
-            row = measure(name, sampler, algorithm, energy, x0, draws, args.repeats)
+            row = measure(
+                name, sampler, algorithm, energy, x0, draws, args.repeats, steps, args.kinds
+            )
             results[f"{name}/{chains}"] = row
             print(
-                f"{name:18s} chains={chains:8d} hand={row['hand_written']['chain_steps_per_s']:.3g}"
-                f" ours={row['sample_no_stats']['chain_steps_per_s']:.3g}"
-                f" ratio={row['sample_no_stats']['ratio_to_hand_written']:.2f}"
-                f" (all stats {row['sample_all_stats']['ratio_to_hand_written']:.2f})"
-                f" overhead={row['sample_no_stats']['call_overhead_fraction']:.1%}",
+                f"{name:18s} chains={chains:8d} draws={draws}/{2 * draws}",
+                *(
+                    f"{kind}={row[kind]['chain_steps_per_s']:.3g}"
+                    + (
+                        f" (x{row[kind]['ratio_to_hand_written']:.2f})"
+                        if kind in row and kind != "hand_written"
+                        else ""
+                    )
+                    + f" overhead {row[kind]['call_overhead_fraction']:.1%}"
+                    for kind in args.kinds
+                ),
                 flush=True,
             )
     record = {

@@ -60,7 +60,16 @@ SCRIPTS = {
 FULL_ARGS = {"diagnostics": {"--repeats": "3"}}
 QUICK_ARGS = {
     "diagnostics": {"--chains": "100", "--draws": "500", "--repeats": "1"},
-    "nuts": ["--models", "kidiq_momhsiq", "--num-samples", "200", "--num-warmup", "200"],
+    "nuts": [
+        "--models",
+        "kidiq_momhsiq",
+        "--num-samples",
+        "200",
+        "--num-warmup",
+        "200",
+        "--seeds",
+        "1",
+    ],
     "scaling": ["--chains", "10000", "--dims", "256", "--min-time", "0.3"],
 }
 

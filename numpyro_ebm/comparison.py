@@ -256,7 +256,10 @@ def _subsample(key: jax.Array, draws: np.ndarray) -> jax.Array:
 
 def _energy_distance(key: jax.Array, draws: np.ndarray, truth: np.ndarray) -> float:
     """Energy distance between at most :data:`ENERGY_DISTANCE_DRAWS` draws of each, on
-    coordinates standardized by ``truth``'s standard deviations."""
+    coordinates standardized by ``truth``'s standard deviations; NaN for a run with
+    non-finite draws (flagged by its ``nonfinite_chains``)."""
+    if not np.all(np.isfinite(draws)):
+        return float("nan")
     scale = truth.std(0, ddof=1)
     scale = np.where(scale > 0, scale, 1.0)
     # one key for both: a run compared with itself is at distance 0

@@ -69,6 +69,7 @@ class Until(NamedTuple):
 #: whatever ``num_samples``. Chunking does not change the draws.
 CHUNK_BYTES = 64 * 2**20
 
+
 def clear_cache() -> None:
     """Forget the compiled programs of earlier :func:`sample` calls (see
     :mod:`numpyro_ebm._cache`)."""

@@ -15,9 +15,12 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import numpy as np
 from numpyro import handlers
-from numpyro.infer.util import initialize_model, potential_energy
+from numpyro.infer.initialization import init_to_uniform
+from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
 
+from numpyro_ebm import _cache
 from numpyro_ebm._precision import full_precision
 
 __all__ = [
@@ -69,39 +72,78 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
-    try:
-        with warnings.catch_warnings():
-            # about enumerating discrete latent sites, which we refuse just below
-            warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
-            info = initialize_model(key, model, model_args=args, model_kwargs=kwargs)
-    except ImportError as error:  # NumPyro asks for funsor to enumerate discrete latent sites
-        raise ValueError(
-            "the model has a discrete latent site, which a gradient-based sampler cannot move: "
-            "marginalize it out, or give it as an energy of bits or spins to a discrete sampler "
-            f"(sample(energy, 'gibbs', support='01' | 'pm1')); NumPyro said: {error}"
-        ) from None
-    except RuntimeError as error:
-        if "Cannot find valid initial parameters" not in str(error):
-            raise
-        raise ValueError(
-            "the model's log density is not finite at any of the initial points tried (100 "
-            "uniform draws in (-2, 2) on the unconstrained space): check its support, its "
-            "observed data and any energy in it for NaN or infinite values"
-        ) from None
-    for name, site in info.model_trace.items():
+    signature = ("model", model, _cache.content_key(args, kwargs))
+    logdensity_fn, postprocess_fn, initialize = _cache.cached(
+        signature, lambda: _model_pieces(model, args, kwargs)
+    )
+    z, potential, grad = initialize(key)
+    valid = np.isfinite(np.asarray(potential))
+    for leaf in jax.tree.leaves(grad):
+        valid &= np.isfinite(np.asarray(leaf)).reshape((*valid.shape, -1)).all(-1)
+    if not valid.all():
+        raise ValueError(_NO_VALID_START)
+    return ModelDensity(logdensity_fn, z, postprocess_fn)
+
+
+_NO_VALID_START = (
+    "the model's log density is not finite at any of the initial points tried (100 uniform "
+    "draws in (-2, 2) on the unconstrained space): check its support, its observed data and "
+    "any energy in it for NaN or infinite values"
+)
+
+
+def _model_pieces(model: Callable, args, kwargs):
+    """What does not depend on the key, built once per model and argument content:
+    ``(logdensity_fn, postprocess_fn, initialize)``.
+
+    ``logdensity_fn`` is NumPyro's ``potential_energy`` (negated) and ``postprocess_fn`` its
+    ``constrain_fn`` (deterministic sites included) of the model with its ``param`` sites fixed
+    at a prototype trace's values, as ``initialize_model`` prepares it. ``initialize(key)`` is
+    ``initialize_model`` compiled (``init_to_uniform``, retried until the density and its
+    gradient are finite), returning ``(z, potential energy, gradient)``: one compilation
+    serves every later key, where calling ``initialize_model`` eagerly compiles its search
+    loop afresh each time."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
+        # latent values as the initializer draws them (improper priors cannot be sampled)
+        seeded = handlers.substitute(
+            handlers.seed(model, rng_seed=0), substitute_fn=init_to_uniform
+        )
+        prototype = handlers.trace(seeded).get_trace(*args, **kwargs)
+    for name, site in prototype.items():
+        if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
+            raise ValueError(
+                f"the model has a discrete latent site ({name!r}), which a gradient-based "
+                "sampler cannot move: marginalize it out, or give it as an energy of bits or "
+                "spins to a discrete sampler (sample(energy, 'gibbs', support='01' | 'pm1'))"
+            )
         size, subsample_size = site["args"] if site["type"] == "plate" else (None, None)
         if subsample_size is not None and subsample_size < size:
             raise SubsampledModelError(
                 f"the model subsamples its data (plate {name!r} draws subsample_size="
-                f"{site['args'][1]} of {site['args'][0]}), so its log density is random; use "
+                f"{subsample_size} of {size}), so its log density is random; use "
                 "minibatch_logdensity_from_model (stochastic-gradient samplers such as 'sgld')"
             )
+    fixed = {k: site["value"] for k, site in prototype.items() if site["type"] in PARAM_SITES}
+    prepared = handlers.substitute(handlers.seed(model, rng_seed=0), data=fixed)
 
     @full_precision
     def logdensity_fn(z):
-        return -info.potential_fn(z)
+        return -potential_energy(prepared, args, kwargs, z)
 
-    return ModelDensity(logdensity_fn, info.param_info.z, info.postprocess_fn)
+    def postprocess_fn(z):
+        return constrain_fn(prepared, args, kwargs, z, return_deterministic=True)
+
+    @jax.jit
+    def initialize(key):
+        info = initialize_model(key, prepared, model_args=args, model_kwargs=kwargs)
+        return tuple(info.param_info)
+
+    return logdensity_fn, postprocess_fn, initialize
+
+
+#: Site types whose values are fixed, not sampled (``numpyro.param``, ``numpyro.module``).
+PARAM_SITES = ("param", "mutable")
 
 
 def minibatch_logdensity_from_model(

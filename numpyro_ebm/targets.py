@@ -25,7 +25,6 @@ or a log normalizing constant.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -223,7 +222,7 @@ def energy_target(
     else:
         kind = "energy" if support == "real" else "discrete"
         logdensity_fn = full_precision(_EnergyLogDensity(energy, float(temperature)))
-    cache_key = (kind, _args_key((energy,), {}), float(temperature), support)
+    cache_key = (kind, _cache.content_key(energy), float(temperature), support)
     if logdensity_fn is not None:
         _check_energy_at(energy, positions, (cache_key, shapes_of(positions)))
     return Target(
@@ -293,23 +292,6 @@ def _typed_key(key) -> jax.Array:
     raise TypeError(f"key must be a jax.random.key (e.g. jax.random.key(0)), got {key!r}")
 
 
-def _digest(value) -> Any:
-    """A hashable stand-in for a model argument: arrays by dtype, shape and content."""
-    if isinstance(value, jax.Array | np.ndarray):
-        array = np.asarray(value)
-        return ("array", array.dtype.str, array.shape, hashlib.blake2b(array.tobytes()).hexdigest())
-    try:
-        hash(value)
-    except TypeError:
-        return ("object", id(value))  # unhashable and not an array: never shared
-    return value
-
-
-def _args_key(args, kwargs):
-    leaves, treedef = jax.tree.flatten((args, kwargs))
-    return treedef, tuple(_digest(leaf) for leaf in leaves)
-
-
 def model_target(
     model: Callable,
     *model_args,
@@ -362,5 +344,10 @@ def model_target(
         model_args=tuple(model_args),
         model_kwargs=dict(model_kwargs),
         minibatch_logdensity_fn=None if minibatch_fn is None else full_precision(minibatch_fn),
-        cache_key=("model", model, _args_key(model_args, model_kwargs), minibatch_fn is None),
+        cache_key=(
+            "model",
+            model,
+            _cache.content_key(model_args, model_kwargs),
+            minibatch_fn is None,
+        ),
     )

@@ -165,16 +165,11 @@ def test_energy_distance_of_finite_samples_is_a_non_negative_scalar(x, y):
     x, y = (np.nan_to_num(a.astype(np.float64), posinf=9, neginf=-9, nan=0) for a in (x, y))
     x, y = np.clip(x, -9, 9), np.clip(y, -9, 9)
     if x.shape[1] != y.shape[1]:
-        return  # refused nowhere yet: see the xfail below
+        return  # refused: see the test below
     distance = ne.metrics.energy_distance(x, y)
     assert np.shape(distance) == () and float(distance) >= -1e-5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="metrics.energy_distance (not ours here) checks nothing: samples of different "
-    "dimensions, 0-d arrays, complex and NaN values reach JAX (or come back as NaN)",
-)
 @pytest.mark.parametrize(
     "x, y",
     [
@@ -182,8 +177,10 @@ def test_energy_distance_of_finite_samples_is_a_non_negative_scalar(x, y):
         (np.float32(1.0), np.zeros((4, 1))),
         (np.zeros((3, 2), complex), np.zeros((4, 2))),
         (np.full((3, 2), np.nan), np.zeros((4, 2))),
+        (np.zeros((0, 2)), np.zeros((4, 2))),
+        (np.array([["a", "b"]]), np.zeros((4, 2))),
     ],
-    ids=["dimensions", "0-d", "complex", "nan"],
+    ids=["dimensions", "0-d", "complex", "nan", "empty", "strings"],
 )
 def test_energy_distance_refuses_bad_samples_in_our_words(x, y):
     with pytest.raises((TypeError, ValueError)) as raised:

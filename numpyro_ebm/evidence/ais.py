@@ -102,8 +102,7 @@ def check_gaussian(name: str, base: Gaussian) -> Gaussian:
         check_positive(f"{name}.scale's diagonal", jnp.diag(scale))
     if scale.ndim not in (1, 2) or scale.shape[0] != mean.shape[0]:
         raise ValueError(
-            f"{name}.scale must have shape (d,) or (d, d) with d={mean.shape[0]}, got "
-            f"{scale.shape}"
+            f"{name}.scale must have shape (d,) or (d, d) with d={mean.shape[0]}, got {scale.shape}"
         )
     return Gaussian(mean, scale)
 
@@ -289,9 +288,7 @@ def _transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_st
         def step(k, state):
             return step_fn(k, state, logdensity_fn, **parameters)
 
-        position, infos = steps(
-            key, x, lambda p: algorithm.init(p, logdensity_fn), step
-        )
+        position, infos = steps(key, x, lambda p: algorithm.init(p, logdensity_fn), step)
         grads = x.shape[0] * (1 + num_mcmc_steps * per_step)  # init's gradient included
         return position, jnp.mean(infos.acceptance_rate, axis=0), jnp.asarray(grads)
 
@@ -418,14 +415,25 @@ def _summarize(x, log_w, acceptance, grads, sign: float) -> AISResult:
     )
 
 
-def _options(num_particles, num_runs, num_steps, betas, reverse, mutation, step_scale,
-             num_mcmc_steps, num_integration_steps, kernel):
+def _options(
+    num_particles,
+    num_runs,
+    num_steps,
+    betas,
+    reverse,
+    mutation,
+    step_scale,
+    num_mcmc_steps,
+    num_integration_steps,
+    kernel,
+):
     check_int("num_particles", num_particles, minimum=2)
     check_int("num_runs", num_runs)
     check_mutation(mutation, step_scale, num_mcmc_steps, num_integration_steps)
     if kernel is not None and not callable(kernel):
-        raise TypeError(f"kernel must be a factory kernel(logdensity_fn) -> SamplingAlgorithm, "
-                        f"got {kernel!r}")
+        raise TypeError(
+            f"kernel must be a factory kernel(logdensity_fn) -> SamplingAlgorithm, got {kernel!r}"
+        )
     if betas is None:
         betas = annealing_schedule(num_steps)
         betas = betas[::-1] if reverse else betas
@@ -485,8 +493,18 @@ def ais(
     the weights' variance does (more steps). The standard error is that of the
     estimator's noise, not of this bias; compare with :func:`reverse_ais` to bound it.
     """
-    betas = _options(num_particles, num_runs, num_steps, betas, False, mutation, step_scale,
-                     num_mcmc_steps, num_integration_steps, kernel)
+    betas = _options(
+        num_particles,
+        num_runs,
+        num_steps,
+        betas,
+        False,
+        mutation,
+        step_scale,
+        num_mcmc_steps,
+        num_integration_steps,
+        kernel,
+    )
     gaussian, functions = _split_base(base)
     config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
     outputs = _forward(
@@ -559,8 +577,18 @@ def reverse_ais(
             f"{target_samples.shape}"
         )
     num_particles = target_samples.shape[0] // num_runs
-    betas = _options(num_particles, num_runs, num_steps, betas, True, mutation, step_scale,
-                     num_mcmc_steps, num_integration_steps, kernel)
+    betas = _options(
+        num_particles,
+        num_runs,
+        num_steps,
+        betas,
+        True,
+        mutation,
+        step_scale,
+        num_mcmc_steps,
+        num_integration_steps,
+        kernel,
+    )
     gaussian, functions = _split_base(base)
     config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
     x0 = target_samples.reshape(num_runs, num_particles, -1)
@@ -685,4 +713,3 @@ def log_likelihood(
         data_standard_error=data_se,
         log_normalizer=result,
     )
-

@@ -222,13 +222,19 @@ def probability_flow_log_likelihood(
     data = jnp.asarray(data, jnp.result_type(float))
     check_finite_array("data", data)
     if data.ndim < 2:
-        raise ValueError(f"data must have shape (n, ...) with the event shape after n, got "
-                         f"{data.shape}")
+        raise ValueError(
+            f"data must have shape (n, ...) with the event shape after n, got {data.shape}"
+        )
     options = _Options(trace, solver, float(rtol), float(atol), max_steps)
     keys = jax.random.split(rng_key, (num_probes, data.shape[0]))
     per_probe, steps = _solve(
-        keys, data, jnp.asarray(sigma_min, data.dtype), jnp.asarray(sigma_max, data.dtype),
-        score_fn, energy_fn, options,
+        keys,
+        data,
+        jnp.asarray(sigma_min, data.dtype),
+        jnp.asarray(sigma_max, data.dtype),
+        score_fn,
+        energy_fn,
+        options,
     )
     dim = math.prod(data.shape[1:])
     mean = jnp.mean(per_probe)

@@ -215,8 +215,12 @@ def _reference(reference, logdensity_fn, flat, structure, init_scale, laplace_st
         if valid:
             return gaussian.scaled(init_scale), None, None
         fallback = Gaussian(gaussian.mean, init_scale * jnp.ones_like(flat))
-        return fallback, None, "the Laplace fit failed (no finite mode with a negative-definite "\
-            f"Hessian); the reference is N(mode, {init_scale}^2 I) instead"
+        return (
+            fallback,
+            None,
+            "the Laplace fit failed (no finite mode with a negative-definite "
+            f"Hessian); the reference is N(mode, {init_scale}^2 I) instead",
+        )
     if isinstance(reference, Gaussian):
         return check_gaussian("reference", reference).scaled(init_scale), None, None
     if isinstance(reference, tuple) and len(reference) == 2 and all(map(callable, reference)):
@@ -328,12 +332,22 @@ def tempered_smc(
         1.0,
     )
     options = _Options(
-        num_particles, mutation, float(step_scale), num_mcmc_steps, num_integration_steps,
-        float(target_ess), max_iterations,
+        num_particles,
+        mutation,
+        float(step_scale),
+        num_mcmc_steps,
+        num_integration_steps,
+        float(target_ess),
+        max_iterations,
     )
     particles, log_z, steps, reached = _runs(
-        jax.random.split(rng_key, num_runs), factors, gaussian, logdensity_fn, functions,
-        structure, options,
+        jax.random.split(rng_key, num_runs),
+        factors,
+        gaussian,
+        logdensity_fn,
+        functions,
+        structure,
+        options,
     )
     log_normalizer, standard_error = log_mean_exp(log_z)
     per_step = grad_evals_per_step(mutation, num_integration_steps)

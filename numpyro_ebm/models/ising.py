@@ -102,6 +102,7 @@ __all__ = [
     "to_pm1",
 ]
 
+
 def sublattice_masks(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     """The two colours of a hypercubic lattice, ``(even, odd)`` boolean arrays of ``shape``:
     site :math:`(i, j, \\dots)` is even when :math:`i + j + \\dots` is. With periodic
