@@ -62,8 +62,16 @@ TARGETS = {
 }
 
 
-def blackjax_smc(key, logdensity_fn, dim, num_particles, num_runs, step_size=0.3,
-                 num_integration_steps=5, num_mcmc_steps=5):
+def blackjax_smc(
+    key,
+    logdensity_fn,
+    dim,
+    num_particles,
+    num_runs,
+    step_size=0.3,
+    num_integration_steps=5,
+    num_mcmc_steps=5,
+):
     """A hand-written BlackJAX adaptive tempered SMC loop: (log Z, se, grads)."""
     reference = Gaussian(jnp.zeros(dim), jnp.full(dim, 3.0))
 
@@ -113,13 +121,25 @@ def blackjax_smc(key, logdensity_fn, dim, num_particles, num_runs, step_size=0.3
 
 def methods(particles: int):
     def run_ais(key, f, dim):
-        r = ais(key, f, Gaussian(jnp.zeros(dim), jnp.full(dim, 3.0)),
-                num_particles=particles // 2, num_runs=4, num_steps=100)
+        r = ais(
+            key,
+            f,
+            Gaussian(jnp.zeros(dim), jnp.full(dim, 3.0)),
+            num_particles=particles // 2,
+            num_runs=4,
+            num_steps=100,
+        )
         return float(r.log_normalizer), float(r.standard_error), int(r.num_grad_evals)
 
     def run_smc(key, f, dim):
-        r = tempered_smc(key, f, jnp.zeros(dim), reference=Gaussian(jnp.zeros(dim),
-                         jnp.full(dim, 3.0)), num_particles=particles, num_runs=8)
+        r = tempered_smc(
+            key,
+            f,
+            jnp.zeros(dim),
+            reference=Gaussian(jnp.zeros(dim), jnp.full(dim, 3.0)),
+            num_particles=particles,
+            num_runs=8,
+        )
         return float(r.log_normalizer), float(r.standard_error), int(r.num_grad_evals)
 
     def run_blackjax(key, f, dim):
@@ -138,8 +158,13 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "evidence",
         "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
-        "config": {"repeats": args.repeats, "particles": args.particles, "seed": args.seed,
-                   "reference": "N(0, 3^2 I)", "x64": bool(jax.config.jax_enable_x64)},
+        "config": {
+            "repeats": args.repeats,
+            "particles": args.particles,
+            "seed": args.seed,
+            "reference": "N(0, 3^2 I)",
+            "x64": bool(jax.config.jax_enable_x64),
+        },
         "machine": _common.machine_info(),
         "device": _common.jax_device(),
         "versions": _common.local_versions(),

@@ -19,9 +19,11 @@ with the same key (same initial positions), chains, draws and warm-up, in this o
 on the same unconstrained potential. ``wall_s`` excludes the compile time JAX reports
 (``jax.monitoring``) and includes warm-up; ESS is the minimum bulk ESS over all posterior
 coordinates (deterministic ones included); ``ess_per_1k_grads`` counts gradients of the draws
-(warm-up excluded). One run's minimum bulk ESS varies by 10-20 % from seed to seed, so each
-model is run with ``--seeds`` keys (default 5) and the ratios ours / NumPyro are medians over
-them (with their range); tables and accuracy in full are the first seed's.
+(warm-up excluded). CPU dispatch is synchronous in this benchmark, so that no compilation
+overlaps a run and subtracting it removes compilation only. One run's minimum bulk ESS varies
+by 10-20 % from seed to seed, so each model is run with ``--seeds`` keys (default 5), after an
+untimed first run, and the ratios ours / NumPyro are medians over them (with their range);
+tables and accuracy in full are the first seed's.
 
 Accuracy against posteriordb's reference (10 x 1000 draws of long Stan runs), over the
 reference quantities: ``max_std_mean_error`` = max |mean - ref mean| / ref sd (posteriordb's
@@ -190,10 +192,7 @@ def run_model(key_name: str, pdb: Path, args) -> dict:
                 model_kwargs=spec["data"],
             )
 
-    # Untimed: our first call compiles, and its compilation overlaps the warm-up's execution
-    # (asynchronous dispatch), so subtracting it would flatter us. NumPyro compiles anew in
-    # every call, timed runs included (the same overlap then flatters NumPyro).
-    run(2**31 - 1)
+    run(2**31 - 1)  # untimed: our programs compile once, NumPyro's in every call
     for seed in range(args.seed, args.seed + args.seeds):
         comp = run(seed)
         tables = {
@@ -235,6 +234,10 @@ def main(argv=None) -> int:
 
     import jax
 
+    # Compilation is subtracted from the wall time (NumPyro compiles in every call). With
+    # asynchronous dispatch, a program compiles while the previous one still runs, and the
+    # subtraction would then remove run time too: dispatch synchronously, for both samplers.
+    jax.config.update("jax_cpu_enable_async_dispatch", False)
     result = {
         "benchmark": "nuts",
         "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
@@ -246,6 +249,7 @@ def main(argv=None) -> int:
             "seed": args.seed,
             "seeds": args.seeds,
             "x64": bool(jax.config.jax_enable_x64),
+            "cpu_async_dispatch": False,
         },
         "machine": _common.machine_info(),
         "device": _common.jax_device(),

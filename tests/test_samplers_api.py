@@ -180,23 +180,42 @@ def test_resume_refuses_another_sampler_or_key(tmp_path):
     assert np.isfinite(more.posterior["x"].values).all()
 
 
-def test_a_repeated_call_compiles_nothing_new():
+def _backend_compiles(call) -> int:
     compiles = []
 
     def listen(event, duration, **kwargs):
         if event == "/jax/core/compile/backend_compile_duration":
             compiles.append(duration)
 
-    args = dict(key=jax.random.key(0), event_shape=(2,), num_samples=30, num_warmup=10)
-    first = ne.sample(gaussian, "mala", **args)
     jax.monitoring.register_event_duration_secs_listener(listen)
     try:
-        second = ne.sample(gaussian, "mala", **args)
+        call()
     finally:
         jax.monitoring.unregister_event_duration_listener(listen)
-    np.testing.assert_array_equal(first.posterior["x"].values, second.posterior["x"].values)
+    return len(compiles)
+
+
+def test_a_repeated_call_compiles_nothing_new():
+    args = dict(key=jax.random.key(0), event_shape=(2,), num_samples=30, num_warmup=10)
+    first = ne.sample(gaussian, "mala", **args)
+    results = []
+    assert _backend_compiles(lambda: results.append(ne.sample(gaussian, "mala", **args))) == 0
+    np.testing.assert_array_equal(first.posterior["x"].values, results[0].posterior["x"].values)
     assert len(_cache._ENTRIES) >= 1
-    assert not compiles, f"{len(compiles)} programs compiled again"
+
+
+def test_a_model_sampled_again_with_another_key_compiles_nothing_new():
+    y = np.array([0.3, -0.1, 0.8], np.float32)
+    args = dict(num_chains=2, num_samples=20, num_warmup=10, model_args=(y,))
+    first = ne.sample(conjugate, "mala", key=jax.random.key(0), **args)
+    again = []
+    calls = lambda: again.append(ne.sample(conjugate, "mala", key=jax.random.key(1), **args))
+    assert _backend_compiles(calls) == 0
+    assert not np.array_equal(first.posterior["mu"].values, again[0].posterior["mu"].values)
+    # the same key gives the same draws as a run made from scratch
+    _cache.clear()
+    fresh = ne.sample(conjugate, "mala", key=jax.random.key(1), **args)
+    np.testing.assert_array_equal(fresh.posterior["mu"].values, again[0].posterior["mu"].values)
 
 
 # --- one meaning of step_size -------------------------------------------------------------
