@@ -172,8 +172,9 @@ def md_nuts(res: dict | None, suite: dict) -> list[str]:
         "",
         f"`numpyro_ebm.compare(model, ['nuts', 'numpyro_nuts'])`, {c['num_chains']} chains x "
         f"{c['num_samples']} draws after {c['num_warmup']} warm-up, same key and initial "
-        "positions; ESS = min bulk ESS over all posterior coordinates; seconds exclude "
-        "compilation (`jax.monitoring`) and include warm-up; gradients count draws only. "
+        "positions, an untimed first call; ESS = min bulk ESS over all posterior coordinates; "
+        "seconds exclude compilation (`jax.monitoring`, with synchronous CPU dispatch so that "
+        "none overlaps a run) and include warm-up; gradients count draws only. "
         f"Cells: ours / NumPyro, first seed; ratios: median over {c.get('seeds', 1)} seeds "
         "(range in brackets). Accuracy against posteriordb's reference: |Δmean|/sd = max "
         "|mean − ref mean| / ref sd; z = max |mean − ref mean| / sqrt(mcse² + ref mcse²) "
