@@ -16,6 +16,7 @@ from typing import Any, NamedTuple
 
 import jax
 import numpy as np
+from jax.core import Tracer
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
@@ -77,11 +78,12 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
         signature, lambda: _model_pieces(model, args, kwargs)
     )
     z, potential, grad = initialize(key)
-    valid = np.isfinite(np.asarray(potential))
-    for leaf in jax.tree.leaves(grad):
-        valid &= np.isfinite(np.asarray(leaf)).reshape((*valid.shape, -1)).all(-1)
-    if not valid.all():
-        raise ValueError(_NO_VALID_START)
+    if not isinstance(potential, Tracer):  # under a trace (a jitted caller) nothing to check
+        valid = np.isfinite(np.asarray(potential))
+        for leaf in jax.tree.leaves(grad):
+            valid &= np.isfinite(np.asarray(leaf)).reshape((*valid.shape, -1)).all(-1)
+        if not valid.all():
+            raise ValueError(_NO_VALID_START)
     return ModelDensity(logdensity_fn, z, postprocess_fn)
 
 
