@@ -4,8 +4,9 @@
 chunk programs, the list of statistics its sampler reports, and the compiled check of an
 energy at the chains' starts. Built once, these are kept here, most recently used last, at
 most :data:`SIZE` of them, so that a repeated call traces and compiles nothing new.
-Signatures are made of hashable values and array digests (never ``id()``), so equal content
-finds the same entry. ``numpyro_ebm.clear_cache()`` empties it.
+Signatures are made of hashable values and array digests, so equal content finds the same
+entry; an unhashable object stands for itself (held by its signature, so that its ``id`` is
+never reused while the entry lives). ``numpyro_ebm.clear_cache()`` empties it.
 """
 
 from __future__ import annotations
