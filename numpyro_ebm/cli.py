@@ -421,23 +421,34 @@ def _sampling_options(parser: argparse.ArgumentParser, chains: int, samples: int
     )
 
 
+def _common_options(parser: argparse.ArgumentParser, seed_default, progress_default) -> None:
+    parser.add_argument(
+        "--seed",
+        type=_integer(0, 2**SEED_BITS - 1),
+        default=seed_default,
+        help=f"seed of the jax.random key (0 to 2**{SEED_BITS} - 1)",
+    )
+    parser.add_argument(
+        "--no-progress", action="store_true", default=progress_default, help="hide progress bars"
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="numpyro-ebm",
         description="Energy-based models in NumPyro, BlackJAX and optax: train, sample, "
         "compare and diagnose.",
     )
-    parser.add_argument(
-        "--seed",
-        type=_integer(0, 2**SEED_BITS - 1),
-        default=0,
-        help=f"seed of the jax.random key (0 to 2**{SEED_BITS} - 1)",
-    )
-    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    _common_options(parser, 0, False)
+    # the same options after the command (``numpyro-ebm demo --seed 1``); SUPPRESS keeps a
+    # value given before the command when none is given after it
+    common = argparse.ArgumentParser(add_help=False)
+    _common_options(common, argparse.SUPPRESS, argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     demo = commands.add_parser(
         "demo",
+        parents=[common],
         help="the end-to-end demo on embedded data",
         description="Train a noise-conditional energy on an embedded 2-D data set, sample it "
         "with annealed Langevin, parallel tempering, tempered SMC and MALA, print the "
@@ -454,6 +465,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     train = commands.add_parser(
         "train",
+        parents=[common],
         help="train an energy on your data",
         description="Train an energy on --data (.npy, .npz or .csv, shape (n, d)) and save "
         "the network, Orbax checkpoints, training.json and training_loss.png to --out.",
@@ -491,6 +503,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     sample = commands.add_parser(
         "sample",
+        parents=[common],
         help="sample a trained energy",
         description="Sample the energy saved by `train` in --checkpoint and write the draws "
         "as netCDF (ArviZ) to --out; prints the mixing report.",
@@ -503,6 +516,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     compare = commands.add_parser(
         "compare",
+        parents=[common],
         help="compare samplers on a trained energy",
         description="Run several samplers on the energy in --checkpoint with the same budget; "
         "print the table and write netCDF files, comparison.csv and figures to --out.",
@@ -520,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     diagnose = commands.add_parser(
         "diagnose",
+        parents=[common],
         help="mixing report of a netCDF file",
         description="Print the mixing report (R-hat, bulk/tail ESS, MCSE, divergences, "
         "warnings) of sampler output saved as netCDF.",
