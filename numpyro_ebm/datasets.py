@@ -12,6 +12,8 @@ ring of the score-based literature.
 
 =====================  ===========================================================
 ``gaussian_mixture``   eight Gaussians on a ring of radius 2, std 0.2 ("8gaussians")
+``weighted_ring``      six Gaussians on a ring of radius 2, std 0.15, **unequal** weights
+                       0.30, 0.05, 0.20, 0.10, 0.25, 0.10 (a test of learned mode weights)
 ``rings``              four concentric noisy rings of radii 0.75, 1.5, 2.25, 3
 ``two_moons``          scikit-learn's two interleaving half circles, FFJORD's scaling
 ``checkerboard``       uniform on the eight "black" squares of a 4x4 board on [-4, 4]^2
@@ -21,7 +23,8 @@ ring of the score-based literature.
 :data:`TOY_DATASETS` maps names to functions and :func:`toy` draws by name.
 :func:`gaussian_mixture_log_prob` is the closed-form log density of ``gaussian_mixture``,
 also convolved with Gaussian noise, to compare learned (noise-conditional) scores with the
-truth.
+truth. :func:`ring_mixture` and :func:`ring_mixture_log_prob` draw and evaluate any mixture
+of isotropic Gaussians on a ring (:func:`ring_centers`), whatever its weights.
 
 Digits
 ------
@@ -54,6 +57,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -68,16 +72,21 @@ __all__ = [
     "GAUSSIAN_MIXTURE_RADIUS",
     "GAUSSIAN_MIXTURE_STD",
     "TOY_DATASETS",
+    "WEIGHTED_RING",
     "binarized_digits",
     "checkerboard",
     "digits",
     "gaussian_mixture",
     "gaussian_mixture_log_prob",
     "ising_configurations",
+    "ring_centers",
+    "ring_mixture",
+    "ring_mixture_log_prob",
     "rings",
     "swiss_roll",
     "toy",
     "two_moons",
+    "weighted_ring",
 ]
 
 #: Radius of the ring of ``gaussian_mixture``'s eight centers.
@@ -163,18 +172,8 @@ def gaussian_mixture(key, n: int) -> jax.Array:
 
 
 def gaussian_mixture_log_prob(x, sigma: float = 0.0) -> jax.Array:
-    r"""Exact log density of :func:`gaussian_mixture`, optionally perturbed by Gaussian noise.
-
-    The data convolved with :math:`\mathcal{N}(0, \sigma^2 I)` (the density that denoising
-    score matching at level :math:`\sigma` targets, Vincent 2011) is again a mixture, with
-    component variance :math:`v = s^2 + \sigma^2`:
-
-    .. math::
-
-        \log p_\sigma(x) = \operatorname{logsumexp}_k\left(-\frac{\|x - \mu_k\|^2}{2v}\right)
-        - \log 8 - \log(2\pi v).
-
-    Its gradient (``jax.grad``) is the true score :math:`\nabla_x \log p_\sigma(x)`.
+    r"""Exact log density of :func:`gaussian_mixture`, optionally perturbed by Gaussian noise:
+    :func:`ring_mixture_log_prob` with eight equal weights, radius 2 and std 0.2.
 
     Parameters
     ----------
@@ -187,19 +186,92 @@ def gaussian_mixture_log_prob(x, sigma: float = 0.0) -> jax.Array:
     -------
     Array of shape ``x.shape[:-1]``.
     """
+    return ring_mixture_log_prob(
+        x, np.full(8, 1 / 8), GAUSSIAN_MIXTURE_RADIUS, GAUSSIAN_MIXTURE_STD, sigma
+    )
+
+
+class RingMixture(NamedTuple):
+    """A mixture of isotropic Gaussians centred on a ring: component ``k`` has weight
+    ``weights[k]``, centre :func:`ring_centers` ``(len(weights), radius)[k]`` and standard
+    deviation ``std``."""
+
+    weights: tuple[float, ...]
+    radius: float
+    std: float
+
+    @property
+    def centers(self) -> np.ndarray:
+        return ring_centers(len(self.weights), self.radius)
+
+
+#: The unequal-weight ring of ``weighted_ring``: six modes, radius 2, std 0.15.
+WEIGHTED_RING = RingMixture((0.30, 0.05, 0.20, 0.10, 0.25, 0.10), 2.0, 0.15)
+
+
+def ring_centers(num: int, radius: float) -> np.ndarray:
+    r"""``num`` centres evenly spaced on a circle, :math:`\mu_k = r(\cos\tfrac{2\pi k}{K},
+    \sin\tfrac{2\pi k}{K})`, shape ``(num, 2)``, float32."""
+    angles = 2.0 * np.pi * np.arange(check_int("num", num)) / num
+    return (float(radius) * np.stack([np.cos(angles), np.sin(angles)], axis=1)).astype(np.float32)
+
+
+def _check_weights(weights) -> np.ndarray:
+    weights = np.asarray(weights, np.float64)
+    if weights.ndim != 1 or weights.size < 1 or not np.all(np.isfinite(weights)):
+        raise ValueError(f"weights must be a 1-D array of finite numbers, got {weights!r}")
+    if np.any(weights < 0) or abs(weights.sum() - 1.0) > 1e-6:
+        raise ValueError(f"weights must be >= 0 and sum to 1, got {weights.tolist()}")
+    return weights
+
+
+def ring_mixture(key, n: int, weights, radius: float, std: float) -> jax.Array:
+    r"""``n`` points of the ring mixture :math:`\sum_k w_k \mathcal{N}(\mu_k, s^2 I)`
+    (:func:`ring_centers`): each point's component drawn with probabilities ``weights``.
+    Returns shape ``(n, 2)``, float32."""
+    key, n = _check_key(key), _check_n(n)
+    weights = _check_weights(weights)
+    key_component, key_noise = jax.random.split(key)
+    component = jax.random.choice(key_component, weights.size, (n,), p=jnp.asarray(weights))
+    centers = jnp.asarray(ring_centers(weights.size, radius))[component]
+    return centers + float(std) * jax.random.normal(key_noise, (n, 2), jnp.float32)
+
+
+def ring_mixture_log_prob(x, weights, radius: float, std: float, sigma: float = 0.0):
+    r"""Exact log density of :func:`ring_mixture`, optionally perturbed by Gaussian noise.
+
+    The data convolved with :math:`\mathcal{N}(0, \sigma^2 I)` (the density that denoising
+    score matching at level :math:`\sigma` targets, Vincent 2011) is again a mixture, with
+    component variance :math:`v = s^2 + \sigma^2`:
+
+    .. math::
+
+        \log p_\sigma(x) = \operatorname{logsumexp}_k\left(\log w_k
+        - \frac{\|x - \mu_k\|^2}{2v}\right) - \log(2\pi v).
+
+    Its gradient (``jax.grad``) is the true score :math:`\nabla_x \log p_\sigma(x)`.
+    Returns an array of shape ``x.shape[:-1]``.
+    """
     x = jnp.asarray(x)
     if x.ndim < 1 or x.shape[-1] != 2:
         raise ValueError(f"x must have shape (..., 2), got {x.shape}")
     sigma = float(sigma)
     if not (math.isfinite(sigma) and sigma >= 0.0):
         raise ValueError(f"sigma must be finite and >= 0, got {sigma!r}")
-    variance = GAUSSIAN_MIXTURE_STD**2 + sigma**2
-    d2 = jnp.sum((x[..., None, :] - jnp.asarray(GAUSSIAN_MIXTURE_CENTERS)) ** 2, axis=-1)
-    return (
-        jax.nn.logsumexp(-0.5 * d2 / variance, axis=-1)
-        - math.log(8.0)
-        - math.log(2.0 * math.pi * variance)
+    weights = _check_weights(weights)
+    variance = float(std) ** 2 + sigma**2
+    centers = jnp.asarray(ring_centers(weights.size, radius))
+    d2 = jnp.sum((x[..., None, :] - centers) ** 2, axis=-1)
+    log_w = jnp.log(jnp.asarray(weights, jnp.result_type(float)))
+    return jax.nn.logsumexp(log_w - 0.5 * d2 / variance, axis=-1) - math.log(
+        2.0 * math.pi * variance
     )
+
+
+def weighted_ring(key, n: int) -> jax.Array:
+    """Six Gaussians on a ring of radius 2, std 0.15, with the unequal weights of
+    :data:`WEIGHTED_RING`: :func:`ring_mixture` of them. Returns shape ``(n, 2)``, float32."""
+    return ring_mixture(key, n, *WEIGHTED_RING)
 
 
 def rings(key, n: int) -> jax.Array:
@@ -354,6 +426,7 @@ TOY_DATASETS: dict[str, Callable[..., jax.Array]] = {
     "two_moons": two_moons,
     "checkerboard": checkerboard,
     "swiss_roll": swiss_roll,
+    "weighted_ring": weighted_ring,
 }
 
 

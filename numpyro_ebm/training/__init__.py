@@ -15,13 +15,16 @@ from numpyro_ebm.training.objectives import (
     score_matching,
     sliced_score_matching,
 )
+from numpyro_ebm.training.tempered import TemperedNegatives, combine, replica_exchange_pcd
 
 __all__ = [
     "FitResult",
     "Objective",
     "ReplayBuffer",
+    "TemperedNegatives",
     "buffer",
     "cd",
+    "combine",
     "dsm",
     "fit",
     "from_loss",
@@ -29,6 +32,7 @@ __all__ = [
     "nce",
     "ncsn",
     "pcd",
+    "replica_exchange_pcd",
     "score_matching",
     "sliced_score_matching",
 ]
