@@ -79,13 +79,18 @@ class TemperedNegatives(NamedTuple):
     ``k`` moves with ``step_size * T_k``); ``swap_rate`` and ``acceptance``: the last update's
     mean swap acceptance per neighbour pair ``(K - 1,)`` and the cold replicas' mean MALA
     acceptance; ``round_trips``: round trips (cold -> hot -> cold) completed by all walkers
-    since ``init``."""
+    since ``init``, tracked across updates by ``walkers``, ``direction`` (each ``(num_chains,
+    K)``) and ``step`` (which sets the parity of the even-odd swaps), as in
+    :class:`~numpyro_ebm.kernels.replica_exchange.ReplicaExchangeState`."""
 
     positions: jax.Array
     log_step_size: jax.Array
     swap_rate: jax.Array
     acceptance: jax.Array
     round_trips: jax.Array
+    walkers: jax.Array
+    direction: jax.Array
+    step: jax.Array
 
 
 def _mala(logdensity_fn, temperature, step_size):
@@ -197,12 +202,17 @@ def replica_exchange_pcd(
         else:
             starts = init_positions.astype(jnp.result_type(float))
         positions = jnp.broadcast_to(starts[:, None], (num_chains, num_replicas, *shape[1:]))
+        walkers = jnp.broadcast_to(jnp.arange(num_replicas), (num_chains, num_replicas))
+        direction = jnp.where(walkers == 0, replica_exchange.UP, replica_exchange.UNSEEN)
         return TemperedNegatives(
             positions=positions,
             log_step_size=jnp.log(jnp.asarray(step_size, jnp.float32)),
             swap_rate=jnp.full((num_replicas - 1,), jnp.nan, jnp.float32),
             acceptance=jnp.asarray(jnp.nan, jnp.float32),
             round_trips=jnp.zeros((), jnp.int32),
+            walkers=walkers.astype(jnp.int32),
+            direction=direction.astype(jnp.int32),
+            step=jnp.zeros((), jnp.int32),
         )
 
     def negatives(params, state: TemperedNegatives, key):
@@ -214,9 +224,11 @@ def replica_exchange_pcd(
 
         kernel = replica_exchange.build_kernel(factory)
 
-        def ladder_run(positions, chain_key):
-            # the inner states cache log densities of the old parameters: start afresh
+        def ladder_run(positions, walkers, direction, chain_key):
+            # the inner states cache log densities of the old parameters: start them afresh,
+            # and carry on the walkers' history and the swap parity
             replicas = replica_exchange.init(positions, logdensity_fn, ladder, factory)
+            replicas = replicas._replace(walkers=walkers, direction=direction, step=state.step)
 
             def step(replicas, step_key):
                 replicas, info = kernel(step_key, replicas, logdensity_fn, ladder)
@@ -228,7 +240,7 @@ def replica_exchange_pcd(
             return replicas, acceptance, swaps
 
         replicas, acceptance, swaps = jax.vmap(ladder_run)(
-            state.positions, jax.random.split(key, num_chains)
+            state.positions, state.walkers, state.direction, jax.random.split(key, num_chains)
         )
         return replicas, jnp.mean(acceptance), jnp.nanmean(swaps, axis=(0, 1))
 
@@ -249,6 +261,9 @@ def replica_exchange_pcd(
             swap_rate=swap_rate,
             acceptance=acceptance,
             round_trips=state.round_trips + jnp.sum(replicas.round_trips),
+            walkers=replicas.walkers,
+            direction=replicas.direction,
+            step=state.step + k,
         )
         aux = {
             "energy_pos": jnp.mean(e_pos),
