@@ -6,6 +6,7 @@ run) ends the command with a one-line ``numpyro-ebm: error: ...`` on stderr and 
 without a traceback (set the environment variable ``NUMPYRO_EBM_TRACEBACK=1`` to see it).
 Output paths are checked before any work, so nothing computed is lost to a bad ``--out``.
 Ctrl-C ends the command with one line and exit status 130; checkpoints already written stay.
+Warnings are printed in one line each, ``numpyro-ebm: warning: ...``.
 
 The module imports neither JAX nor the library until a command runs, so that ``--help`` and
 argument errors answer at once.
@@ -14,6 +15,8 @@ argument errors answer at once.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import itertools
 import os
 import sys
 from pathlib import Path
@@ -26,11 +29,24 @@ __all__ = ["main"]
 
 DATA_FORMATS = (".npy", ".npz", ".csv")
 # The choices `--help` lists, kept here so that it needs no import of the library;
-# tests/test_cli.py checks them against workflow.OBJECTIVES, demo.DEMO_SAMPLERS and
-# datasets.TOY_DATASETS.
+# tests/test_cli.py checks them against workflow.OBJECTIVES, demo.DEMO_SAMPLERS,
+# datasets.TOY_DATASETS and the defaults of workflow.TrainSettings.
 OBJECTIVES = ("ncsn", "dsm", "score_matching", "sliced_score_matching", "cd", "pcd")
 DEMO_SAMPLERS = ("annealed_langevin", "parallel_tempering", "tempered_smc", "mala")
-TOY_DATASETS = ("checkerboard", "gaussian_mixture", "rings", "swiss_roll", "two_moons")
+TOY_DATASETS = (
+    "checkerboard",
+    "gaussian_mixture",
+    "rings",
+    "swiss_roll",
+    "two_moons",
+    "weighted_ring",
+)
+TRAIN_DEFAULTS = {
+    "likelihood_steps": 1000,
+    "likelihood_chains": 512,
+    "max_temperature": 40.0,
+    "held_out": 0.1,
+}
 SEED_BITS = 32  # jax.random.key keeps 32 bits of a seed without 64-bit mode: larger ones repeat
 _MAGIC = {".npy": (b"\x93NUMPY",), ".npz": (b"PK\x03\x04", b"PK\x05\x06")}
 
@@ -39,11 +55,12 @@ class UserError(Exception):
     """An error in what the user gave: reported in one line, exit status 2."""
 
 
-def read_data(path: str | Path) -> np.ndarray:
+def read_data(path: str | Path, *, binary: bool = False) -> np.ndarray:
     """Data (n, d) from a ``.npy``, ``.npz`` (its only array, or the one named ``data``) or
     ``.csv`` file (comma-separated numbers, an optional header line), as float32. Never
-    unpickles; refuses complex, boolean and non-numeric data, NaN and infinite values and
-    values beyond float32's range, each with a :class:`UserError` naming the file."""
+    unpickles; refuses complex and non-numeric data, NaN and infinite values and values beyond
+    float32's range, each with a :class:`UserError` naming the file. Boolean arrays are read
+    as 0/1 with ``binary=True`` (an RBM's data), else refused."""
     import zipfile
 
     path = Path(path)
@@ -68,7 +85,7 @@ def read_data(path: str | Path) -> np.ndarray:
         if "allow_pickle" in message:
             message = "it holds Python objects, which numpyro-ebm never unpickles"
         raise UserError(f"cannot read {path}: {message}") from None
-    return _as_table(path, data)
+    return _as_table(path, data, binary)
 
 
 def _read(path: Path, suffix: str) -> np.ndarray:
@@ -85,9 +102,16 @@ def _read(path: Path, suffix: str) -> np.ndarray:
         return archive["data" if "data" in names else names[0]]
 
 
-def _as_table(path: Path, data: np.ndarray) -> np.ndarray:
+def _as_table(path: Path, data: np.ndarray, binary: bool) -> np.ndarray:
     import numpy as np
 
+    if data.dtype == bool:
+        if not binary:
+            raise UserError(
+                f"{path} holds booleans (dtype bool), not numbers; for binary data train an "
+                "RBM (--model rbm)"
+            )
+        data = data.astype(np.float32)
     if np.issubdtype(data.dtype, np.complexfloating):
         raise UserError(f"{path} holds complex numbers (dtype {data.dtype}); give real data")
     if not np.issubdtype(data.dtype, np.number):
@@ -173,6 +197,7 @@ def _demo(args: argparse.Namespace) -> int:
         num_chains=args.chains,
         num_samples=args.samples,
         num_warmup=args.warmup,
+        num_sweeps=args.sweeps,
         progress=not args.no_progress,
     )
     return 0
@@ -186,10 +211,11 @@ def _train(args: argparse.Namespace) -> int:
     data = read_data(args.data)
     from numpyro_ebm import plots, workflow
 
+    training_points = len(data) - round(args.held_out * len(data))
     settings = workflow.TrainSettings(
         objective=args.objective,
         num_steps=args.steps,
-        batch_size=min(args.batch_size, len(data)),
+        batch_size=max(1, min(args.batch_size, training_points)),
         learning_rate=args.lr,
         hidden=tuple(args.hidden),
         num_sigmas=args.num_sigmas,
@@ -197,6 +223,10 @@ def _train(args: argparse.Namespace) -> int:
         sigma_min=args.sigma_min,
         sigma=args.sigma,
         checkpoint_every=args.checkpoint_every,
+        likelihood_steps=args.likelihood_steps,
+        likelihood_chains=args.likelihood_chains,
+        max_temperature=args.max_temperature,
+        held_out=args.held_out,
     )
     trained, result = workflow.train(
         data,
@@ -215,20 +245,29 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _train_rbm(args: argparse.Namespace, out: Path) -> int:
-    """``train --model rbm``: a Bernoulli RBM by CD-k or PCD-k with block Gibbs, its exact
-    log-likelihood (smaller layer <= 20 units) or an AIS estimate, saved as JSON + .npz."""
+    """``train --model rbm``: a Bernoulli RBM by CD-k or PCD-k with block Gibbs, checkpointed
+    in ``<out>/checkpoints`` every ``--checkpoint-every`` steps (``--resume`` continues the
+    latest bit for bit), its exact log-likelihood (smaller layer <= 20 units) or an AIS
+    estimate, saved as JSON + .npz."""
     if args.objective not in ("cd", "pcd"):
         raise UserError(f"--model rbm trains with --objective cd or pcd, got {args.objective!r}")
-    if args.resume:
-        raise UserError("--resume is not available for --model rbm (a run takes seconds)")
     if len(args.hidden) != 1:
         raise UserError(f"--model rbm takes one --hidden size, got {args.hidden}")
-    if out.is_dir() and any(out.iterdir()):
+    _fresh_run_folder(out, resume=args.resume)
+    if not args.resume and out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty: give a new folder for the RBM")
-    data = read_data(args.data)
+    data = read_data(args.data, binary=True)
+    import math
+
     from numpyro_ebm.models import rbm
 
     data = rbm.check_binary("--data", data)
+    batch_size = min(args.batch_size, len(data))
+    _check_memory(
+        _rbm_training_memory(data.shape[1], args.hidden[0], batch_size),
+        f"an RBM with --hidden {args.hidden[0]} on {data.shape[1]} visible units in batches of "
+        f"{batch_size}",
+    )
     key = _key(args.seed)
     fitted = rbm.train_rbm(
         data,
@@ -238,7 +277,12 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
         k=args.k,
         learning_rate=args.lr,
         num_steps=args.steps,
-        batch_size=min(args.batch_size, len(data)),
+        batch_size=batch_size,
+        # chunks that divide --checkpoint-every, so that checkpoints fall where asked
+        steps_per_chunk=math.gcd(args.checkpoint_every, 100),
+        checkpoint_dir=out / "checkpoints",
+        checkpoint_every=args.checkpoint_every,
+        resume=args.resume,
         progress=not args.no_progress,
     )
     model, params = fitted.model, fitted.params
@@ -260,22 +304,26 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
 
 
 def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
-    """``sample`` of an RBM saved by ``train --model rbm``: block Gibbs on its visible units."""
+    """``sample`` of an RBM saved by ``train --model rbm`` (or ``save_rbm``): its visible
+    units, by block Gibbs (MALA for a Gaussian RBM's real values) unless ``--sampler`` names
+    another sampler of their kind."""
     import numpyro_ebm as ne
     from numpyro_ebm import _arviz
     from numpyro_ebm.models import rbm
 
     model, params = rbm.load_rbm(args.checkpoint)
+    sampler = args.sampler or ("block_gibbs" if model.binary_visible else "mala")
     data = ne.sample(
         ne.BoundEnergy(model.free_energy, params),
-        "block_gibbs",
+        sampler,
         key=_key(args.seed),
-        support="01",
+        support="01" if model.binary_visible else None,
         event_shape=(model.n_visible,),
         num_chains=args.chains,
         num_samples=args.samples,
         num_warmup=args.warmup,
         progress=not args.no_progress,
+        **_step_size(args, sampler),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     _arviz.to_netcdf(data, out)
@@ -284,13 +332,74 @@ def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
     return 0
 
 
+def _step_size(args: argparse.Namespace, sampler: str) -> dict:
+    """``--step-size`` as the sampler's ``step_size`` option (``initial_step_size`` for one that
+    tunes it, as HMC and NUTS); refused, naming the sampler, for one that has neither
+    (unknown names are left to the sampler registry's own error)."""
+    if args.step_size is None:
+        return {}
+    import inspect
+
+    from numpyro_ebm.samplers import SAMPLERS
+
+    if sampler not in SAMPLERS:
+        return {"step_size": args.step_size}
+    options = inspect.signature(SAMPLERS[sampler]).parameters
+    for name in ("step_size", "initial_step_size"):
+        if name in options:
+            return {name: args.step_size}
+    raise UserError(
+        f"--step-size does not apply to the sampler {sampler!r}: it has no step size option "
+        f"(its options: {', '.join(options) or 'none'})"
+    )
+
+
 def _sample_args(args: argparse.Namespace, sampler: str, trained) -> dict:
     from numpyro_ebm import workflow
 
     options = workflow.sampler_options(sampler, trained, args.steps_per_level)
-    if args.step_size is not None and sampler != "tempered_smc":
-        options["step_size"] = args.step_size
-    return options
+    return {**options, **_step_size(args, sampler)}
+
+
+def _load_network(folder: str):
+    """The network saved by ``train`` in ``folder``; a saved RBM, or a noise ladder that is
+    missing or not positive numbers, refused in one line naming the folder or file."""
+    from numpyro_ebm import workflow
+
+    if (Path(folder) / "rbm.json").is_file():
+        raise UserError(
+            f"{folder} holds a saved RBM (rbm.json), not a network; compare takes a network "
+            f"saved by `train --model mlp`; sample the RBM with `sample --checkpoint {folder}`"
+        )
+    trained = workflow.load(folder)
+    record = Path(folder) / "network" / "network.json"
+    record = record if record.is_file() else Path(folder) / "network.json"
+    sigmas = trained.metadata.get("sigmas")
+    if sigmas is None:
+        if trained.spec.get("network") == "NoiseConditionalMLP":
+            raise UserError(
+                f"{record} describes a noise-conditional network but gives no noise ladder "
+                "(metadata.sigmas)"
+            )
+        return trained
+    if not _positive_numbers(sigmas):
+        raise UserError(
+            f"{record}: metadata.sigmas (the noise ladder) must be a list of positive numbers, "
+            f"got {sigmas!r:.80}"
+        )
+    return trained
+
+
+def _positive_numbers(values) -> bool:
+    """Whether ``values`` is a non-empty list of finite positive numbers."""
+    import numpy as np
+
+    if not isinstance(values, list) or not values:
+        return False
+    if not all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
+        return False
+    array = np.asarray(values, dtype=np.float64)
+    return bool(np.all(np.isfinite(array) & (array > 0)))
 
 
 def _sample(args: argparse.Namespace) -> int:
@@ -300,17 +409,18 @@ def _sample(args: argparse.Namespace) -> int:
     import numpyro_ebm as ne
     from numpyro_ebm import _arviz, workflow
 
-    trained = workflow.load(args.checkpoint)
+    trained = _load_network(args.checkpoint)
+    sampler = args.sampler or "annealed_langevin"
     data = ne.sample(
         workflow.energy_of(trained),
-        args.sampler,
+        sampler,
         key=_key(args.seed),
         num_chains=args.chains,
         num_samples=args.samples,
         num_warmup=args.warmup,
         event_shape=tuple(trained.spec["event_shape"]),
         progress=not args.no_progress,
-        **_sample_args(args, args.sampler, trained),
+        **_sample_args(args, sampler, trained),
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     _arviz.to_netcdf(data, out)
@@ -324,7 +434,7 @@ def _compare(args: argparse.Namespace) -> int:
     import numpyro_ebm as ne
     from numpyro_ebm import workflow
 
-    trained = workflow.load(args.checkpoint)
+    trained = _load_network(args.checkpoint)
     samplers = [s.strip() for s in args.samplers.split(",") if s.strip()]
     reference = None
     if args.reference is not None:
@@ -450,17 +560,26 @@ def build_parser() -> argparse.ArgumentParser:
         "demo",
         parents=[common],
         help="the end-to-end demo on embedded data",
-        description="Train a noise-conditional energy on an embedded 2-D data set, sample it "
-        "with annealed Langevin, parallel tempering, tempered SMC and MALA, print the "
-        "comparison and mixing tables and write data, checkpoints, netCDF files, metrics and "
-        "figures to --out.",
+        description="Train a noise-conditional energy on an embedded 2-D data set (score "
+        "matching, then maximum likelihood), judge its mode weights and held-out likelihood "
+        "against the truth, sample it with annealed Langevin, parallel tempering, tempered SMC "
+        "and MALA, print the comparison, mixing and mode-weight tables and write data, "
+        "checkpoints, netCDF files, metrics and figures to --out.",
     )
     demo.add_argument("--out", default="numpyro-ebm-demo", help="output folder")
     demo.add_argument("--dataset", default="gaussian_mixture", choices=TOY_DATASETS)
     demo.add_argument("--steps", type=_integer(1), default=6000, help="training steps")
     demo.add_argument("--chains", type=_integer(1), default=64)
-    demo.add_argument("--samples", type=_integer(1), default=200)
-    demo.add_argument("--warmup", type=_integer(0), default=200)
+    demo.add_argument(
+        "--samples", type=_integer(4), default=2000, help="draws per chain of the MCMC samplers"
+    )
+    demo.add_argument("--warmup", type=_integer(0), default=500, help="their warm-up")
+    demo.add_argument(
+        "--sweeps",
+        type=_integer(4),
+        default=200,
+        help="annealed Langevin: sweeps per chain (no warm-up: each sweep forgets its start)",
+    )
     demo.set_defaults(func=_demo)
 
     train = commands.add_parser(
@@ -498,6 +617,32 @@ def build_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--sigma", type=_positive_float, default=0.1, help="dsm: the noise level")
     train.add_argument("--checkpoint-every", type=_integer(1), default=500)
+    # the likelihood stage's defaults are TrainSettings' own
+    train.add_argument(
+        "--likelihood-steps",
+        type=_integer(0),
+        default=TRAIN_DEFAULTS["likelihood_steps"],
+        help="maximum-likelihood updates after a score-based objective, with replica-exchange "
+        "negatives: they set the masses of the modes, which score matching cannot see (0: skip)",
+    )
+    train.add_argument(
+        "--likelihood-chains",
+        type=_integer(1),
+        default=TRAIN_DEFAULTS["likelihood_chains"],
+        help="persistent replica-exchange chains of the likelihood stage",
+    )
+    train.add_argument(
+        "--max-temperature",
+        type=_positive_float,
+        default=TRAIN_DEFAULTS["max_temperature"],
+        help="hottest temperature of their ladder (> 1)",
+    )
+    train.add_argument(
+        "--held-out",
+        type=float,
+        default=TRAIN_DEFAULTS["held_out"],
+        help="fraction of the data held out for the log-likelihood in training.json (0: none)",
+    )
     train.add_argument("--resume", action="store_true", help="continue from the checkpoints")
     train.set_defaults(func=_train)
 
@@ -509,7 +654,11 @@ def build_parser() -> argparse.ArgumentParser:
         "as netCDF (ArviZ) to --out; prints the mixing report.",
     )
     sample.add_argument("--checkpoint", required=True, help="the `train` output folder")
-    sample.add_argument("--sampler", default="annealed_langevin")
+    sample.add_argument(
+        "--sampler",
+        default=None,
+        help="a sampler name (default: annealed_langevin for a network, block_gibbs for an RBM)",
+    )
     sample.add_argument("--out", default="samples.nc", help="netCDF file to write")
     _sampling_options(sample, chains=256, samples=100)
     sample.set_defaults(func=_sample)
@@ -551,31 +700,173 @@ def _first_line(error: BaseException) -> str:
     return str(error).splitlines()[0] if str(error).strip() else type(error).__name__
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as the command prints it: one line, ``numpyro-ebm: warning: ...``."""
+    return f"numpyro-ebm: warning: {' '.join(str(message).split())}\n"
+
+
 def _interrupted(args: argparse.Namespace) -> str:
+    """What Ctrl-C leaves: for ``demo`` and ``train``, the checkpoints written, if any."""
     if args.command not in ("demo", "train"):
         return "interrupted"
-    kept = f"interrupted; the checkpoints written so far are kept in {args.out}/checkpoints"
+    folder = Path(args.out) / "checkpoints"
+    steps = [int(p.name) for p in folder.iterdir() if p.name.isdigit()] if folder.is_dir() else []
+    if not steps:
+        return "interrupted before the first checkpoint: nothing was kept"
+    kept = f"interrupted; the checkpoints written so far are kept in {folder}"
     return kept + (" (continue with train --resume)" if args.command == "train" else "")
+
+
+# float32, the library's default precision
+_FLOAT_BYTES = 4
+
+
+def _training_memory(hidden: list[int], batch_size: int) -> int:
+    """A lower bound, in bytes, of what training a network with the hidden layers ``hidden``
+    holds: the weights between consecutive layers (the data width, not known yet, counted as
+    1) with their gradients, and one minibatch's activations of every hidden unit."""
+    widths = [1, *hidden]
+    weights = sum(a * b for a, b in itertools.pairwise(widths))
+    return _FLOAT_BYTES * (2 * weights + batch_size * sum(hidden))
+
+
+def _available_memory() -> int:
+    """Bytes the default JAX device can still allocate: an accelerator's own limit, else the
+    host's available memory (Linux ``MemAvailable``), else its physical memory."""
+    import jax
+
+    stats = jax.devices()[0].memory_stats() or {}
+    if "bytes_limit" in stats:
+        return stats["bytes_limit"] - stats.get("bytes_in_use", 0)
+    try:
+        with open("/proc/meminfo") as handle:
+            for line in handle:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def _rbm_training_memory(n_visible: int, n_hidden: int, batch_size: int) -> int:
+    """Bytes that training an RBM holds: the contrastive objectives differentiate each
+    example's free energy (a ``vmap``), which forms a ``(batch, n_visible, n_hidden)`` array,
+    beside the weights and their gradient."""
+    return _FLOAT_BYTES * (batch_size + 2) * (n_visible + 1) * n_hidden
+
+
+def _check_memory(need: int, what: str) -> None:
+    """Refuse to train ``what`` (the sizes, as given) when it needs ``need`` bytes, more than
+    the memory available."""
+    if need <= 2**30:  # anything smaller fits: no need to ask the device
+        return
+    available = _available_memory()
+    if need > available:
+        raise UserError(
+            f"{what} needs at least {need / 2**30:.1f} GiB to train, more than the "
+            f"{available / 2**30:.1f} GiB available; choose smaller layers or a smaller batch"
+        )
+
+
+# Modules whose Orbax writes and reads must not be interrupted halfway: an interrupted one
+# leaves tensorstore callbacks posting to a closed event loop, or aborts the process.
+_CHECKPOINT_IO = ("numpyro_ebm.training._checkpoints", "numpyro_ebm.storage")
+
+
+def _in_checkpoint_io(frame) -> bool:
+    """Whether ``frame`` or one of its callers runs code of the modules of ``_CHECKPOINT_IO``."""
+    files = {getattr(sys.modules.get(name), "__file__", None) for name in _CHECKPOINT_IO}
+    while frame is not None:
+        if frame.f_code.co_filename in files:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@contextlib.contextmanager
+def _ctrl_c_outside_checkpoint_io():
+    """Ctrl-C raises ``KeyboardInterrupt`` at once, as Python's own handler, except during a
+    checkpoint's write or read: then as soon as that is over (a thread waits for it). Left
+    alone where SIGINT is not Python's default (ignored in a background job, or a handler of
+    the caller's) and outside the main thread."""
+    import _thread
+    import signal
+    import threading
+    import time
+
+    main_thread = threading.main_thread()
+    if (
+        threading.current_thread() is not main_thread
+        or signal.getsignal(signal.SIGINT) is not signal.default_int_handler
+    ):
+        yield
+        return
+
+    def interrupt_when_done() -> None:
+        while _in_checkpoint_io(sys._current_frames().get(main_thread.ident)):
+            time.sleep(0.05)
+        _thread.interrupt_main()  # runs `handler` again, in the main thread
+
+    def handler(signum, frame) -> None:
+        if not _in_checkpoint_io(frame):
+            raise KeyboardInterrupt
+        threading.Thread(target=interrupt_when_done, daemon=True).start()
+
+    signal.signal(signal.SIGINT, handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default: ``sys.argv[1:]``); return the exit status: 0,
     1 for ``diagnose --strict`` with warnings, 2 for bad input, 130 when interrupted."""
+    import warnings
+
     args = build_parser().parse_args(argv)
+    previous = warnings.formatwarning
+    warnings.formatwarning = _warning_line
     try:
-        return args.func(args)
+        return _run(args)
+    finally:
+        warnings.formatwarning = previous
+
+
+def _run(args: argparse.Namespace) -> int:
+    """The command, its errors reported in one line (with a traceback when
+    ``NUMPYRO_EBM_TRACEBACK`` is set)."""
+    traceback = bool(os.environ.get("NUMPYRO_EBM_TRACEBACK"))
+    try:
+        if args.command == "train":  # before anything is read or built
+            _check_memory(
+                _training_memory(args.hidden, args.batch_size),
+                f"--hidden {' '.join(map(str, args.hidden))} with --batch-size "
+                f"{args.batch_size} (weights, gradients and a minibatch's activations)",
+            )
+        with _ctrl_c_outside_checkpoint_io():
+            return args.func(args)
     except KeyboardInterrupt:
-        if os.environ.get("NUMPYRO_EBM_TRACEBACK"):
+        if traceback:
             raise
         print(f"numpyro-ebm: {_interrupted(args)}", file=sys.stderr)
         return 130
     except (UserError, ValueError, TypeError, OSError, FloatingPointError) as error:
-        if os.environ.get("NUMPYRO_EBM_TRACEBACK"):
+        if traceback:
             raise
         message = _first_line(error)
         if isinstance(error, FloatingPointError) and args.command == "train":
             message += "; the run diverged: a smaller --lr may help"
         print(f"numpyro-ebm: error: {message}", file=sys.stderr)
+        return 2
+    except RuntimeError as error:  # XLA's out-of-memory error, beyond what was checked
+        if traceback or "RESOURCE_EXHAUSTED" not in str(error):
+            raise
+        print(
+            f"numpyro-ebm: error: {_first_line(error).rstrip('.')}; use smaller sizes (--hidden, "
+            "--batch-size, --chains)",
+            file=sys.stderr,
+        )
         return 2
 
 

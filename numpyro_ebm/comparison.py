@@ -352,6 +352,57 @@ def _with_errors(table, key, runs, reports, variables, truth, source, name) -> p
     return table
 
 
+def _budgets(budgets, names) -> dict[str, dict]:
+    """``budgets`` checked: sampler names -> ``{"num_samples", "num_warmup"}`` subsets."""
+    if budgets is None:
+        return {}
+    if not isinstance(budgets, dict):
+        raise TypeError(
+            f"budgets must be a dict {{sampler: {{num_samples, ...}}}}, got {budgets!r}"
+        )
+    for name, own in budgets.items():
+        if name not in names:
+            raise ValueError(f"budgets for {name!r}, which is not in samplers {names}")
+        if not isinstance(own, dict) or not set(own) <= {"num_samples", "num_warmup"}:
+            raise ValueError(
+                f"budgets[{name!r}] may set num_samples and num_warmup only, got {own!r}"
+            )
+        for field_name, value in own.items():
+            check_int(field_name, value, minimum=1 if field_name == "num_samples" else 0)
+    return budgets
+
+
+def _against_data(against_data, names, data) -> tuple[str, ...]:
+    if isinstance(against_data, str):
+        raise TypeError(
+            f"against_data must be a sequence of names, got the string {against_data!r}"
+        )
+    against = tuple(against_data)
+    stray = sorted(set(against) - set(names))
+    if stray:
+        raise ValueError(f"against_data names {stray}, which are not in samplers {names}")
+    if against and data is None:
+        raise ValueError(f"against_data={list(against)} needs data= (draws of the data)")
+    return against
+
+
+def _judged_by_data(table, key, runs, reports, variables, observed, data, against):
+    """``table`` with the accuracy columns of the ``against`` rows taken against the data."""
+    truth = _pick(observed, variables, "data")
+    truth_draws = _flat_draws(data, variables)
+    table = table.copy()
+    for label in against:
+        errors = _errors(_report_moments(reports[label], variables), truth)
+        errors["energy_distance"] = _energy_distance(
+            jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
+        )
+        for column, value in errors.items():
+            table.loc[label, column] = value
+        if "sampler_error" in table:
+            table.loc[label, "sampler_error"] = float("nan")
+    return table
+
+
 def _ranked(table: pd.DataFrame) -> pd.DataFrame:
     """Mixed rows first, by ESS per second (no rate last); the others after, in order."""
     mixed = table[table["mixed"]].sort_values(
@@ -363,6 +414,7 @@ def _ranked(table: pd.DataFrame) -> pd.DataFrame:
 def _attribution(table: pd.DataFrame, model: dict, reference_label: str | None) -> str:
     """One sentence: does the model's error or the samplers' dominate?"""
     others = table.drop(index=[reference_label], errors="ignore")
+    others = others[others["sampler_error"].notna()]  # not those judged against the data
     pool = others[others["mixed"]] if others["mixed"].any() else others
     worst = pool["sampler_error"].idxmax()
     sampler, error = float(pool.loc[worst, "sampler_error"]), float(model["error"])
@@ -436,6 +488,8 @@ def compare(
     var_names: Sequence[str] | None = None,
     rhat_threshold: float = 1.01,
     mixing_rule: Callable[[MixingReport], str | None] | None = None,
+    budgets: dict[str, dict] | None = None,
+    against_data: Sequence[str] = (),
     check_bias: bool = False,
     z_threshold: float = 4.0,
     min_time_s: float = 1e-3,
@@ -468,7 +522,7 @@ def compare(
         Draws of the data distribution ``{var: array (n, ...)}``: the errors against it are
         ``data_error`` per sampler and, with a ``reference``, ``model_error``.
     num_chains, num_samples, num_warmup
-        The budget, the same for every sampler.
+        The budget, the same for every sampler unless ``budgets`` says otherwise.
     reference_samples
         Draws per chain of a reference run; default ``num_samples``.
     sampler_options
@@ -481,6 +535,20 @@ def compare(
     mixing_rule
         An extra rule: ``mixing_rule(report) -> reason`` with the run's
         :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
+    budgets
+        Per-sampler ``num_samples`` and ``num_warmup``, e.g. ``{"annealed_langevin":
+        {"num_samples": 400, "num_warmup": 0}}``: a sampler whose draws are independent sweeps
+        needs no warm-up (each sweep forgets its start) and fewer draws than a Markov chain
+        for the same effective sample size. ``ess_per_s`` and ``ess_per_1k_grads`` stay
+        comparable, being rates.
+    against_data
+        Samplers that do not target the energy itself, judged against ``data`` instead of the
+        reference: annealed Langevin over a noise-conditional network's ladder draws the
+        data distribution as the whole ladder models it, not :math:`e^{-E(x, \sigma_L)}`,
+        so an exact run of the energy at :math:`\sigma_L` is no truth for it. Their
+        ``mean_error``, ``sd_error``, ``mean_z`` and ``energy_distance`` are against the data
+        (a ``mean_z`` above ``z_threshold`` marks them not mixed), their ``sampler_error`` is
+        NaN and the model-or-sampler attribution leaves them out. Needs ``data``.
     check_bias
         Rerun each independent-sweep sampler (one whose value has ``refine``) with half the step and
         twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost.
@@ -521,7 +589,9 @@ def compare(
             _pick(moments, var_names, label)
 
     budget = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
-    to_run = [(value.name, value, budget) for value in specs]
+    own = _budgets(budgets, [value.name for value in specs])
+    against = _against_data(against_data, [value.name for value in specs], data)
+    to_run = [(value.name, value, budget | own.get(value.name, {})) for value in specs]
     reference_label = None
     if reference_run is not None:
         name = reference_run.name
@@ -580,10 +650,16 @@ def compare(
         table = _with_errors(
             table, key, runs, reports, variables, reference_truth, source, "sampler_error"
         )
-        for label in table.index.drop(reference_label, errors="ignore"):
+        for label in table.index.drop([reference_label, *against], errors="ignore"):
             z = table.loc[label, "mean_z"]
             if z > z_threshold:
                 reasons[label].append(f"means {z:.3g} MCSE from the reference")
+    if against:
+        table = _judged_by_data(table, key, runs, reports, variables, observed, data, against)
+        for label in against:
+            z = table.loc[label, "mean_z"]
+            if z > z_threshold:
+                reasons[label].append(f"means {z:.3g} MCSE from the data")
     if observed is not None:
         truth = _pick(observed, variables, "data")
         if reference is None:

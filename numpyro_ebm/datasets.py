@@ -85,6 +85,7 @@ __all__ = [
     "rings",
     "swiss_roll",
     "toy",
+    "toy_log_prob",
     "two_moons",
     "weighted_ring",
 ]
@@ -428,6 +429,19 @@ TOY_DATASETS: dict[str, Callable[..., jax.Array]] = {
     "swiss_roll": swiss_roll,
     "weighted_ring": weighted_ring,
 }
+
+
+def toy_log_prob(name: str) -> Callable[[jax.Array, float], jax.Array] | None:
+    r"""The exact log density ``log_prob(x, sigma)`` of the toy set ``name`` convolved with
+    :math:`\mathcal{N}(0, \sigma^2 I)`, where it has a closed form (``gaussian_mixture``,
+    ``weighted_ring``); ``None`` for the others."""
+    if name == "gaussian_mixture":
+        return gaussian_mixture_log_prob
+    if name == "weighted_ring":
+        return lambda x, sigma=0.0: ring_mixture_log_prob(x, *WEIGHTED_RING, sigma)
+    if name not in TOY_DATASETS:
+        raise ValueError(f"unknown toy data set {name!r}; known: {sorted(TOY_DATASETS)}")
+    return None
 
 
 def toy(name: str, key, n: int) -> jax.Array:

@@ -163,6 +163,7 @@ def train(
     out_dir: str | os.PathLike,
     resume: bool = False,
     progress: bool = True,
+    truth: Callable | None = None,
 ) -> tuple[Trained, training.FitResult]:
     """Train an energy on ``data`` (n, *event_shape) and save it.
 
@@ -175,7 +176,10 @@ def train(
     Orbax, every ``checkpoint_every`` steps; ``resume=True`` continues a killed run exactly),
     ``out_dir/network`` (:func:`~numpyro_ebm.storage.save_network`) and
     ``out_dir/training.json``: the stage-1 history, stage 2's under ``likelihood/`` keys, and
-    ``held_out``, the held-out log-likelihood of :func:`held_out_log_likelihood`.
+    ``held_out``, the held-out log-likelihood of :func:`held_out_log_likelihood` (beside
+    the true density's, where ``truth(points, noise)``, the data's log density smoothed by
+    a normal of standard deviation ``noise``, is known, as for the embedded toy sets:
+    :func:`~numpyro_ebm.datasets.toy_log_prob`).
     Returns the trained network and stage 1's :class:`~numpyro_ebm.training.FitResult`
     (with stage 2's history merged in).
     """
@@ -262,7 +266,9 @@ def train(
     nnx.update(network, result.params)
     trained = Trained(network, spec, metadata)
     if len(held_out) >= 2:
-        record = held_out_log_likelihood(trained, held_out, key=jax.random.fold_in(key, 5))
+        record = held_out_log_likelihood(
+            trained, held_out, key=jax.random.fold_in(key, 5), truth=truth
+        )
         metadata["held_out"] = history["held_out"] = record
     storage.save_network(out_dir / "network", network, spec, metadata)
     (out_dir / "training.json").write_text(json.dumps(history))
@@ -308,7 +314,9 @@ def _likelihood_objective(settings: TrainSettings, apply, level, data, key):
     )
 
 
-def held_out_log_likelihood(trained: Trained, held_out: np.ndarray, *, key: jax.Array) -> dict:
+def held_out_log_likelihood(
+    trained: Trained, held_out: np.ndarray, *, key: jax.Array, truth: Callable | None = None
+) -> dict:
     r"""The mean log-likelihood per point of ``held_out`` under the trained density
     :math:`e^{-E(x)}/Z` (at :math:`\sigma_L` for a noise-conditional network, whose points
     are then smoothed by :math:`\mathcal{N}(0, \sigma_L^2 I)` first, the density that
@@ -320,7 +328,10 @@ def held_out_log_likelihood(trained: Trained, held_out: np.ndarray, *, key: jax.
     Returns a dict: ``mean``, ``standard_error`` (the data's and AIS's, in quadrature),
     ``log_z``, ``log_z_standard_error``, ``num_points``, ``noise`` (the smoothing level) and,
     for 2-D data, ``log_z_quadrature`` (:math:`\log Z` by quadrature on a grid covering the
-    points, a check of AIS) and ``mean_quadrature``.
+    points, a check of AIS) and ``mean_quadrature``. With ``truth(points, noise)``, the
+    data's true log density smoothed at the same level: ``true_mean``, the true density's
+    mean log-likelihood on the same smoothed points, and ``difference`` (the model's minus
+    the truth's, by quadrature in 2-D, else AIS) with its paired ``difference_standard_error``.
     """
     from numpyro_ebm.evidence import ais, exact
 
@@ -357,6 +368,19 @@ def held_out_log_likelihood(trained: Trained, held_out: np.ndarray, *, key: jax.
         log_z = float(exact.grid_log_partition(flat_energy, lower - pad, upper + pad, 400))
         mean_energy = float(jnp.mean(jax.vmap(flat_energy)(points)))
         record.update(log_z_quadrature=log_z, mean_quadrature=-mean_energy - log_z)
+    if truth is not None:
+        log_z = record.get("log_z_quadrature", record["log_z"])
+        model = -np.asarray(jax.vmap(flat_energy)(points), np.float64) - log_z
+        true = np.asarray(truth(points.reshape((-1, *shape)), level), np.float64)
+        paired = model - true
+        se = paired.std(ddof=1) / np.sqrt(len(paired))
+        if "log_z_quadrature" not in record:
+            se = float(np.hypot(se, record["log_z_standard_error"]))
+        record.update(
+            true_mean=float(true.mean()),
+            difference=float(paired.mean()),
+            difference_standard_error=float(se),
+        )
     return record
 
 

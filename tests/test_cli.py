@@ -1,5 +1,6 @@
 """The numpyro-ebm command: train -> sample -> diagnose on a small file, and one-line errors."""
 
+import json
 import subprocess
 import sys
 
@@ -52,13 +53,21 @@ def test_train_then_sample_then_diagnose(ring, tmp_path, capsys):
                 "32",
                 "--checkpoint-every",
                 "200",
+                "--likelihood-steps",
+                "100",
+                "--likelihood-chains",
+                "64",
             ]
         )
         == 0
     )
     assert (model_dir / "network" / "network.json").exists()
     assert (model_dir / "training_loss.png").stat().st_size > 5000
-    assert sorted(p.name for p in (model_dir / "checkpoints").iterdir()) == ["200", "400"]
+    checkpoints = model_dir / "checkpoints"
+    assert sorted(p.name for p in checkpoints.iterdir()) == ["200", "400", "likelihood"]
+    assert sorted(p.name for p in (checkpoints / "likelihood").iterdir()) == ["100"]
+    held_out = json.loads((model_dir / "training.json").read_text())["held_out"]
+    assert held_out["num_points"] == 50 and np.isfinite(held_out["mean"])
 
     out = tmp_path / "draws.nc"
     assert (
@@ -159,6 +168,8 @@ def test_the_choices_listed_by_help_are_the_librarys():
 
     assert cli.OBJECTIVES == workflow.OBJECTIVES
     assert cli.DEMO_SAMPLERS == demo.DEMO_SAMPLERS
+    defaults = workflow.TrainSettings._field_defaults
+    assert cli.TRAIN_DEFAULTS == {name: defaults[name] for name in cli.TRAIN_DEFAULTS}
     assert set(cli.TOY_DATASETS) == set(datasets.TOY_DATASETS)
 
 

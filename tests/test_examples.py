@@ -35,6 +35,7 @@ FIGURES = {
     "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
     "ising": ["curves.png", "autocorrelation.png"],
     "evidence": ["bayes_factor.png"],
+    "ring_prior": ["posteriors.png"],
 }
 
 
@@ -206,3 +207,17 @@ def test_evidence_smoke(smoke_runs):
         assert row["standard_error"] > 0 and row["num_grad_evals"] > 0
         # smoke sizes: a coarse agreement only (the full run's figures are in the report)
         assert abs(row["log_bayes_factor"] - truth) < 1.0
+
+
+@pytest.mark.slow
+def test_ring_prior_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ring_prior")
+    assert "posterior mean error" in stdout
+    assert len(metrics["observations"]) == 3
+    for observation in metrics["observations"]:
+        posteriors = observation["posteriors"]
+        assert set(posteriors) == {"true prior", "score matching alone", "default training"}
+        # the true prior is its own truth; the others are measured against it
+        assert posteriors["true prior"]["mean_error_in_sd"] == 0.0
+        assert _is_finite(*(p["mean_error_in_sd"] for p in posteriors.values()))
+        assert _is_finite(observation["sampled"]["z_against_quadrature"])

@@ -141,9 +141,7 @@ def test_default_training_gets_the_mode_weights_right(seed, tmp_path):
         num_steps=3000, hidden=(64, 64, 64), likelihood_steps=600, likelihood_chains=256
     )
     trained, _ = workflow.train(data, settings, key=key, out_dir=tmp_path, progress=False)
-    weights = metrics.density_mode_weights(
-        workflow.energy_of(trained), W.centers, [-4, -4], [4, 4]
-    )
+    weights = metrics.density_mode_weights(workflow.energy_of(trained), W.centers, [-4, -4], [4, 4])
     assert np.max(np.abs(weights - np.asarray(W.weights))) < 0.03, weights
     held_out = trained.metadata["held_out"]
     # AIS agrees with quadrature within 4 of its standard errors
