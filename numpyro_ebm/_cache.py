@@ -1,12 +1,21 @@
-"""The one cache of built programs, by content signature, bounded and explicit.
+"""The one cache of built programs, keyed by what they compute, bounded and explicit.
 
 ``sample()`` builds, per run signature (sampler, target content, shapes, ...), its warm-up and
 chunk programs, the list of statistics its sampler reports, and the compiled check of an
 energy at the chains' starts. Built once, these are kept here, most recently used last, at
 most :data:`SIZE` of them, so that a repeated call traces and compiles nothing new.
-Signatures are made of hashable values and array digests, so equal content finds the same
-entry; an unhashable object stands for itself (held by its signature, so that its ``id`` is
-never reused while the entry lives). ``numpyro_ebm.clear_cache()`` empties it.
+``numpyro_ebm.clear_cache()`` empties it.
+
+A target's content is what JAX computes from it, never the identity of a Python object:
+:func:`trace` traces a function on abstract arguments (``jax.make_jaxpr``: milliseconds,
+nothing compiled) and digests the jaxpr's text (its operations, shapes and Python numbers)
+with the bytes of its constants (closed-over arrays, a bound object's arrays, a flax module's
+parameters). An energy that reads a changed global, a mutated array, a changed attribute of
+its object, or a module after ``nnx.update`` is therefore a new entry, and two functions that
+compute the same thing share one. What a trace does not show is not keyed: custom derivative
+rules and host callbacks enter by their names (their bodies run only when differentiated or
+on the host), and a function ``jax.jit`` has traced before is keyed by that trace, as JAX
+itself runs it.
 """
 
 from __future__ import annotations
@@ -41,34 +50,46 @@ def clear() -> None:
     _ENTRIES.clear()
 
 
-def content_key(*trees) -> Hashable:
-    """A hashable signature of pytrees (functions, model arguments, energies with their
-    parameters): the structure, and each leaf by value if hashable, an array by dtype, shape
-    and a digest of its bytes, any other object by identity (held, so that its identity is
-    not reused while the signature lives)."""
-    leaves, treedef = jax.tree.flatten(trees)
-    return treedef, tuple(_digest(leaf) for leaf in leaves)
+def trace(fn: Callable, *args) -> tuple[str, Any]:
+    """``(key, out)``: a digest of what ``fn`` computes on ``args`` (pytrees of
+    ``jax.ShapeDtypeStruct``) and the shapes of its output.
+
+    The key is the BLAKE2b digest of the jaxpr's text, the structures of the arguments and of
+    the output, and the bytes of every constant (see the module docstring). ``fn``'s own
+    errors propagate. ``fn`` is traced through a new wrapper each time, so that JAX's own cache
+    of traces (keyed by the function object) never answers."""
+    closed, out = jax.make_jaxpr(lambda *a: fn(*a), return_shape=True)(*args)
+    digest = hashlib.blake2b(str(closed.jaxpr).encode())
+    digest.update(f"{jax.tree.structure(args)}->{jax.tree.structure(out)}".encode())
+    for const in closed.consts:
+        digest.update(_bytes(const))
+    return digest.hexdigest(), out
 
 
-def _digest(value) -> Any:
-    if isinstance(value, jax.Array | np.ndarray):
-        array = np.asarray(value)
-        return ("array", array.dtype.str, array.shape, hashlib.blake2b(array.tobytes()).hexdigest())
-    try:
-        hash(value)
-    except TypeError:
-        return _Identity(value)  # unhashable and not an array: equal only to itself
-    return value
+def check_pure(fn: Callable, args: tuple, key: str, what: str) -> None:
+    """Raise ``ValueError`` unless a second trace of ``fn`` on ``args`` gives ``key`` again.
+
+    A function that draws Python or NumPy random numbers (or reads a counter) when traced is
+    not a function of its arguments: a compiled program freezes one of its draws, so that
+    each process would sample another target. The second trace runs once per key (kept in
+    the cache), so a repeated call pays one trace."""
+
+    def second_trace() -> bool:
+        if trace(fn, *args)[0] != key:
+            raise ValueError(
+                f"{what} is not a pure function of its arguments: two traces of it compute "
+                "different things (it draws Python or NumPy random numbers, or reads state "
+                "that changes, each time it is called), and a compiled program would freeze "
+                f"one of them; draw such constants once, outside {what}, or from a "
+                "jax.random key"
+            )
+        return True
+
+    cached(("pure", key), second_trace)
 
 
-class _Identity:
-    __slots__ = ("value",)
-
-    def __init__(self, value):
-        self.value = value
-
-    def __hash__(self) -> int:
-        return id(self.value)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _Identity) and other.value is self.value
+def _bytes(const) -> bytes:
+    """The bytes of a jaxpr constant (a typed PRNG key by its key data)."""
+    if isinstance(const, jax.Array) and jax.dtypes.issubdtype(const.dtype, jax.dtypes.prng_key):
+        const = jax.random.key_data(const)
+    return np.asarray(const).tobytes()

@@ -3,8 +3,10 @@
 The driver is thin: it builds the :class:`~numpyro_ebm.targets.Target` (or takes one), asks
 the :class:`~numpyro_ebm.samplers.Sampler` whether it accepts it, and runs the sampler's
 chains, ``vmap``-ed over chains and scanned over draws, in compiled chunks. The programs of a
-run are cached by (sampler, target, shapes, warmup length, thinning, devices, statistics
-kept), so a repeated call compiles nothing new (:func:`clear_cache` empties the cache).
+run are cached by (sampler, target content, shapes, warmup length, thinning, devices,
+statistics kept), so a repeated call compiles nothing new (:func:`clear_cache` empties the
+cache). A target's content is what its energy or model computes, traced afresh on every call
+(:mod:`numpyro_ebm._cache`), so a changed energy is never served another's program.
 """
 
 from __future__ import annotations
@@ -19,12 +21,23 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
+from scipy.fft import next_fast_len
 
-from numpyro_ebm import _arviz, _cache, diagnostics
+from numpyro_ebm import _arviz, _cache
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm.diagnostics._ranks import _from_order_keys, _order_keys, _sort_keys
 from numpyro_ebm.samplers import Sampler, get_sampler
-from numpyro_ebm.targets import Target, _typed_key, energy_target, model_target, shapes_of
+from numpyro_ebm.targets import (
+    DEFAULT_NUM_CHAINS,
+    Target,
+    _typed_key,
+    energy_target,
+    event_shapes,
+    model_target,
+    shapes_of,
+    target_key,
+)
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
@@ -43,7 +56,10 @@ class Until(NamedTuple):
     * ``"max_seconds"``: ``max_seconds`` of wall time spent drawing (warm-up excluded).
 
     ``sample_stats.attrs`` of the result records ``until_reason``, ``until_rhat``,
-    ``until_ess_bulk`` and ``until_num_draws``. The check is compiled once per shape.
+    ``until_ess_bulk`` and ``until_num_draws``. The statistics equal
+    :func:`~numpyro_ebm.diagnostics.max_rhat_min_ess` of the draws so far; the check reads
+    them from the run's buffer of ``num_samples`` draws and their count, so that it is
+    compiled once for every block of a run.
     """
 
     rhat: float = 1.01
@@ -53,15 +69,125 @@ class Until(NamedTuple):
 
     def check(self) -> None:
         check_positive("until.rhat", self.rhat)
+        if not self.rhat > 1:
+            raise ValueError(
+                "until.rhat must be above 1 (R-hat falls towards 1 as chains mix, so a target "
+                f"at or below 1 is never met; 1.01 is usual), got {self.rhat!r}"
+            )
         check_positive("until.ess_bulk", self.ess_bulk)
         if self.max_seconds is not None:
             check_positive("until.max_seconds", self.max_seconds)
         check_int("until.block", self.block, minimum=4)
 
-    def mixing(self, draws) -> tuple[float, float]:
-        """Worst R-hat and bulk ESS over every coordinate of ``draws`` (chain, draw, ...)."""
-        worst, least = diagnostics.max_rhat_min_ess(draws)
-        return float(worst), float(least)
+
+@jax.jit
+def _mixing_so_far(buffers: list, count) -> tuple[jax.Array, jax.Array]:
+    r"""The worst rank-normalized split-:math:`\hat R` and the least bulk ESS (as
+    :func:`~numpyro_ebm.diagnostics.max_rhat_min_ess`) of the first ``count`` draws of
+    ``buffers``, arrays ``(chain, capacity, ...)`` whose later draws are ignored: one program
+    for every block of a run, as ``count`` is traced. ``NaN`` if a draw so far is ``NaN``.
+
+    Per coordinate, the ``2M`` half chains of :math:`N = \lfloor count/2 \rfloor` draws
+    (the middle draw dropped for an odd count) are rank-normalized, :math:`z = \Phi^{-1}((r -
+    3/8) / (S + 1/4))` with :math:`S = 2MN` and :math:`r` the mean rank of ties; :math:`\hat
+    R` is the larger of the split :math:`\hat R` of :math:`z` and of the :math:`z` of the
+    draws folded about their median, and the bulk ESS is :math:`S / \hat\tau` of :math:`z`
+    with Geyer's initial monotone sequence (Vehtari et al. 2021; ArviZ's conventions). A
+    constant coordinate has no :math:`\hat R` and an ESS of :math:`S`."""
+    rhats, ess, broken = [], [], []
+    for buffer in buffers:
+        chains, capacity = buffer.shape[:2]
+        broken.append((jnp.isnan(buffer) & _draw_mask(buffer, count)).any())
+        coordinates = jnp.moveaxis(buffer, (0, 1), (-2, -1)).reshape(-1, chains, capacity)
+        r, e = jax.lax.map(lambda x: _split_mixing(x, count), coordinates)
+        rhats.append(r)
+        ess.append(e)
+    rhats, ess = jnp.concatenate(rhats), jnp.concatenate(ess)
+    broken = jnp.stack(broken).any()
+    return (
+        jnp.where(broken, jnp.nan, jnp.nanmax(rhats)),
+        jnp.where(broken, jnp.nan, jnp.nanmin(ess)),
+    )
+
+
+def _draw_mask(buffer, count):
+    """Where the draws of ``buffer`` (chain, capacity, ...) are among the first ``count``."""
+    index = jnp.arange(buffer.shape[1]).reshape(1, -1, *([1] * (buffer.ndim - 2)))
+    return index < count
+
+
+def _split_mixing(draws, count) -> tuple[jax.Array, jax.Array]:
+    r""":math:`\hat R` and bulk ESS of one coordinate's first ``count`` draws of ``draws``
+    (chain, capacity) (see :func:`_mixing_so_far`)."""
+    capacity = draws.shape[1]
+    half = count // 2
+    j = jnp.arange(capacity // 2)
+    second = jnp.minimum(count - half + j, capacity - 1)  # ArviZ drops the middle draw
+    split = jnp.concatenate([draws[:, j], draws[:, second]])
+    valid = jnp.broadcast_to(j < half, split.shape)
+    size = split.shape[0] * half
+    z, ordered = _normal_scores(split, valid, size)
+    median = (ordered[size // 2 - 1] + ordered[size // 2]) / 2
+    folded = jnp.abs(split - median)
+    bulk = _split_rhat(z, valid, half)
+    tail = _split_rhat(_normal_scores(folded, valid, size)[0], valid, half)
+    tail = jnp.where((jnp.isnan(folded) & valid).any(), jnp.nan, tail)
+    constant = ordered[0] == ordered[size - 1]
+    rhat = jnp.where(constant, jnp.nan, jnp.where(tail > bulk, tail, bulk))
+    return rhat, jnp.where(constant, size, _bulk_ess(z, valid, half)).astype(z.dtype)
+
+
+def _normal_scores(values, valid, size):
+    """Blom's normal scores of the ``valid`` entries of ``values`` ranked among themselves
+    (ties at their mean rank, as ``scipy.stats.rankdata``), and those entries sorted first.
+
+    The sort is the diagnostics' (NumPy's on CPU, several times faster than XLA's there); a
+    value's run of ties starts where a binary search finds it in the sorted values and ends
+    where a reverse running minimum of the run ends says."""
+    flat = jnp.where(valid, values, jnp.inf).reshape(-1)
+    ordered = _from_order_keys(_sort_keys(_order_keys(flat)), flat.dtype)
+    first = jnp.searchsorted(ordered, flat, side="left", method="scan_unrolled")
+    position = jnp.arange(flat.size)
+    ends = jnp.append(ordered[1:] != ordered[:-1], True)
+    run_end = jax.lax.cummin(jnp.where(ends, position, flat.size - 1), reverse=True)
+    last = jnp.minimum(run_end[first], size - 1)  # a run of infinities ends before the padding
+    ranks = (first + last).astype(values.dtype) / 2 + 1
+    z = jax.scipy.special.ndtri((ranks - 0.375) / (size + 0.25)).reshape(values.shape)
+    return jnp.where(valid, z, 0), ordered
+
+
+def _split_rhat(z, valid, n):
+    """BlackJAX's ``potential_scale_reduction`` of the first ``n`` entries of each row."""
+    means = z.sum(1) / n
+    variances = jnp.where(valid, (z - means[:, None]) ** 2, 0).sum(1) / (n - 1)
+    between = n * jnp.var(means, ddof=1)
+    return jnp.sqrt((between / variances.mean() + n - 1) / n)
+
+
+def _bulk_ess(z, valid, n):
+    """ArviZ's ESS of the first ``n`` entries of each row of ``z`` (zero elsewhere): the
+    chain-averaged autocovariance by FFT and Geyer's initial monotone sequence, searched up to
+    ArviZ's loop bound for ``n`` draws."""
+    chains, capacity = z.shape
+    size = chains * n
+    means = z.sum(1) / n
+    centered = jnp.where(valid, z - means[:, None], 0)
+    length = next_fast_len(2 * capacity, real=True)
+    power = (jnp.abs(jnp.fft.rfft(centered, n=length)) ** 2).mean(0)
+    autocov = jnp.fft.irfft(power, n=length)[:capacity] / n
+    within = autocov[0] * n / (n - 1.0)
+    var_plus = within * (n - 1.0) / n + jnp.var(means, ddof=1)
+    rho = (1.0 - (within - autocov) / var_plus).at[0].set(1.0)
+    num_pairs = max((capacity - 1) // 2, 1)
+    pairs = rho[: 2 * num_pairs].reshape(num_pairs, 2)
+    sums = pairs.sum(1)
+    searched = jnp.arange(num_pairs) < jnp.maximum((n - 1) // 2, 1) - 1
+    k = jnp.cumprod((sums > 0) & searched).sum()
+    head = jnp.where(jnp.arange(num_pairs) < k, jax.lax.cummin(sums), 0.0).sum()
+    tail = jnp.where((sums[k] >= 0) | (pairs[k, 0] > 0), pairs[k, 0], 0.0)
+    tau = jnp.maximum(-1.0 + 2.0 * head + tail, 1.0 / jnp.log10(size))
+    lags = jnp.arange(capacity) < n
+    return jnp.where((jnp.isnan(rho) & lags).any(), jnp.nan, size / tau)
 
 
 #: Bytes of kept draws (positions and statistics, all chains) that one compiled chunk of draws
@@ -247,7 +373,9 @@ def _reported_stats(sampler, target) -> list[str]:
 _STATE_GROUP = "sampler_state"
 
 
-def _state_dataset(state, parameters, sample_key, next_draw: int, sampler: Sampler) -> dict:
+def _state_dataset(
+    state, parameters, sample_key, next_draw: int, sampler: Sampler, target: Target
+) -> dict:
     leaves = jax.tree.leaves((state, parameters))
     arrays = {f"leaf_{i:03d}": np.asarray(jax.device_get(leaf)) for i, leaf in enumerate(leaves)}
     attrs = {
@@ -255,13 +383,49 @@ def _state_dataset(state, parameters, sample_key, next_draw: int, sampler: Sampl
         "next_draw": int(next_draw),
         "sample_key": np.asarray(jax.random.key_data(sample_key)).tolist(),
         "num_leaves": len(leaves),
+        **_target_record(target),
     }
     return {"arrays": arrays, "attrs": attrs}
 
 
-def _resume_from(previous, sampler: Sampler, programs: _Programs, num_chains: int):
+def _target_record(target: Target) -> dict:
+    """What a run's target computes (its :class:`~numpyro_ebm.targets.TargetKey`) and the
+    shape of one configuration, as ``sampler_state`` attributes (netCDF-safe)."""
+    key = target.cache_key
+    return {
+        "target_kind": key.kind,
+        "target_content": key.content,
+        "target_temperature": float(key.temperature),
+        "target_support": key.support,
+        "target_event_shape": event_shapes(target.initial_position),
+    }
+
+
+def _target_differences(stored, target: Target) -> list[str]:
+    """How the target recorded by a run (``stored`` attributes) differs from ``target``, in
+    words; empty if it is the same."""
+    now = _target_record(target)
+    if stored["target_kind"] != now["target_kind"]:
+        return [f"a {stored['target_kind']} target, not a {now['target_kind']} target"]
+    differences = []
+    if stored["target_event_shape"] != now["target_event_shape"]:
+        differences.append(
+            f"event_shape {stored['target_event_shape']}, not {now['target_event_shape']}"
+        )
+    elif stored["target_content"] != now["target_content"]:  # traced at the same shapes
+        what = "model or model arguments" if now["target_kind"] == "model" else "energy"
+        differences.append(f"another {what} (what it computes differs)")
+    for name in ("temperature", "support"):
+        new = now[f"target_{name}"]
+        old = type(new)(stored[f"target_{name}"])  # as read back from netCDF
+        if old != new:
+            differences.append(f"{name}={old!r}, not {name}={new!r}")
+    return differences
+
+
+def _resume_from(previous, sampler: Sampler, target: Target, programs: _Programs):
     """``(state, parameters, sample_key, next_draw)`` of a finished run, checked against the
-    run it is to continue."""
+    run it is to continue (sampler, target, state structure, chains)."""
     try:
         stored = _arviz.group(previous, _STATE_GROUP)
     except (KeyError, TypeError) as error:
@@ -275,6 +439,18 @@ def _resume_from(previous, sampler: Sampler, programs: _Programs, num_chains: in
             f"resume= holds a run of {attrs.get('sampler')}, not of {sampler!r}: continue a run "
             "with the sampler that made it"
         )
+    if "target_content" not in attrs:
+        raise ValueError(
+            "resume= holds a run that does not record its target (made by an earlier "
+            "numpyro-ebm), so it cannot be checked to continue this one: start a new run"
+        )
+    differences = _target_differences(attrs, target)
+    if differences:
+        raise ValueError(
+            f"resume= holds a run of another target ({'; '.join(differences)}): continue a "
+            "run with the target that made it"
+        )
+    num_chains = target.num_chains
     leaves = [jnp.asarray(stored[f"leaf_{i:03d}"].values) for i in range(attrs["num_leaves"])]
     if len(leaves) != programs.state_treedef.num_leaves:
         raise ValueError("resume= holds the state of another target: its structure differs")
@@ -323,7 +499,7 @@ def _run_chains(
         state, parameters = programs.warmup(warmup_key, positions)
         first = 0
     else:
-        state, parameters, sample_key, first = _resume_from(resume, sampler, programs, num_chains)
+        state, parameters, sample_key, first = _resume_from(resume, sampler, target, programs)
         if mesh is not None:
             state, parameters = _sharding.place(
                 (state, parameters), _sharding.sharded(mesh, "chains")
@@ -352,8 +528,8 @@ def _run_chains(
             done += taken
             if until is None or done < 4:
                 continue
-            so_far = kept.get("unconstrained", kept["kept"])
-            worst_rhat, min_ess = until.mixing(jax.tree.map(lambda x, n=done: x[:, :n], so_far))
+            so_far = jax.tree.leaves(kept.get("unconstrained", kept["kept"]))
+            worst_rhat, min_ess = (float(v) for v in _mixing_so_far(so_far, np.int32(done)))
             attrs = {"until_rhat": worst_rhat, "until_ess_bulk": min_ess, "until_num_draws": done}
             bar.set_postfix(rhat=f"{worst_rhat:.3f}", ess=f"{min_ess:.0f}")
             if worst_rhat < until.rhat and min_ess > until.ess_bulk:
@@ -365,7 +541,7 @@ def _run_chains(
     if until is not None:
         attrs.setdefault("until_reason", "max_draws")
     kept = jax.tree.map(lambda x: x[:, :done], kept)
-    record = _state_dataset(state, parameters, sample_key, first + done, sampler)
+    record = _state_dataset(state, parameters, sample_key, first + done, sampler, target)
     return kept["kept"], kept["stats"], attrs, record
 
 
@@ -403,10 +579,9 @@ def _target(
                 f"num_chains={num_chains} but the target holds {target.num_chains} initial "
                 "positions"
             )
-        return target
+        return target._replace(cache_key=target_key(target))  # its energy may have changed
     if not callable(target):
         raise TypeError(f"target must be an energy, a NumPyro model or a Target, got {target!r}")
-    num_chains = 4 if num_chains is None else num_chains
     noise_conditional = "noise_conditional" in sampler.accepts and "energy" not in sampler.accepts
     if event_shape is not None or init_position is not None:
         if model_args or model_kwargs:
@@ -430,7 +605,7 @@ def _target(
         target,
         *model_args,
         key=key,
-        num_chains=num_chains,
+        num_chains=DEFAULT_NUM_CHAINS if num_chains is None else num_chains,
         subsample=sampler.minibatch,
         **(model_kwargs or {}),
     )
@@ -488,7 +663,9 @@ def sample(
     init_position
         Energy targets: one configuration per chain, every leaf with a leading
         ``num_chains`` axis (as NumPyro's ``init_params``). Default:
-        :math:`\mathcal{N}(0, \text{init\_scale}^2)` draws.
+        :math:`\mathcal{N}(0, \text{init\_scale}^2)` draws. A 1-D ``init_position`` of
+        length 4 needs ``num_chains`` or ``event_shape`` (4 chains of scalars, or one start?).
+        Not with ``resume``.
     event_shape
         Shape of one configuration of an energy target.
     temperature
@@ -515,7 +692,10 @@ def sample(
         The result of an earlier call with the same target and sampler: continue its chains
         from their final state (tuned step size, mass matrix, ladder kept; no warm-up) for
         ``num_samples`` more draws. The draws equal those a single longer run with the first
-        call's key would have made after its first draws.
+        call's key would have made after its first draws. The run records its target (what
+        the energy or model computes, ``temperature``, ``support``, the shape of one
+        configuration); another target is refused, naming what differs. Describe an energy
+        target with ``event_shape`` (or a ready target), not ``init_position``.
     **sampler_options
         Options of a sampler given by name.
 
@@ -541,6 +721,12 @@ def sample(
     elif key is not None:
         raise TypeError(
             "resume= continues the earlier run with its own key; do not pass key= as well"
+        )
+    elif init_position is not None:
+        raise ValueError(
+            "resume= continues the chains from their final state, so init_position would be "
+            "ignored: drop it (give event_shape=, or a ready ne.energy_target(...) for a pytree "
+            "configuration, to say what the energy takes)"
         )
     else:
         key = jax.random.key(0)  # the initial positions it draws are replaced by the state

@@ -19,7 +19,7 @@ import numpy as np
 from jax.core import Tracer
 from numpyro import handlers
 from numpyro.infer.initialization import init_to_uniform
-from numpyro.infer.util import constrain_fn, initialize_model, potential_energy
+from numpyro.infer.util import constrain_fn, initialize_model, log_density, potential_energy
 
 from numpyro_ebm import _cache
 from numpyro_ebm._precision import full_precision
@@ -73,9 +73,14 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
-    signature = ("model", model, _cache.content_key(args, kwargs))
+    return density_of(model, args, kwargs, key, model_key(model, args, kwargs))
+
+
+def density_of(model: Callable, args: tuple, kwargs: dict, key, content: str) -> ModelDensity:
+    """:func:`logdensity_from_model` of a model whose :func:`model_key` is ``content``: what
+    does not depend on the key is built once per content."""
     logdensity_fn, postprocess_fn, initialize = _cache.cached(
-        signature, lambda: _model_pieces(model, args, kwargs)
+        ("model", content), lambda: _model_pieces(model, args, kwargs)
     )
     z, potential, grad = initialize(key)
     if not isinstance(potential, Tracer):  # under a trace (a jitted caller) nothing to check
@@ -87,6 +92,33 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     return ModelDensity(logdensity_fn, z, postprocess_fn)
 
 
+def model_key(model: Callable, args: tuple, kwargs: dict) -> str:
+    """A digest of what ``model`` computes with these arguments (see :mod:`numpyro_ebm._cache`).
+
+    The model is traced once (``jax.make_jaxpr``, nothing compiled) with its latent sites at
+    NumPyro's ``init_to_uniform`` values (through their supports' transforms), its log joint
+    density and the values of its sample, deterministic and ``param`` sites by name: the
+    digest covers its code, distributions, supports and site names, its arguments, and the
+    data, globals and parameters it reads. Equal digests compute the same log density and
+    constrained values, so their programs are shared.
+
+    Raises ``ValueError`` if two traces differ (the model draws Python or NumPy random numbers
+    when it runs)."""
+
+    def run():
+        seeded = handlers.seed(model, rng_seed=0)
+        seeded = handlers.substitute(seeded, substitute_fn=init_to_uniform)
+        log_joint, trace = log_density(seeded, args, kwargs, {})
+        valued = ("sample", "deterministic", *PARAM_SITES)
+        return log_joint, {k: site["value"] for k, site in trace.items() if site["type"] in valued}
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
+        key, _ = _cache.trace(run)
+        _cache.check_pure(run, (), key, "the model")
+    return key
+
+
 _NO_VALID_START = (
     "the model's log density is not finite at any of the initial points tried (100 uniform "
     "draws in (-2, 2) on the unconstrained space): check its support, its observed data and "
@@ -95,7 +127,7 @@ _NO_VALID_START = (
 
 
 def _model_pieces(model: Callable, args, kwargs):
-    """What does not depend on the key, built once per model and argument content:
+    """What does not depend on the key, built once per model content (:func:`model_key`):
     ``(logdensity_fn, postprocess_fn, initialize)``.
 
     ``logdensity_fn`` is NumPyro's ``potential_energy`` (negated) and ``postprocess_fn`` its

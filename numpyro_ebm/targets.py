@@ -25,6 +25,7 @@ or a log normalizing constant.
 
 from __future__ import annotations
 
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
 
@@ -37,7 +38,7 @@ from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm._spins import SPINS, check_spins
 
-__all__ = ["KINDS", "SUPPORTS", "Target", "energy_target", "model_target"]
+__all__ = ["KINDS", "SUPPORTS", "Target", "TargetKey", "energy_target", "model_target"]
 
 #: The kinds of target a sampler may accept.
 KINDS = ("energy", "noise_conditional", "model", "discrete")
@@ -45,6 +46,24 @@ KINDS = ("energy", "noise_conditional", "model", "discrete")
 #: The supports of an energy's configurations: real vectors, spins {-1, +1} (``"pm1"``) or bits
 #: {0, 1} (``"01"``), the encodings of :data:`numpyro_ebm._spins.SPINS`.
 SUPPORTS = {"real": None, **SPINS}
+
+#: Chains of a target when ``num_chains`` is not given.
+DEFAULT_NUM_CHAINS = 4
+
+
+class TargetKey(NamedTuple):
+    """What a target computes, as the program cache and ``resume=`` compare it.
+
+    ``content``: the digest of the traced energy (at one configuration; with a noise level for
+    a noise-conditional one) or of the traced model with its arguments (see
+    :mod:`numpyro_ebm._cache`), computed afresh on every ``sample()`` call. ``kind``,
+    ``temperature`` and ``support`` as in :class:`Target`.
+    """
+
+    kind: str
+    content: str
+    temperature: float
+    support: str
 
 
 class Target(NamedTuple):
@@ -57,8 +76,10 @@ class Target(NamedTuple):
     energies). ``var_name``: an energy's variable name in ``posterior``. ``temperature``: the
     energy's :math:`T`. ``model_args``/``model_kwargs``: a model's arguments.
     ``minibatch_logdensity_fn(rng_key, x)``: for a model that subsamples its data, an unbiased
-    minibatch estimate of the log density. ``cache_key``: a hashable value equal for targets
-    whose log densities are equal (programs compiled for one are reused for the other).
+    minibatch estimate of the log density. ``cache_key``: a :class:`TargetKey`, equal for targets
+    that compute the same thing (programs compiled for one are reused for the other);
+    :func:`numpyro_ebm.sample` computes it again from ``fn`` for a ready target, since the
+    energy or model may have changed since.
     ``support``: ``"real"``, ``"pm1"`` or ``"01"`` (see :data:`SUPPORTS`).
     """
 
@@ -82,7 +103,7 @@ class Target(NamedTuple):
 
 def _event_shape(event_shape) -> tuple[int, ...]:
     try:
-        shape = tuple(int(d) for d in event_shape)
+        shape = tuple(operator.index(d) for d in event_shape)
     except TypeError:
         raise TypeError(f"event_shape must be a tuple of ints, got {event_shape!r}") from None
     if any(d <= 0 for d in shape):
@@ -107,18 +128,22 @@ def _as_real_array(name: str, value) -> jax.Array:
 
 
 def _initial_positions(init_position, event_shape, num_chains, key, scale):
-    """One rule: ``init_position`` has a leading ``num_chains`` axis on every leaf."""
+    """One rule: ``init_position`` has a leading ``num_chains`` axis on every leaf
+    (``num_chains=None``: :data:`DEFAULT_NUM_CHAINS`, where that is unambiguous)."""
     if init_position is None:
         if event_shape is None:
             raise ValueError("an energy target needs event_shape or init_position")
         shape = _event_shape(event_shape)
-        return scale * jax.random.normal(key, (num_chains, *shape))
+        chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
+        return scale * jax.random.normal(key, (chains, *shape))
     if isinstance(init_position, list | tuple) and not hasattr(init_position, "_fields"):
         init_position = _as_real_array("init_position", init_position)  # nested numbers
     positions = jax.tree.map(lambda x: _as_real_array("init_position", x), init_position)
     leaves = jax.tree.leaves(positions)
     if not leaves:
         raise ValueError(f"init_position holds no array, got {init_position!r}")
+    if num_chains is None:
+        num_chains = _default_num_chains(leaves, event_shape)
     for path, leaf in jax.tree_util.tree_leaves_with_path(positions):
         where = f"init_position{jax.tree_util.keystr(path)}"
         if leaf.ndim == 0 or leaf.shape[0] != num_chains:
@@ -143,6 +168,21 @@ def _initial_positions(init_position, event_shape, num_chains, key, scale):
     return positions
 
 
+def _default_num_chains(leaves, event_shape) -> int:
+    """:data:`DEFAULT_NUM_CHAINS`, unless the leaves of an ``init_position`` are 1-D of that
+    length and no ``event_shape`` says what they are: 4 chains of scalars, or one start of
+    shape (4,) whose chain axis was forgotten."""
+    chains = DEFAULT_NUM_CHAINS
+    if event_shape is None and all(leaf.shape == (chains,) for leaf in leaves):
+        raise ValueError(
+            f"init_position of shape ({chains},) can be read two ways: {chains} chains of "
+            f"scalars, or one start of shape ({chains},) without its leading num_chains axis. "
+            f"Pass num_chains={chains} (or event_shape=()) for {chains} chains of scalars, or "
+            f"jnp.broadcast_to(x0, (num_chains, {chains})) for one start shared by every chain"
+        )
+    return chains
+
+
 class _EnergyLogDensity(NamedTuple):
     energy: Callable
     temperature: float
@@ -155,7 +195,7 @@ def energy_target(
     energy: Callable,
     *,
     key: jax.Array | None = None,
-    num_chains: int = 4,
+    num_chains: int | None = None,
     init_position=None,
     event_shape: Sequence[int] | None = None,
     init_scale: float = 1.0,
@@ -170,11 +210,15 @@ def energy_target(
     ----------
     energy
         ``E(x) -> scalar`` for one configuration; ``E(x, sigma)`` (or a score ``s(x, sigma)``)
-        with ``noise_conditional=True``.
+        with ``noise_conditional=True``. It is traced at one configuration's shape (nothing
+        compiled) to key its programs by what it computes (:class:`TargetKey`); an energy
+        that is not a pure function of ``x`` (Python or NumPy random numbers drawn when it
+        is traced) is refused with a ``ValueError``.
     key
         PRNG key of the default initial positions (needed unless ``init_position`` is given).
     num_chains
-        Number of chains.
+        Number of chains (default 4; required, or ``event_shape``, with an ``init_position``
+        of shape (4,), which could be 4 chains of scalars or one start).
     init_position
         One configuration per chain: every leaf has a leading ``num_chains`` axis (an array of
         shape ``(num_chains, *event_shape)``). Integer arrays and nested lists are converted
@@ -201,7 +245,8 @@ def energy_target(
         raise ValueError("a discrete energy (support='01' or 'pm1') is not noise-conditional")
     if not callable(energy):
         raise TypeError(f"energy must be callable, got {energy!r}")
-    num_chains = check_int("num_chains", num_chains)
+    if num_chains is not None:
+        num_chains = check_int("num_chains", num_chains)
     check_positive("temperature", temperature)
     check_positive("init_scale", init_scale)
     if not isinstance(var_name, str) or not var_name:
@@ -212,7 +257,8 @@ def energy_target(
         key = _typed_key(key)
     if support != "real" and init_position is None:
         low, high = SUPPORTS[support]
-        bits = jax.random.bernoulli(key, 0.5, (num_chains, *_event_shape(event_shape)))
+        chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
+        bits = jax.random.bernoulli(key, 0.5, (chains, *_event_shape(event_shape)))
         init_position = jnp.where(bits, high, low)
     positions = _initial_positions(init_position, event_shape, num_chains, key, init_scale)
     if support != "real":
@@ -222,7 +268,7 @@ def energy_target(
     else:
         kind = "energy" if support == "real" else "discrete"
         logdensity_fn = full_precision(_EnergyLogDensity(energy, float(temperature)))
-    cache_key = (kind, _cache.content_key(energy), float(temperature), support)
+    cache_key = _energy_key(energy, positions, kind, float(temperature), support)
     if logdensity_fn is not None:
         _check_energy_at(energy, positions, (cache_key, shapes_of(positions)))
     return Target(
@@ -242,38 +288,83 @@ def _check_support(positions, support: str) -> None:
         check_spins(f"init_position{jax.tree_util.keystr(path)}", leaf, support)
 
 
-def _check_energy_at(energy: Callable, positions, signature) -> None:
-    """The energy at the chains' starts: a scalar, finite, in our words. The check is
-    compiled once per energy content and shapes (``signature``), so that a repeated
-    ``sample()`` call pays one evaluation, not a fresh trace."""
-    check_finite_array(
-        "energy at init_position (one per chain)",
-        _cache.cached(("energy_at", signature), lambda: _energy_checker(energy, positions))(
-            positions
-        ),
-    )
-
-
-def _energy_checker(energy: Callable, positions) -> Callable:
-    from numpyro_ebm.energy import evaluate_energy
-
+def _energy_key(energy: Callable, positions, kind: str, temperature: float, support: str):
+    """The :class:`TargetKey` of an energy (a noise-conditional energy or score for
+    ``kind="noise_conditional"``), traced at one configuration of ``positions`` (and a scalar
+    noise level): raises in our words if it cannot take them, or if an energy does not return
+    a scalar, and refuses an energy that is not a pure function of ``x``."""
     one = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), positions)
+    noise_conditional = kind == "noise_conditional"
+    args = (one, jax.ShapeDtypeStruct((), jnp.result_type(float))) if noise_conditional else (one,)
     try:
-        out = jax.eval_shape(energy, one)
+        content, out = _cache.trace(energy, *args)
     except Exception as error:  # the energy cannot take this shape: say so in our words
         shapes = [leaf.shape for leaf in jax.tree.leaves(one)]
         shape = shapes[0] if len(shapes) == 1 else shapes
+        what, calling = "the energy", "calling it"
+        if noise_conditional:
+            what = "the noise-conditional energy E(x, sigma) or score s(x, sigma)"
+            calling = "calling the target as fn(x, sigma)"
+        cause = str(error).splitlines()[0] if str(error) else ""
         raise ValueError(
-            f"the energy cannot take one configuration of shape {shape} "
-            f"(event_shape or init_position): calling it fails with "
-            f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}"
+            f"{what} cannot take one configuration of shape {shape} (event_shape or "
+            f"init_position): {calling} fails with {type(error).__name__}: {cause}"
         ) from error
-    if jax.tree.structure(out).num_leaves != 1 or jnp.shape(jax.tree.leaves(out)[0]) != ():
+    if not noise_conditional and (
+        jax.tree.structure(out).num_leaves != 1 or jnp.shape(jax.tree.leaves(out)[0]) != ()
+    ):
         raise TypeError(
             f"energy must return a scalar for one configuration, got {out}; batch with "
             "jax.vmap instead of inside the energy"
         )
+    _cache.check_pure(energy, args, content, "the energy")
+    return TargetKey(kind, content, temperature, support)
+
+
+def _check_energy_at(energy: Callable, positions, signature) -> None:
+    """The energy at the chains' starts: finite, in our words. The check is compiled once per
+    energy content and shapes (``signature``), so that a repeated ``sample()`` call pays one
+    evaluation, not a fresh trace."""
+    check = _cache.cached(("energy_at", signature), lambda: _energy_checker(energy))
+    check_finite_array("energy at init_position (one per chain)", check(positions))
+
+
+def _energy_checker(energy: Callable) -> Callable:
+    from numpyro_ebm.energy import evaluate_energy
+
     return jax.jit(jax.vmap(lambda x: evaluate_energy(energy, x, name="target")))
+
+
+def target_key(target: Target) -> TargetKey:
+    """The :class:`TargetKey` of ``target``, computed afresh from its ``fn`` (and model
+    arguments, temperature and support), as :func:`energy_target` and :func:`model_target`
+    compute it."""
+    if target.fn is None:
+        raise ValueError(
+            "this Target has no fn (the energy or model it samples), so what it computes "
+            "cannot be keyed: build it with energy_target or model_target"
+        )
+    if target.kind == "model":
+        return _model_key(target.fn, target.model_args, target.model_kwargs or {})
+    return _energy_key(
+        target.fn, target.initial_position, target.kind, target.temperature, target.support
+    )
+
+
+def _model_key(model: Callable, args: tuple, kwargs: dict) -> TargetKey:
+    from numpyro_ebm.model import model_key
+
+    return TargetKey("model", model_key(model, args, kwargs), 1.0, "real")
+
+
+def event_shapes(positions) -> str:
+    """The shape and dtype of one configuration of ``positions`` (leading chain axis), in
+    words: ``(2,) float32``, or ``{'a': (2,) float32, 'b': () float32}`` for a pytree."""
+    leaves = jax.tree_util.tree_leaves_with_path(positions)
+    words = {jax.tree_util.keystr(path): f"{leaf.shape[1:]} {leaf.dtype}" for path, leaf in leaves}
+    if list(words) == [""]:
+        return words[""]
+    return "{" + ", ".join(f"{path}: {shape}" for path, shape in words.items()) + "}"
 
 
 def shapes_of(tree) -> tuple:
@@ -310,7 +401,7 @@ def model_target(
     from numpyro_ebm.model import (
         ModelDensity,
         SubsampledModelError,
-        logdensity_from_model,
+        density_of,
         minibatch_logdensity_from_model,
     )
 
@@ -318,10 +409,11 @@ def model_target(
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     num_chains = check_int("num_chains", num_chains)
     keys = jax.random.split(_typed_key(key), num_chains)
+    cache_key = _model_key(model, model_args, model_kwargs)
     minibatch_fn = None
     try:
         # one trace for all chains: NumPyro draws a batch of keys' initial positions
-        density = logdensity_from_model(model, *model_args, key=keys, **model_kwargs)
+        density = density_of(model, model_args, model_kwargs, keys, cache_key.content)
     except SubsampledModelError:
         if not subsample:
             raise
@@ -344,10 +436,5 @@ def model_target(
         model_args=tuple(model_args),
         model_kwargs=dict(model_kwargs),
         minibatch_logdensity_fn=None if minibatch_fn is None else full_precision(minibatch_fn),
-        cache_key=(
-            "model",
-            model,
-            _cache.content_key(model_args, model_kwargs),
-            minibatch_fn is None,
-        ),
+        cache_key=cache_key,
     )
