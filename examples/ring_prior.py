@@ -46,18 +46,20 @@ import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _setup  # noqa: E402  (before JAX: smoke runs compile cheaply)
+import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX
 
-import jax  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
-import numpyro  # noqa: E402
-import numpyro.distributions as dist  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
+# isort: split
 
-import numpyro_ebm as ne  # noqa: E402
-from numpyro_ebm import _arviz, datasets, workflow  # noqa: E402
-from numpyro_ebm.evidence import exact  # noqa: E402
+import jax
+import jax.numpy as jnp
+import numpy as np
+import numpyro
+import numpyro.distributions as dist
+from matplotlib.figure import Figure
+
+import numpyro_ebm as ne
+from numpyro_ebm import _arviz, datasets, workflow
+from numpyro_ebm.evidence import exact
 
 RING = datasets.WEIGHTED_RING
 #: (observed coordinate j, observed value y): each allows two or three of the ring's modes

@@ -147,3 +147,41 @@ def test_default_training_gets_the_mode_weights_right(seed, tmp_path):
     # AIS agrees with quadrature within 4 of its standard errors
     gap = held_out["log_z"] - held_out["log_z_quadrature"]
     assert abs(gap) < 4 * held_out["log_z_standard_error"] + 0.02, held_out
+
+
+def test_data_the_model_cannot_take_are_refused_before_compiling():
+    # probe row: data of the wrong width for the net in fit() gave JAX's dot_general error
+    from flax import nnx
+
+    import numpyro_ebm as ne
+
+    apply, params = ne.as_pure(ne.MLPEnergy((2,), hidden=(8,), rngs=nnx.Rngs(0)))
+    with pytest.raises(TypeError, match=r"examples of shape \(3,\)\); does the model take"):
+        training.fit(
+            training.dsm(apply, 0.1),
+            params,
+            np.zeros((10, 3), np.float32),
+            key=jax.random.key(0),
+            optimizer=optax.adam(1e-3),
+            num_steps=2,
+            batch_size=4,
+            progress=False,
+        )
+
+
+@pytest.mark.parametrize(
+    "model, error, message",
+    [
+        ({"score_fn": lambda x: x}, TypeError, "must take \\(x, sigma\\)"),
+        ({"score_fn": lambda x, s: jnp.sum(x)}, ValueError, "an array of x's shape"),
+        ({"energy_fn": lambda x, s: x}, ValueError, "must return a scalar"),
+    ],
+)
+def test_flow_refuses_models_of_another_signature_in_our_words(model, error, message):
+    # probe rows: a one-argument score, a scalar score, a vector energy gave JAX's errors
+    from numpyro_ebm.evidence import flow
+
+    with pytest.raises(error, match=message):
+        flow.probability_flow_log_likelihood(
+            jax.random.key(0), np.zeros((5, 2), np.float32), sigma_min=0.01, sigma_max=1.0, **model
+        )

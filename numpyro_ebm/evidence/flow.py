@@ -146,6 +146,28 @@ def _solve(keys, data, sigma_min, sigma_max, score_fn, energy_fn, options):
     return jax.vmap(jax.vmap(one))(keys, jnp.broadcast_to(data, (keys.shape[0], *data.shape)))
 
 
+def _check_model(score_fn, energy_fn, data) -> None:
+    """Trace the model once at one configuration and a level (``jax.eval_shape``: nothing
+    runs) and refuse, in our words, a model of another signature or output shape."""
+    x = jax.ShapeDtypeStruct(data.shape[1:], data.dtype)
+    sigma = jax.ShapeDtypeStruct((), data.dtype)
+    name = "score_fn" if energy_fn is None else "energy_fn"
+    fn = score_fn if energy_fn is None else energy_fn
+    try:
+        out = jax.eval_shape(fn, x, sigma)
+    except TypeError as error:
+        raise TypeError(
+            f"{name} must take (x, sigma), x of shape {data.shape[1:]} and a scalar sigma; "
+            f"calling it so raised: {str(error).splitlines()[0]}"
+        ) from error
+    leaves = jax.tree.leaves(out)
+    expected = data.shape[1:] if energy_fn is None else ()
+    if len(leaves) != 1 or leaves[0].shape != expected:
+        what = f"an array of x's shape {expected}" if energy_fn is None else "a scalar"
+        shapes = [leaf.shape for leaf in leaves]
+        raise ValueError(f"{name}(x, sigma) must return {what}, got shape(s) {shapes}")
+
+
 def probability_flow_log_likelihood(
     rng_key: jax.Array,
     data: jax.Array,
@@ -225,6 +247,7 @@ def probability_flow_log_likelihood(
         raise ValueError(
             f"data must have shape (n, ...) with the event shape after n, got {data.shape}"
         )
+    _check_model(score_fn, energy_fn, data)
     options = _Options(trace, solver, float(rtol), float(atol), max_steps)
     keys = jax.random.split(rng_key, (num_probes, data.shape[0]))
     per_probe, steps = _solve(

@@ -68,6 +68,26 @@ def _typed_key(key) -> jax.Array:
     return jax.random.wrap_key_data(key)
 
 
+def _check_objective(objective, params, data, batch_size, key, loss_state) -> None:
+    """Trace the loss once on a batch's shape (``jax.eval_shape``: nothing runs or
+    compiles), so that data the model cannot take are refused in our words before anything
+    is compiled, and a loss that is not a scalar too."""
+    batch = jax.ShapeDtypeStruct((batch_size, *data.shape[1:]), data.dtype)
+    try:
+        value, _ = jax.eval_shape(objective.loss, params, batch, key, loss_state)
+    except (TypeError, ValueError) as error:
+        raise type(error)(
+            f"the objective {objective.name!r} cannot be evaluated on batches of the data "
+            f"(shape {tuple(data.shape)}: examples of shape {tuple(data.shape[1:])}); does the "
+            f"model take inputs of that shape? It raised: {str(error).splitlines()[0]}"
+        ) from error
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"the objective {objective.name!r} must return a scalar loss, got shape "
+            f"{jnp.shape(value)}"
+        )
+
+
 def _check_data(data) -> jax.Array:
     data = np.asarray(data)
     if data.ndim < 1 or data.shape[0] == 0:
@@ -288,6 +308,7 @@ def fit(
 
     params = jax.tree.map(jnp.asarray, params)
     loss_state = objective.init(jax.random.fold_in(key, _INIT_INDEX), params, data[0])
+    _check_objective(objective, params, data, batch_size, key, loss_state)
     if monitor_mixing and not isinstance(loss_state, ReplayBuffer):
         raise ValueError(
             "monitor_mixing=True needs an objective whose state is a ReplayBuffer (persistent "
