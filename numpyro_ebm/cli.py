@@ -5,7 +5,8 @@ that cannot be written, a saved model that does not fit its description, a diver
 run) ends the command with a one-line ``numpyro-ebm: error: ...`` on stderr and exit status 2,
 without a traceback (set the environment variable ``NUMPYRO_EBM_TRACEBACK=1`` to see it).
 Output paths are checked before any work, so nothing computed is lost to a bad ``--out``.
-Ctrl-C ends the command with one line and exit status 130; checkpoints already written stay.
+Ctrl-C ends the command with one line and exit status 130; checkpoints already written stay
+(one being written is finished first, so that none is left half-written).
 Warnings are printed in one line each, ``numpyro-ebm: warning: ...``.
 
 The module imports neither JAX nor the library until a command runs, so that ``--help`` and
@@ -17,6 +18,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import itertools
+import math
 import os
 import sys
 from pathlib import Path
@@ -257,8 +259,6 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
     if not args.resume and out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty: give a new folder for the RBM")
     data = read_data(args.data, binary=True)
-    import math
-
     from numpyro_ebm.models import rbm
 
     data = rbm.check_binary("--data", data)
@@ -317,7 +317,7 @@ def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
         ne.BoundEnergy(model.free_energy, params),
         sampler,
         key=_key(args.seed),
-        support="01" if model.binary_visible else None,
+        support="01" if model.binary_visible else "real",
         event_shape=(model.n_visible,),
         num_chains=args.chains,
         num_samples=args.samples,
@@ -786,9 +786,9 @@ def _in_checkpoint_io(frame) -> bool:
 @contextlib.contextmanager
 def _ctrl_c_outside_checkpoint_io():
     """Ctrl-C raises ``KeyboardInterrupt`` at once, as Python's own handler, except during a
-    checkpoint's write or read: then as soon as that is over (a thread waits for it). Left
-    alone where SIGINT is not Python's default (ignored in a background job, or a handler of
-    the caller's) and outside the main thread."""
+    checkpoint's write or read: then as soon as that is over (a thread waits for it), unless
+    the command has ended by then. Left alone where SIGINT is not Python's default (ignored in
+    a background job, or a handler of the caller's) and outside the main thread."""
     import _thread
     import signal
     import threading
@@ -801,11 +801,15 @@ def _ctrl_c_outside_checkpoint_io():
     ):
         yield
         return
+    lock = threading.Lock()  # held to interrupt, or to end: never both
+    running = [True]
 
     def interrupt_when_done() -> None:
         while _in_checkpoint_io(sys._current_frames().get(main_thread.ident)):
             time.sleep(0.05)
-        _thread.interrupt_main()  # runs `handler` again, in the main thread
+        with lock:
+            if running[0]:
+                _thread.interrupt_main()  # runs `handler` again, in the main thread
 
     def handler(signum, frame) -> None:
         if not _in_checkpoint_io(frame):
@@ -816,6 +820,8 @@ def _ctrl_c_outside_checkpoint_io():
     try:
         yield
     finally:
+        with lock:
+            running[0] = False
         signal.signal(signal.SIGINT, signal.default_int_handler)
 
 

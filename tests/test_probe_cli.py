@@ -1,13 +1,16 @@
 """Every command-line row of the bad-input probe (2026-11-30), answered in our words: one line
 ``numpyro-ebm: error: ...`` on stderr, exit status 2, no traceback, nothing computed lost."""
 
+import contextlib
 import json
 import os
 import re
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from typing import IO, NamedTuple
 
 import numpy as np
 import pytest
@@ -34,6 +37,15 @@ def ring(tmp_path_factory):
     angle = rng.uniform(0, 2 * np.pi, 200)
     path = tmp_path_factory.mktemp("data") / "ring.npy"
     np.save(path, np.stack([1.5 * np.cos(angle), 1.5 * np.sin(angle)], 1))
+    return path
+
+
+@pytest.fixture(scope="module")
+def bits(tmp_path_factory):
+    """A small .npy file of 300 rows of 6 independent bits."""
+    rng = np.random.default_rng(1)
+    path = tmp_path_factory.mktemp("bits") / "bits.npy"
+    np.save(path, (rng.uniform(size=(300, 6)) < np.linspace(0.2, 0.8, 6)).astype(np.float32))
     return path
 
 
@@ -102,7 +114,7 @@ def test_train_and_demo_check_their_output_folder_first(capsys, ring, afile, com
         (np.array([1 + 2j, 3j]), r"holds complex numbers \(dtype complex128\); give real data"),
         (np.array([[1.0, 2.0], [1e300, 0.0]]), "1 row\\(s\\) hold values beyond float32's range"),
         (np.array([object(), 1], dtype=object), "Python objects, which numpyro-ebm never"),
-        (np.array([True, False]), r"does not hold numbers \(dtype bool\)"),
+        (np.array([True, False]), r"holds booleans \(dtype bool\), not numbers; for binary data"),
         (np.zeros((3, 0)), r"expected a table of shape \(n, d\) with n >= 2 and d >= 1"),
     ],
     ids=["empty", "text", "complex", "float32-overflow", "objects", "bool", "no-columns"],
@@ -182,54 +194,115 @@ def test_a_tampered_saved_model_is_refused_before_sampling(
     assert message in err
 
 
-def command(*argv, cache, **popen):
+# Only against a hang: a loaded machine may take minutes where an idle one takes seconds, so
+# the tests wait for events (a checkpoint folder, the child's exit), never for a duration.
+HANG_GUARD_S = 1800
+
+
+class Child(NamedTuple):
+    """A running command and the files its output goes to."""
+
+    process: subprocess.Popen
+    stdout: IO[str]
+    stderr: IO[str]
+
+    def output(self) -> tuple[str, str]:
+        return _read_back(self.stdout), _read_back(self.stderr)
+
+    def finish(self) -> tuple[int, str, str]:
+        """Wait for its exit: ``(status, stdout, stderr)``."""
+        return (self.process.wait(timeout=HANG_GUARD_S), *self.output())
+
+
+def _read_back(handle: IO[str]) -> str:
+    handle.flush()
+    handle.seek(0)
+    return handle.read()
+
+
+@contextlib.contextmanager
+def running(*argv, cache):
     """The command in a fresh interpreter, as a user runs it, with an empty cache folder (ArviZ
-    0.23 warns on its first import of the day, as recorded there)."""
+    0.23 warns on its first import of the day, as recorded there). Its output goes to files
+    (a pipe that nobody reads could fill up and stall it); whatever happens, the child is
+    killed if still running and reaped on the way out."""
     env = {"JAX_PLATFORMS": "cpu", "PATH": os.environ.get("PATH", ""), "XDG_CACHE_HOME": cache}
     env["PYTHONPATH"] = os.pathsep.join(sys.path)
-    # a child of a background job inherits an ignored SIGINT; a user's terminal delivers it
-    popen.setdefault("preexec_fn", lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
-    return subprocess.Popen(
-        [sys.executable, "-m", "numpyro_ebm.cli", *map(str, argv)],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        env=env,
-        **popen,
-    )
+    with tempfile.TemporaryFile("w+") as out, tempfile.TemporaryFile("w+") as err:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "numpyro_ebm.cli", *map(str, argv)],
+            stdout=out,
+            stderr=err,
+            text=True,
+            env=env,
+            # a child of a background job inherits an ignored SIGINT; a user's terminal
+            # delivers it
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
+        try:
+            yield Child(process, out, err)
+        finally:
+            if process.poll() is None:
+                process.kill()
+            process.wait()
 
 
-def interrupt_after_checkpoint(process, checkpoint) -> str:
-    """Send Ctrl-C once ``checkpoint`` exists; return stderr after checking exit status 130."""
-    deadline = time.monotonic() + 300
-    while not checkpoint.is_dir() and process.poll() is None:
-        assert time.monotonic() < deadline, f"no {checkpoint} within 300 s"
+def interrupt_after_checkpoint(child: Child, checkpoint) -> str:
+    """Send Ctrl-C once ``checkpoint`` exists (Orbax renames a step's folder into place once it
+    is whole); return stderr after checking exit status 130, and that whole steps from that
+    one on are kept (older ones make way for newer ones) and nothing half-written."""
+    waited = 0.0
+    while not checkpoint.is_dir():
+        assert child.process.poll() is None, f"the command ended first: {child.output()}"
+        assert waited < HANG_GUARD_S, f"no {checkpoint} after {HANG_GUARD_S} s: a hang?"
         time.sleep(0.2)
-    process.send_signal(signal.SIGINT)
-    _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130, stderr
-    assert checkpoint.is_dir()
+        waited += 0.2
+    child.process.send_signal(signal.SIGINT)
+    status, _, stderr = child.finish()
+    assert status == 130, stderr
+    kept = [p.name for p in checkpoint.parent.iterdir()]
+    assert kept and all(name.isdigit() and int(name) >= int(checkpoint.name) for name in kept)
     return stderr
 
 
 def test_ctrl_c_ends_training_in_one_line_and_keeps_its_checkpoints(tmp_path, ring):
     out = tmp_path / "train"
-    process = command(
+    with running(
         "--no-progress", "train", "--data", ring, "--out", out, "--objective", "dsm",
         "--hidden", "8", "--steps", "10000000", "--checkpoint-every", "100", cache=tmp_path,
-    )  # fmt: skip
-    stderr = interrupt_after_checkpoint(process, out / "checkpoints" / "100")
+    ) as child:  # fmt: skip
+        stderr = interrupt_after_checkpoint(child, out / "checkpoints" / "100")
     assert stderr == (
         f"numpyro-ebm: interrupted; the checkpoints written so far are kept in {out}/checkpoints"
         " (continue with train --resume)\n"
     )
 
 
+def test_ctrl_c_keeps_an_rbm_runs_checkpoints_and_resume_continues_it(tmp_path, bits):
+    out = tmp_path / "rbm"
+    train = ["--no-progress", "train", "--model", "rbm", "--data", bits, "--out", out,
+             "--objective", "pcd", "--hidden", "4", "--batch-size", "20",
+             "--checkpoint-every", "100"]  # fmt: skip
+    with running(*train, "--steps", "100000000", cache=tmp_path) as child:
+        stderr = interrupt_after_checkpoint(child, out / "checkpoints" / "100")
+    assert stderr == (
+        f"numpyro-ebm: interrupted; the checkpoints written so far are kept in {out}/checkpoints"
+        " (continue with train --resume)\n"
+    )
+    steps = sorted(int(p.name) for p in (out / "checkpoints").iterdir())
+    assert all(step % 100 == 0 for step in steps)
+    with running(*train, "--resume", "--steps", steps[-1] + 100, cache=tmp_path) as child:
+        status, stdout, stderr = child.finish()
+    assert status == 0 and stderr == "", stderr
+    assert "trained a Bernoulli RBM (6 visible, 4 hidden)" in stdout
+    assert (out / "rbm.json").is_file() and (out / "checkpoints" / str(steps[-1] + 100)).is_dir()
+
+
 @pytest.mark.slow
 def test_ctrl_c_ends_the_demo_in_one_line_and_keeps_its_checkpoints(tmp_path):
     out = tmp_path / "demo"
-    process = command("--no-progress", "demo", "--out", out, "--steps", "100000", cache=tmp_path)
-    stderr = interrupt_after_checkpoint(process, out / "checkpoints" / "500")
+    with running("--no-progress", "demo", "--out", out, "--steps", "100000", cache=tmp_path) as c:
+        stderr = interrupt_after_checkpoint(c, out / "checkpoints" / "500")
     assert stderr == (
         f"numpyro-ebm: interrupted; the checkpoints written so far are kept in {out}/checkpoints\n"
     )
@@ -239,7 +312,7 @@ def test_a_normal_run_prints_no_third_party_warning(tmp_path):
     path = tmp_path / "draws.nc"
     draws = np.random.default_rng(0).normal(size=(4, 100))
     _arviz.to_netcdf(_arviz.from_dict({"posterior": {"x": draws}}), path)
-    process = command("diagnose", path, cache=tmp_path)
-    stdout, stderr = process.communicate(timeout=240)
-    assert process.returncode == 0 and "4 chains x 100 draws" in stdout, stderr
+    with running("diagnose", path, cache=tmp_path) as child:
+        status, stdout, stderr = child.finish()
+    assert status == 0 and "4 chains x 100 draws" in stdout, stderr
     assert stderr == ""

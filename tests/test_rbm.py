@@ -14,6 +14,7 @@ import numpy as np
 import optax
 import pytest
 from scipy.special import logsumexp
+from scipy.stats import t as student_t
 from stats import assert_mean_close
 
 from numpyro_ebm.energy import BoundLogDensity
@@ -121,6 +122,9 @@ def test_block_gibbs_visible_and_hidden_moments_match_exact_enumeration():
     assert np.all(np.asarray(info.acceptance_rate) == 1.0)
     assert np.all(np.asarray(info.num_grad_evals) == 0) and np.all(np.asarray(info.is_finite))
 
+    # 6 + 15 + 4 = 25 comparisons within 4 MCSE: a false failure with probability
+    # <= 25 * 6.3e-5 = 1.6e-3 (block Gibbs here has positive, short autocorrelations, where
+    # the ESS-based MCSE is sound: over 40 keys the z-scores had sd 0.98, largest |z| 2.97)
     states, probs = exact_visible(model, params)
     hidden_given = np.asarray(jax.vmap(model.hidden_probs, (None, 0))(params, states))
     pairs = list(itertools.combinations(range(6), 2))
@@ -150,17 +154,23 @@ def test_block_gibbs_reads_params_from_the_objectives_bound_log_density():
 # AIS
 
 
-def test_ais_log_partition_is_within_3_standard_errors_of_the_exact_value():
+def test_ais_log_partition_is_within_its_standard_error_of_the_exact_value():
+    # (estimate - exact) / stderr is Student-t with num_runs - 1 = 31 degrees of freedom (the
+    # runs are independent); |t| < 3.63 fails falsely with probability 1e-3. Measured over 150
+    # keys: mean 0.08, sd 0.93, largest |t| 2.65 (with 8 runs and |t| < 3, as before, 1.5% of
+    # keys failed).
     model = BernoulliRBM(40, 10)
     params = random_params(jax.random.key(6), model, 0.5)
     exact = float(model.log_partition(params))
+    num_runs = 32
     result = jax.jit(
-        functools.partial(model.ais_log_partition, num_chains=50, num_runs=8, num_betas=400)
+        functools.partial(model.ais_log_partition, num_chains=50, num_runs=num_runs, num_betas=400)
     )(jax.random.key(8), params)
     estimate, stderr = float(result.log_z), float(result.stderr)
-    assert result.log_weights.shape == (8, 50) and result.run_log_z.shape == (8,)
+    assert result.log_weights.shape == (num_runs, 50) and result.run_log_z.shape == (num_runs,)
     assert 0.0 < stderr < 0.25, f"AIS standard error {stderr} too large to test anything"
-    assert abs(estimate - exact) < 3.0 * stderr, (estimate, exact, stderr)
+    critical = float(student_t.isf(1e-3 / 2, num_runs - 1))
+    assert abs(estimate - exact) < critical * stderr, (estimate, exact, stderr)
 
 
 # --------------------------------------------------------------------------------------------
@@ -189,7 +199,12 @@ def per_example_log_likelihood(model, params, data) -> np.ndarray:
     return np.asarray(-free - model.log_partition(params), np.float64)
 
 
-# CD-1 in the slow run (the default run keeps PCD, which also exercises the replay buffer)
+# CD-1 in the slow run (the default run keeps PCD, which also exercises the replay buffer).
+# Measured with these settings (2026-12-06, CPU): PCD closed 0.73 to 0.87 of the gap to the
+# teacher over 30 training keys with fresh train/test draws each (mean 0.81, gain >= 0.83 nats,
+# its standard error 0.03), CD-1 0.81 to 0.87 over 10 keys; so the asserted 0.5 lies far below
+# anything a key or a platform's floating-point path gives. The former settings (learning rate
+# 0.1, momentum 0.9, 1500 steps) oscillated: -0.35 to 0.62 over 10 keys.
 @pytest.mark.parametrize("method", [pytest.param("cd", marks=pytest.mark.slow), "pcd"])
 def test_cd1_and_pcd_raise_the_exact_held_out_log_likelihood(teacher_data, method):
     teacher, teacher_params, train, test = teacher_data
@@ -199,14 +214,14 @@ def test_cd1_and_pcd_raise_the_exact_held_out_log_likelihood(teacher_data, metho
         key=jax.random.key(12),
         method=method,
         k=1,
-        learning_rate=0.1,
-        momentum=0.9,
-        num_steps=1500,
+        learning_rate=0.05,
+        momentum=0.5,
+        num_steps=3000,
         batch_size=20,
         # PCD's persistent chains: many, so that the negative phase follows the model
         num_chains=200 if method == "pcd" else None,
         init_scale=0.1,
-        steps_per_chunk=1500,
+        steps_per_chunk=3000,
     )
     start = fitted.model.init(jax.random.split(jax.random.key(12))[0], 0.1, data=train)
     before = per_example_log_likelihood(fitted.model, start, test)

@@ -69,6 +69,7 @@ import functools
 import json
 import math
 import os
+import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -709,6 +710,9 @@ def fit_rbm(
     num_chains: int | None = None,
     steps_per_chunk: int = 100,
     callbacks: Sequence[Callable] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     progress: bool = False,
 ) -> RBMFit:
     r"""Train an RBM from ``params`` on ``data`` with CD-k or PCD-k.
@@ -739,6 +743,10 @@ def fit_rbm(
         Default :func:`rbm_optimizer` ``(0.05)``: plain SGD.
     num_steps, batch_size, steps_per_chunk, callbacks, progress
         As in :func:`numpyro_ebm.training.fit` (minibatches are drawn with replacement).
+    checkpoint_dir, checkpoint_every, resume
+        As in :func:`numpyro_ebm.training.fit`: Orbax checkpoints of the parameters, the
+        optimizer state and PCD's persistent chains; ``resume=True`` continues the latest one
+        bit for bit.
     num_chains
         PCD's persistent chains, at least ``batch_size``.
 
@@ -782,6 +790,9 @@ def fit_rbm(
         batch_size=batch_size,
         steps_per_chunk=steps_per_chunk,
         callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         progress=progress,
     )
     return RBMFit(model, result.params, result.history)
@@ -807,6 +818,9 @@ def train_rbm(
     init_scale: float = 0.01,
     steps_per_chunk: int = 100,
     callbacks: Sequence[Callable] = (),
+    checkpoint_dir: str | os.PathLike | None = None,
+    checkpoint_every: int | None = None,
+    resume: bool = False,
     progress: bool = False,
 ) -> RBMFit:
     r"""Train a :class:`BernoulliRBM` with ``n_hidden`` hidden units on binary ``data``: what
@@ -830,6 +844,8 @@ def train_rbm(
         Standard deviation of the initial weights.
     method, k, num_steps, batch_size, num_chains, steps_per_chunk, callbacks, progress
         See :func:`fit_rbm`.
+    checkpoint_dir, checkpoint_every, resume
+        See :func:`fit_rbm`; a resumed run must be given the same ``data`` and ``key``.
 
     Returns
     -------
@@ -853,6 +869,9 @@ def train_rbm(
         num_chains=num_chains,
         steps_per_chunk=steps_per_chunk,
         callbacks=callbacks,
+        checkpoint_dir=checkpoint_dir,
+        checkpoint_every=checkpoint_every,
+        resume=resume,
         progress=progress,
     )
 
@@ -860,11 +879,18 @@ def train_rbm(
 _MODEL_FILE = "rbm.json"
 _PARAMS_FILE = "params.npz"
 _FORMAT = "numpyro-ebm/rbm"
+_KINDS = {
+    "BernoulliRBM": (BernoulliRBM, RBMParams),
+    "GaussianBernoulliRBM": (GaussianBernoulliRBM, GaussianRBMParams),
+}
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number"}
 
 
 def save_rbm(directory: str | os.PathLike, model, params) -> Path:
     """Write ``model`` and ``params`` to ``directory`` (created): ``rbm.json`` (the kind and
-    sizes) and ``params.npz`` (one array per parameter). No pickle. Returns the directory."""
+    sizes) and ``params.npz`` (one array per parameter). No pickle. Each file is written under
+    a temporary name and renamed (atomic on POSIX), the arrays first, so that a killed run
+    leaves whole files. Returns the directory."""
     if not isinstance(model, BernoulliRBM | GaussianBernoulliRBM):
         raise TypeError(f"model must be a BernoulliRBM or GaussianBernoulliRBM, got {model!r}")
     directory = Path(directory)
@@ -879,41 +905,96 @@ def save_rbm(directory: str | os.PathLike, model, params) -> Path:
     if isinstance(model, GaussianBernoulliRBM):
         spec["sigma"] = model.sigma
     arrays = {name: np.asarray(value) for name, value in params._asdict().items()}
-    np.savez(directory / _PARAMS_FILE, **arrays)
-    (directory / _MODEL_FILE).write_text(json.dumps(spec, indent=2))
+    _write_atomically(directory / _PARAMS_FILE, lambda handle: np.savez(handle, **arrays))
+    text = json.dumps(spec, indent=2).encode()
+    _write_atomically(directory / _MODEL_FILE, lambda handle: handle.write(text))
     return directory
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        write(handle)
+    os.replace(temporary, path)
 
 
 def load_rbm(directory: str | os.PathLike):
     """Read an RBM written by :func:`save_rbm`: returns ``(model, params)``.
 
-    Raises ``ValueError`` if the directory does not hold one, or its arrays do not match the
-    sizes recorded in ``rbm.json``."""
+    Raises
+    ------
+    ValueError
+        If the directory holds no ``rbm.json``, or a file that :func:`save_rbm` does not
+        write: ``rbm.json`` that is not a JSON object of this format, or names an unknown kind
+        or invalid sizes; ``params.npz`` missing, unreadable, without one of the parameters,
+        or holding arrays of other shapes than the sizes need, or values that are not finite
+        real numbers. The message names the file.
+    """
     directory = Path(directory)
     spec_path = directory / _MODEL_FILE
     if not spec_path.is_file():
         raise ValueError(f"{os.fspath(directory)!r} holds no {_MODEL_FILE}: not a saved RBM")
-    spec = json.loads(spec_path.read_text())
-    if spec.get("format") != _FORMAT:
-        raise ValueError(
-            f"{os.fspath(spec_path)!r} is not an RBM file (format {spec.get('format')!r})"
-        )
-    kinds = {
-        "BernoulliRBM": (BernoulliRBM, RBMParams),
-        "GaussianBernoulliRBM": (GaussianBernoulliRBM, GaussianRBMParams),
-    }
-    if spec.get("kind") not in kinds:
-        raise ValueError(f"unknown RBM kind {spec.get('kind')!r} in {os.fspath(spec_path)!r}")
-    cls, params_cls = kinds[spec["kind"]]
+    spec = _read_spec(spec_path)
+    cls, params_cls = _KINDS[spec["kind"]]
     extra = {"sigma": spec["sigma"]} if "sigma" in spec else {}
-    model = cls(spec["n_visible"], spec["n_hidden"], **extra)
-    with np.load(directory / _PARAMS_FILE, allow_pickle=False) as arrays:
-        params = params_cls(**{name: jnp.asarray(arrays[name]) for name in params_cls._fields})
+    try:
+        model = cls(spec["n_visible"], spec["n_hidden"], **extra)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{spec_path}: {error}") from None
+    params_path = directory / _PARAMS_FILE
+    params = params_cls(**_read_arrays(params_path, params_cls._fields))
     expected = jax.eval_shape(functools.partial(model.init, scale=0.01), jax.random.key(0))
     for name, got, want in zip(params_cls._fields, params, expected, strict=True):
         if got.shape != want.shape:
             raise ValueError(
-                f"parameter {name} in {os.fspath(directory)!r} has shape {got.shape}, but "
+                f"parameter {name} in {os.fspath(params_path)!r} has shape {got.shape}, but "
                 f"{spec['kind']}({spec['n_visible']}, {spec['n_hidden']}) needs {want.shape}"
             )
     return model, params
+
+
+def _read_spec(path: Path) -> dict:
+    """``rbm.json``'s object, its format, kind and sizes present."""
+    try:
+        spec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error})") from None
+    if not isinstance(spec, dict):
+        found = _JSON_TYPES.get(type(spec), json.dumps(spec))
+        raise ValueError(
+            f"{path} must hold a JSON object (the RBM's format, kind and sizes), got {found}"
+        )
+    if spec.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not an RBM file (format {spec.get('format')!r})")
+    if spec.get("kind") not in _KINDS:
+        raise ValueError(f"unknown RBM kind {spec.get('kind')!r} in {path}")
+    missing = [name for name in ("n_visible", "n_hidden") if name not in spec]
+    if missing:
+        raise ValueError(f"{path} gives no {' and no '.join(missing)}")
+    return spec
+
+
+def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, jax.Array]:
+    """The arrays ``names`` of ``params.npz``, checked to be finite real numbers."""
+    if not path.is_file():
+        raise ValueError(f"{path.parent} holds {_MODEL_FILE} but no {_PARAMS_FILE}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            present = list(archive.keys())
+            arrays = {name: archive[name] for name in names if name in present}
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        raise ValueError(
+            f"{path} is not a NumPy .npz archive of numbers (as save_rbm writes)"
+        ) from None
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"{path} holds no array {', '.join(missing)} (it holds {present})")
+    for name, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+            raise ValueError(
+                f"array {name} in {path} has dtype {array.dtype}: parameters are real numbers"
+            )
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(f"array {name} in {path} holds {bad} non-finite value(s)")
+    return {name: jnp.asarray(array, jnp.result_type(float)) for name, array in arrays.items()}
