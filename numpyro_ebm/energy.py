@@ -76,9 +76,10 @@ class BoundLogDensity(NamedTuple):
 class BoundEnergy(NamedTuple):
     """A parametric energy with its parameters bound: ``BoundEnergy(energy_fn, params)(x) ==
     energy_fn(params, x)``. As a target of :func:`numpyro_ebm.sample`, it keeps the parameters
-    in sight of samplers that exploit a model's structure (block Gibbs in an RBM:
-    ``ne.sample(BoundEnergy(rbm.free_energy, params), ne.samplers.block_gibbs(model=rbm),
-    support="01", ...)``)."""
+    in sight of samplers that exploit a model's structure: block Gibbs finds the RBM itself,
+    through the bound method, in
+    ``ne.sample(BoundEnergy(rbm.free_energy, params), "block_gibbs", support="01",
+    event_shape=(rbm.n_visible,), key=key)``."""
 
     energy_fn: Callable
     params: Any

@@ -68,6 +68,7 @@ from numpyro_ebm.models.rbm import (
     RBMParams,
     _bits,
     _check_enumerable,
+    _check_params,
     check_binary,
     fit_rbm,
 )
@@ -119,10 +120,14 @@ class DBN:
         return tuple(rbm.init(k, scale) for rbm, k in zip(self.layers, keys, strict=True))
 
     def _check_params(self, params) -> None:
+        """One :class:`~.rbm.RBMParams` per layer, each of its layer's shapes and finite
+        (``ValueError`` naming the layer and both shapes otherwise)."""
         if len(params) != len(self.layers):
             raise ValueError(
                 f"params must hold {len(self.layers)} layers' RBMParams, got {len(params)}"
             )
+        for i, (rbm, layer) in enumerate(zip(self.layers, params, strict=True)):
+            _check_params(rbm, layer, f"params[{i}]")
 
     def fit(
         self,
@@ -213,7 +218,8 @@ class DBN:
 
         Each comes from its own chain: ``num_steps`` block Gibbs sweeps of the top RBM from
         Bernoulli(1/2) noise on :math:`h^{L-1}`, then one top-down pass of
-        :math:`p(h^{l-1} \\mid h^l)` samples.
+        :math:`p(h^{l-1} \\mid h^l)` samples. ``ValueError`` if ``params`` do not fit the
+        layers (one :class:`~.rbm.RBMParams` per layer, of its shapes, finite).
         """
         self._check_params(params)
         num_samples = check_int("num_samples", num_samples)

@@ -75,7 +75,7 @@ import numpy as np
 from jax.core import Tracer
 from scipy.special import ellipk
 
-from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm._checks import check_finite_array, check_int, check_positive, check_real_array
 from numpyro_ebm._spins import (
     SPINS,
     as_spin_array,
@@ -119,6 +119,7 @@ def _neighbour_sum(s: jax.Array) -> jax.Array:
 def _check_scalar(name: str, value) -> None:
     if isinstance(value, Tracer):
         return
+    check_real_array(name, value)
     if np.ndim(value) != 0:
         raise ValueError(f"{name} must be a scalar, got {value!r}")
     check_finite_array(name, value)
@@ -147,7 +148,7 @@ class Ising:
     -----
     ``J``, ``h`` and ``beta`` are pytree leaves (they may be traced, e.g. learned or tempered
     under ``vmap``); ``L`` and ``spins`` are static. Methods act on ONE configuration of shape
-    ``(L, L)``; batch with ``jax.vmap``.
+    ``(L, L)`` (another shape raises ``ValueError``); batch with ``jax.vmap``.
     """
 
     def __init__(self, L: int, J=1.0, h=0.0, beta=1.0, spins: str = "pm1"):
@@ -185,9 +186,21 @@ class Ising:
         ``model.with_beta(model.beta / T)``)."""
         return Ising(self.L, self.J, self.h, beta, self.spins)
 
+    def _configuration(self, x: jax.Array) -> jax.Array:
+        """``x`` in the :math:`\\pm 1` encoding, after checking (at trace time: shapes are
+        static) that it is one configuration of this lattice: periodic shifts would silently
+        give the energy of another lattice."""
+        if jnp.shape(x) != self.shape:
+            raise ValueError(
+                f"Ising(L={self.L}) takes one configuration of shape {self.shape}, got shape "
+                f"{jnp.shape(x)}; batch with jax.vmap, or build Ising(L=...) for another lattice"
+            )
+        return to_pm1(x, self.spins)
+
     def energy(self, x: jax.Array) -> jax.Array:
-        """The physical energy :math:`E(s)` of one configuration (no :math:`\\beta`)."""
-        s = to_pm1(x, self.spins)
+        """The physical energy :math:`E(s)` of one configuration (no :math:`\\beta`);
+        ``ValueError`` unless ``x`` has the shape ``(L, L)``."""
+        s = self._configuration(x)
         bonds = s * (jnp.roll(s, -1, 0) + jnp.roll(s, -1, 1))
         return -self.J * jnp.sum(bonds) - self.h * jnp.sum(s)
 
@@ -201,7 +214,7 @@ class Ising:
         r"""The local field of every site, :math:`h_i = J \sum_{j \sim i} s_j + h`, in the
         :math:`\pm 1` encoding: :math:`p(s_i = +1 \mid s_{-i}) = \sigma(2 \beta h_i)`, and
         flipping :math:`s_i` changes the energy by :math:`2 s_i h_i`."""
-        return self.J * _neighbour_sum(to_pm1(x, self.spins)) + self.h
+        return self.J * _neighbour_sum(self._configuration(x)) + self.h
 
     def sublattice_masks(self) -> tuple[jax.Array, jax.Array]:
         """The red-black colouring ``(even, odd)`` of the lattice; see
@@ -211,7 +224,7 @@ class Ising:
     def magnetization(self, x: jax.Array) -> jax.Array:
         """The magnetization per site :math:`m = \\frac{1}{L^2} \\sum_i s_i` (:math:`\\pm 1`
         encoding)."""
-        return jnp.mean(to_pm1(x, self.spins))
+        return jnp.mean(self._configuration(x))
 
 
 @jax.tree_util.register_pytree_node_class
@@ -234,6 +247,7 @@ class PairwiseBinary:
     def __init__(self, couplings, fields, spins: str = "pm1"):
         spin_values(spins)
         if not isinstance(couplings, Tracer):
+            check_real_array("couplings", couplings)
             matrix = np.asarray(couplings, dtype=np.float64)
             if matrix.ndim != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] < 1:
                 raise ValueError(
@@ -247,6 +261,7 @@ class PairwiseBinary:
                     f"couplings must have a zero diagonal, got diagonal {np.diag(matrix)!r}"
                 )
         if not isinstance(fields, Tracer):
+            check_real_array("fields", fields)
             vector = np.asarray(fields, dtype=np.float64)
             if vector.shape != (np.shape(couplings)[0],):
                 raise ValueError(

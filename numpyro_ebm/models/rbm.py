@@ -255,6 +255,27 @@ def _check_sizes(n_visible, n_hidden) -> tuple[int, int]:
     return check_int("n_visible", n_visible), check_int("n_hidden", n_hidden)
 
 
+def _check_params(model, params, name: str = "params") -> None:
+    """Raise ``ValueError`` unless ``params`` has the fields and shapes that ``model.init``
+    gives (shapes are static, so this holds under ``jit`` too) and, where concrete, only
+    finite values: another RBM's parameters would otherwise be read silently (an enumeration
+    over this model's layer with that RBM's weights), and one NaN makes every result NaN."""
+    expected = jax.eval_shape(functools.partial(model.init, scale=0.01), jax.random.key(0))
+    for field, want in zip(expected._fields, expected, strict=True):
+        if not hasattr(params, field):
+            raise ValueError(
+                f"{name} must be the {type(expected).__name__} of {model!r}, got a "
+                f"{type(params).__name__} (no field {field!r})"
+            )
+        got = getattr(params, field)
+        if jnp.shape(got) != want.shape:
+            raise ValueError(
+                f"{name}.{field} has shape {jnp.shape(got)}, but {model!r} needs {want.shape}: "
+                "the parameters of another model?"
+            )
+        check_finite_array(f"{name}.{field}", got)
+
+
 def _bernoulli(key: jax.Array, probs: jax.Array) -> jax.Array:
     return jax.random.bernoulli(key, probs).astype(probs.dtype)
 
@@ -348,8 +369,10 @@ class BernoulliRBM:
         ------
         ValueError
             If the enumerated layer has more than ``max_states`` states (before anything is
-            computed); use :meth:`ais_log_partition` then.
+            computed; use :meth:`ais_log_partition` then), or ``params`` do not have this
+            model's shapes or hold a NaN or an infinity.
         """
+        _check_params(self, params)
         layers = {"hidden": self.n_hidden, "visible": self.n_visible}
         if over == "smaller":
             over = "hidden" if self.n_hidden <= self.n_visible else "visible"
@@ -430,7 +453,8 @@ class BernoulliRBM:
         rng_key
             PRNG key; the result is a function of it.
         params
-            The RBM :math:`B`.
+            The RBM :math:`B`; ``ValueError`` if they do not have this model's shapes or hold a
+            NaN or an infinity.
         data
             Binary data whose marginals define the base rates (recommended: a base close to
             the data gives far lower-variance weights); ``None``: uniform base.
@@ -453,6 +477,7 @@ class BernoulliRBM:
         R. Salakhutdinov and I. Murray (2008). On the quantitative analysis of deep belief
         networks. ICML.
         """
+        _check_params(self, params)
         num_chains = check_int("num_chains", num_chains)
         num_runs = check_int("num_runs", num_runs, minimum=2)
         betas = _check_betas(betas, check_int("num_betas", num_betas, minimum=2))
@@ -636,8 +661,10 @@ class GaussianBernoulliRBM:
             \log Z = \tfrac{n_v}{2}\log 2\pi + \sum_i \log\sigma_i + \log\sum_h
             \exp\!\Big(c^\top h + \sum_i \frac{(b_i + (Wh)_i)^2 - b_i^2}{2\sigma_i^2}\Big).
 
-        Raises ``ValueError`` beyond ``max_states`` hidden states (at most :math:`2^{20}`).
+        Raises ``ValueError`` beyond ``max_states`` hidden states (at most :math:`2^{20}`), or
+        if ``params`` do not have this model's shapes or hold a NaN or an infinity.
         """
+        _check_params(self, params)
         _check_enumerable(self.n_hidden, "hidden", max_states)
         var = self.variance(params)
 

@@ -117,6 +117,16 @@ def _build_block_gibbs(target) -> ChainSampler:
             "ne.energy.BoundEnergy(rbm.free_energy, params) as the target, at temperature 1, "
             "with support='01'"
         )
+    if not getattr(model, "binary_visible", True):
+        raise ValueError(
+            f"block_gibbs samples configurations of bits, but {model!r} has real-valued "
+            "visible units: run numpyro_ebm.kernels.block_gibbs on it directly"
+        )
+    if target.support != "01":
+        raise ValueError(
+            "block_gibbs draws an RBM's visible units in {0, 1}, so the target's support must "
+            f"be '01', got support={target.support!r}"
+        )
     logdensity = BoundLogDensity(fn.energy_fn, fn.params)
     return _chain(_block_gibbs.as_top_level_api(logdensity, model=model))
 

@@ -43,6 +43,12 @@ def _build_parallel_tempering(
     tuned = "step_size" in inner.options
     fixed = ("step_size", "target_acceptance_rate")
     extra = {k: v for k, v in inner.options.items() if k not in fixed}
+    if "discrete" in inner.accepts:
+        # The replicas' log densities are tempered under vmap, where a discrete move's checks
+        # of its target's structure (checkerboard's colouring) cannot evaluate them: run its
+        # init once on the untempered target, which has the same structure.
+        one = jax.tree.map(lambda x: x[0], target.initial_position)
+        inner.kernel(logdensity_fn, target.support, **extra).init(one)
 
     def factory(step_size):
         # replica k moves with step size (noise variance) step_size * T_k
