@@ -55,10 +55,11 @@ import numpy as np
 import pandas as pd
 
 from numpyro_ebm import _arviz, metrics
-from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm._checks import check_int, check_output_path, check_positive
 from numpyro_ebm.inference import sample
 from numpyro_ebm.report import MixingReport, mixing_report
 from numpyro_ebm.samplers import Sampler, get_sampler
+from numpyro_ebm.targets import Target
 
 __all__ = ["Comparison", "compare", "timer_floor"]
 
@@ -135,8 +136,9 @@ class Comparison:
 
     def save(self, directory: str | os.PathLike) -> list[Path]:
         """Write ``<sampler>.nc`` (netCDF, loadable with ``arviz.from_netcdf``) for each run
-        and ``comparison.csv``; return the paths."""
-        directory = Path(directory)
+        and ``comparison.csv``; return the paths. A ``directory`` that cannot be a folder
+        (it is a file, or lies under one) is refused with a ``ValueError`` naming it."""
+        directory = check_output_path("directory", directory, folder=True)
         directory.mkdir(parents=True, exist_ok=True)
         paths = []
         for name, data in self.idata.items():
@@ -154,7 +156,7 @@ class Comparison:
         plots) of the first ``max_chains`` chains; return the paths."""
         from numpyro_ebm import plots
 
-        directory = Path(directory)
+        directory = check_output_path("directory", directory, folder=True)
         directory.mkdir(parents=True, exist_ok=True)
         paths = [plots.ess_per_second(self.table, directory / "ess_per_second.png")]
         for name, data in self.idata.items():
@@ -215,17 +217,17 @@ def _report_moments(report: MixingReport, var_names) -> dict[str, tuple[np.ndarr
     }
 
 
-def _errors(estimate: dict, truth: dict) -> dict[str, float]:
+def _errors(estimate: dict, truth: dict, label: str = "reference") -> dict[str, float]:
     """The largest standardized errors of ``estimate``'s means and sds against ``truth``'s
-    (both ``{name: (mean, sd, mcse_mean)}``), in ``truth`` sds, and of the means in Monte
-    Carlo standard errors of their difference."""
+    (both ``{name: (mean, sd, mcse_mean)}``, ``truth`` named ``label`` in errors), in
+    ``truth`` sds, and of the means in Monte Carlo standard errors of their difference."""
     mean_error = sd_error = mean_z = 0.0
     for name, (true_mean, true_sd, true_mcse) in truth.items():
         mean, sd, mcse = (np.ravel(v) for v in estimate[name])
         true_mean, true_sd, true_mcse = (np.ravel(v) for v in (true_mean, true_sd, true_mcse))
         if mean.shape != true_mean.shape:
             raise ValueError(
-                f"variable {name!r} has {mean.size} coordinates but the reference {true_mean.size}"
+                f"variable {name!r} has {mean.size} coordinates but the {label} {true_mean.size}"
             )
         delta = np.abs(mean - true_mean)
         mean_error = max(mean_error, float(np.max(delta / true_sd)))
@@ -302,16 +304,26 @@ def _mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule
     if not np.isfinite(row["max_rhat"]):
         reasons.append("R-hat undefined (fewer than 2 chains of 4 draws, or NaN draws)")
     elif row["max_rhat"] > rhat_threshold:
-        reasons.append(f"R-hat {row['max_rhat']:.3g} > {rhat_threshold}")
+        reasons.append(f"R-hat {_past(row['max_rhat'], rhat_threshold)} > {rhat_threshold}")
     if row["divergences"]:
         reasons.append(f"{row['divergences']} divergent transition(s)")
     if row["nonfinite_chains"]:
         reasons.append(f"{row['nonfinite_chains']} non-finite chain(s)")
     if row["min_bfmi"] < MIN_BFMI:
-        reasons.append(f"E-BFMI {row['min_bfmi']:.2g} < {MIN_BFMI}")
+        reasons.append(f"E-BFMI {_past(row['min_bfmi'], MIN_BFMI)} < {MIN_BFMI}")
     if rule is not None and (own := rule(report)):
         reasons.append(str(own))
     return reasons
+
+
+def _past(value: float, threshold: float) -> str:
+    """``value`` with 3 significant digits, or as many more as it takes to differ from
+    ``threshold`` when printed (R-hat 1.0116 against 1.01 reads 1.012, not 1.01)."""
+    for digits in range(3, 10):
+        text = f"{value:.{digits}g}"
+        if float(text) != float(threshold):
+            return text
+    return repr(value)
 
 
 def _largest(errors: dict) -> float:
@@ -339,7 +351,11 @@ def _with_errors(table, key, runs, reports, variables, truth, source, name) -> p
     the draws of ``source``; ``name`` the column of the larger standardized error."""
     truth_draws = _flat_draws(source, variables)
     accuracy = {
-        label: _errors(_report_moments(reports[label], variables), truth)
+        label: _errors(
+            _report_moments(reports[label], variables),
+            truth,
+            "data" if name == "data_error" else "reference",
+        )
         | {
             "energy_distance": _energy_distance(
                 jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
@@ -350,6 +366,56 @@ def _with_errors(table, key, runs, reports, variables, truth, source, name) -> p
     table = table.join(pd.DataFrame.from_dict(accuracy, orient="index"))
     table[name] = table[["mean_error", "sd_error"]].max(axis=1)
     return table
+
+
+def _posterior_shapes(target, key, sample_kwargs: dict) -> dict[str, tuple] | None:
+    """The shape of one draw of each posterior variable that :func:`sample` will report, found
+    without sampling (``None`` where it cannot be: a pytree configuration of an energy, a
+    model that subsamples its data)."""
+    from numpyro_ebm.model import SubsampledModelError, logdensity_from_model
+
+    if isinstance(target, Target):
+        if target.postprocess_fn is None:
+            leaves = jax.tree.leaves(target.initial_position)
+            return {target.var_name: leaves[0].shape[1:]} if len(leaves) == 1 else None
+        first = jax.tree.map(lambda x: x[0], target.initial_position)
+        return _shapes(jax.eval_shape(target.postprocess_fn, first))
+    var_name = sample_kwargs.get("var_name", "x")
+    if sample_kwargs.get("event_shape") is not None:
+        return {var_name: tuple(sample_kwargs["event_shape"])}
+    init_position = sample_kwargs.get("init_position")
+    if init_position is not None:
+        return {var_name: np.shape(init_position)[1:]} if hasattr(init_position, "shape") else None
+    if not callable(target):
+        return None  # sample() says why
+    try:
+        density = logdensity_from_model(
+            target,
+            *sample_kwargs.get("model_args", ()),
+            key=key,
+            **(sample_kwargs.get("model_kwargs") or {}),
+        )
+    except SubsampledModelError:
+        return None
+    return _shapes(jax.eval_shape(density.postprocess_fn, density.initial_position))
+
+
+def _shapes(values: dict) -> dict[str, tuple]:
+    return {name: tuple(value.shape) for name, value in values.items()}
+
+
+def _check_draws(moments: dict, shapes: dict | None, var_names, label: str) -> None:
+    """Refuse ``label`` draws that miss a variable to be compared or whose draws have another
+    shape than the target's (``shapes``, when known)."""
+    names = var_names if var_names is not None else list(shapes or ())
+    _pick(moments, names, label)
+    for name in names:
+        drawn = np.shape(moments[name][0])
+        if shapes is not None and name in shapes and drawn != shapes[name]:
+            raise ValueError(
+                f"{label} draws of {name!r} have shape {drawn} each, but the target's {name!r} "
+                f"has shape {shapes[name]}: give {label} draws of the same variable"
+            )
 
 
 def _budgets(budgets, names) -> dict[str, dict]:
@@ -392,7 +458,7 @@ def _judged_by_data(table, key, runs, reports, variables, observed, data, agains
     truth_draws = _flat_draws(data, variables)
     table = table.copy()
     for label in against:
-        errors = _errors(_report_moments(reports[label], variables), truth)
+        errors = _errors(_report_moments(reports[label], variables), truth, "data")
         errors["energy_distance"] = _energy_distance(
             jax.random.fold_in(key, 2), _flat_draws(runs[label], variables), truth_draws
         )
@@ -411,18 +477,29 @@ def _ranked(table: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([mixed, table[~table["mixed"]]])
 
 
+def _pool(others: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The runs whose sampler error speaks for the samplers: those that mixed if some did
+    (said, unless all did), else all of them (said too)."""
+    mixed = others["mixed"].to_numpy(bool)
+    if mixed.all():
+        return others, ""
+    if mixed.any():
+        return others[mixed], ", among those that mixed"
+    return others, ", none of which mixed"
+
+
 def _attribution(table: pd.DataFrame, model: dict, reference_label: str | None) -> str:
     """One sentence: does the model's error or the samplers' dominate?"""
     others = table.drop(index=[reference_label], errors="ignore")
     others = others[others["sampler_error"].notna()]  # not those judged against the data
-    pool = others[others["mixed"]] if others["mixed"].any() else others
+    pool, among = _pool(others)
     worst = pool["sampler_error"].idxmax()
     sampler, error = float(pool.loc[worst, "sampler_error"]), float(model["error"])
     within = "within" if model["mean_z"] < 3 else "far beyond" if model["mean_z"] > 10 else "beyond"
     said = (
         f"model error {error:.3g} sd (the reference against the data; means {model['mean_z']:.3g}"
         f" MCSE apart, {within} Monte Carlo error) vs sampler error up to {sampler:.3g} sd"
-        f" ({worst}{'' if pool is others else ', among those that did not mix'})"
+        f" ({worst}{among})"
     )
     if error > 2 * sampler:
         return (
@@ -452,16 +529,36 @@ def _value(item, sampler_options: dict) -> Sampler:
     )
 
 
+def _labels(values: list[Sampler]) -> list[str]:
+    """One row label per sampler: its name, or for several settings of one sampler its name
+    with the options in which they differ, e.g. ``mala(step_size=0.05)``."""
+    if len(set(values)) != len(values):
+        raise ValueError(f"samplers has duplicates: {[repr(value) for value in values]}")
+    labels = []
+    for value in values:
+        same = [other for other in values if other.name == value.name]
+        differ = [
+            f"{option}={setting!r}"
+            for option, setting in value.options.items()
+            if any(repr(other.options[option]) != repr(setting) for other in same)
+        ]
+        labels.append(f"{value.name}({', '.join(differ)})" if len(same) > 1 else value.name)
+    return labels
+
+
 def _parse(samplers, sampler_options, reference) -> tuple[list[Sampler], Sampler | None]:
     """The sampler values to run and the one of a reference run (``None`` without one);
     unknown names and options fail here, before anything runs."""
+    if isinstance(samplers, str | Sampler):
+        raise TypeError(
+            f"samplers must be a sequence of samplers, got the single {samplers!r}: write "
+            f"[{samplers!r}]"
+        )
     options = dict(sampler_options or {})
     values = [_value(item, options) for item in samplers]
     names = [value.name for value in values]
     if not values:
         raise ValueError("samplers must name at least one sampler")
-    if len(set(names)) != len(names):
-        raise ValueError(f"samplers has duplicates: {names}")
     run = None
     if isinstance(reference, str | Sampler) or (
         isinstance(reference, tuple) and len(reference) == 2 and isinstance(reference[1], dict)
@@ -508,7 +605,11 @@ def compare(
     target
         An energy or a NumPyro model, as for :func:`~numpyro_ebm.sample`.
     samplers
-        Registered sampler names, or ``(name, options)`` pairs; each is run once.
+        A sequence of sampler values, registered names or ``(name, options)`` pairs; each is
+        run once, in a row labelled by its name. Several settings of one sampler
+        (``["mala", ne.samplers.mala(step_size=0.05)]``) are labelled by the options in which
+        they differ (``mala(step_size=0.2)``, ``mala(step_size=0.05)``); ``budgets``,
+        ``sampler_options`` and ``against_data`` name samplers, and so apply to each setting.
     key
         PRNG key, the same for every sampler (same initial positions).
     reference
@@ -517,10 +618,12 @@ def compare(
         is reused when it is among ``samplers`` with the same options and budget, else it gets
         its own row), the output of :func:`~numpyro_ebm.sample`, or draws ``{var: array
         (n, ...)}`` (e.g. a posteriordb reference posterior). Replica exchange or tempered SMC
-        run longer suit a multimodal energy.
+        run longer suit a multimodal energy. Draws are checked against the target's variables
+        and shapes before anything runs.
     data
         Draws of the data distribution ``{var: array (n, ...)}``: the errors against it are
-        ``data_error`` per sampler and, with a ``reference``, ``model_error``.
+        ``data_error`` per sampler and, with a ``reference``, ``model_error``. Checked as the
+        reference's draws are.
     num_chains, num_samples, num_warmup
         The budget, the same for every sampler unless ``budgets`` says otherwise.
     reference_samples
@@ -531,7 +634,8 @@ def compare(
     var_names
         Posterior variables to diagnose; default all.
     rhat_threshold
-        A run mixed only if its largest R-hat is at most this (1.01, Vehtari et al. 2021).
+        A run mixed only if its largest R-hat is at most this (1.01, Vehtari et al. 2021); at
+        least 1, which chains that agree reach.
     mixing_rule
         An extra rule: ``mixing_rule(report) -> reason`` with the run's
         :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
@@ -550,8 +654,9 @@ def compare(
         (a ``mean_z`` above ``z_threshold`` marks them not mixed), their ``sampler_error`` is
         NaN and the model-or-sampler attribution leaves them out. Needs ``data``.
     check_bias
-        Rerun each independent-sweep sampler (one whose value has ``refine``) with half the step and
-        twice the steps, and compare (``bias_check``, ``bias_z``); doubles their cost.
+        Rerun each independent-sweep sampler (one whose value has ``refine``) with half the
+        step and twice the steps, and compare (``bias_check``, ``bias_z``); doubles their
+        cost. When no sampler is one, a note says that none was checked.
     z_threshold
         A run whose means or sds differ from its bias-check rerun (``bias_z``), or whose means
         differ from a ``reference`` (``mean_z``), by more than this many Monte Carlo standard
@@ -570,7 +675,13 @@ def compare(
         ``reports`` and ``notes``.
     """
     specs, reference_run = _parse(samplers, sampler_options, reference)
+    labels = _labels(specs)
     check_positive("rhat_threshold", rhat_threshold)
+    if rhat_threshold < 1:
+        raise ValueError(
+            "rhat_threshold must be at least 1 (R-hat is about 1 for chains that agree, above "
+            f"when they do not), got {rhat_threshold!r}"
+        )
     check_positive("z_threshold", z_threshold)
     if mixing_rule is not None and not callable(mixing_rule):
         raise TypeError(f"mixing_rule must be callable, got {mixing_rule!r}")
@@ -580,29 +691,49 @@ def compare(
         check_int("reference_samples", reference_samples, minimum=4)
     floor = timer_floor(min_time_s)
     # Draws are checked before anything runs.
-    drawn = _draw_moments(reference, "reference") if isinstance(reference, dict) else None
-    observed = _draw_moments(data, "data") if data is not None else None
     if data is not None and not isinstance(data, dict):
         raise TypeError(f"data must be draws {{var: array (n, ...)}}, got {type(data)}")
-    for moments, label in ((drawn, "reference"), (observed, "data")):
-        if moments is not None and var_names is not None:
-            _pick(moments, var_names, label)
+    if isinstance(reference, np.ndarray | jax.Array):
+        raise TypeError(
+            "reference must be a sampler, a sample() result or draws {var: array (n, ...)}, got "
+            f"an array of shape {reference.shape}: write {{var_name: draws}}"
+        )
+    drawn = _draw_moments(reference, "reference") if isinstance(reference, dict) else None
+    observed = _draw_moments(data, "data") if data is not None else None
+    if drawn is not None or observed is not None:
+        shapes = _posterior_shapes(target, key, sample_kwargs)
+        for moments, label in ((drawn, "reference"), (observed, "data")):
+            if moments is not None:
+                _check_draws(moments, shapes, var_names, label)
 
     budget = {"num_chains": num_chains, "num_samples": num_samples, "num_warmup": num_warmup}
-    own = _budgets(budgets, [value.name for value in specs])
-    against = _against_data(against_data, [value.name for value in specs], data)
-    to_run = [(value.name, value, budget | own.get(value.name, {})) for value in specs]
+    names = [value.name for value in specs]
+    own = _budgets(budgets, names)
+    against_names = _against_data(against_data, names, data)
+    against = [label for label, name in zip(labels, names, strict=True) if name in against_names]
+    to_run = [
+        (label, value, budget | own.get(value.name, {}))
+        for label, value in zip(labels, specs, strict=True)
+    ]
     reference_label = None
     if reference_run is not None:
         name = reference_run.name
         reused = reference_run in specs and reference_samples in (None, num_samples)
-        named = {value.name for value in specs}
-        reference_label = name if reused or name not in named else f"{name}_reference"
+        if reused:
+            reference_label = labels[specs.index(reference_run)]
+        else:
+            reference_label = name if name not in names else f"{name}_reference"
         if not reused:
             longer = budget | {"num_samples": reference_samples or num_samples}
             to_run.append((reference_label, reference_run, longer))
 
     runs, rows, reports, reasons, notes = {}, {}, {}, {}, []
+    if check_bias and not any(sampler.refine for _, sampler, _ in to_run):
+        notes.append(
+            "check_bias=True checked no sampler: it reruns samplers whose draws are independent "
+            "sweeps (annealed_langevin, tempered_smc) with half the step, and none of these "
+            "is one; Markov chains are judged by R-hat and against a reference"
+        )
     for label, sampler, size in to_run:
         run, run_s, compile_s = _timed_sample(
             target, sampler, key=key, budget=size, progress=progress, **sample_kwargs
@@ -624,8 +755,9 @@ def compare(
             rows[label] |= _bias(reports[label], fine)
             if rows[label]["bias_z"] > z_threshold:
                 reasons[label].append(
-                    f"half the step moves a mean or sd by {rows[label]['bias_z']:.3g} MCSE "
-                    f"(> {z_threshold}): discretization bias"
+                    f"half the step moves a mean or sd by "
+                    f"{_past(rows[label]['bias_z'], z_threshold)} MCSE (> {z_threshold}): "
+                    "discretization bias"
                 )
         elif sampler.refine is not None:
             notes.append(
@@ -635,7 +767,7 @@ def compare(
 
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "sampler"
-    variables = var_names or list(_arviz.group(runs[specs[0].name], "posterior").data_vars)
+    variables = var_names or list(_arviz.group(runs[labels[0]], "posterior").data_vars)
     if reference is not None:
         if drawn is not None:
             reference_truth = _pick(drawn, variables, "reference")
@@ -670,10 +802,10 @@ def compare(
             )
         else:
             table["data_error"] = [
-                _largest(_errors(_report_moments(reports[label], variables), truth))
+                _largest(_errors(_report_moments(reports[label], variables), truth, "data"))
                 for label in table.index
             ]
-            model = _errors(reference_truth, truth)
+            model = _errors(reference_truth, truth, "data")
             table["model_error"] = model["error"] = _largest(model)
     table["mixed"] = [not reasons[label] for label in table.index]
     table["reason"] = [

@@ -318,17 +318,3 @@ def test_bad_types_are_rejected_before_running(samplers, kwargs, match):
         ne.compare(
             lambda x: jnp.sum(x**2), samplers, key=jax.random.key(0), event_shape=(2,), **kwargs
         )
-
-
-def test_reference_draws_of_another_shape_are_named():
-    with pytest.raises(ValueError, match="'x' has 2 coordinates but the reference 3"):
-        ne.compare(
-            lambda x: jnp.sum(x**2),
-            ["mala"],
-            key=jax.random.key(0),
-            reference={"x": np.zeros((10, 3))},
-            event_shape=(2,),
-            num_chains=2,
-            num_samples=20,
-            num_warmup=20,
-        )

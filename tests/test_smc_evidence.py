@@ -24,7 +24,7 @@ from test_ais import (
 
 from numpyro_ebm.energy import EnergyDistribution
 from numpyro_ebm.evidence.ais import Gaussian
-from numpyro_ebm.evidence.smc import model_smc, tempered_smc
+from numpyro_ebm.evidence.smc import GaussianMixture, model_smc, tempered_smc
 
 
 def test_smc_log_z_of_a_gaussian_mixture_covers_the_truth_over_ten_keys():
@@ -42,8 +42,11 @@ def test_smc_log_z_of_a_gaussian_mixture_covers_the_truth_over_ten_keys():
     assert first.ok and bool(first.is_finite) and bool(jnp.all(first.reached_target))
     assert first.particles.shape == (8, 256, 2)
     assert first.log_normalizer_per_run.shape == (8,)
-    # gradients: tempering steps x particles x (1 + 5 MCMC steps x 5 leapfrog steps)
-    assert int(first.num_grad_evals) == int(jnp.sum(first.num_tempering_steps)) * 256 * 26
+    # gradients per particle: one per tempering step (the kernel's initialization), 5 leapfrog
+    # steps per MCMC step; at least num_mcmc_steps=5 MCMC steps per tempering step
+    tempering, moves = (int(jnp.sum(n)) for n in (first.num_tempering_steps, first.num_mcmc_steps))
+    assert int(first.num_grad_evals) == 256 * (tempering + 5 * moves)
+    assert 5 * tempering <= moves <= 50 * tempering
     # the final particles are equally weighted draws of the mixture: 70 % near (1.5, 1.5)
     upper = float(jnp.mean(first.particles[..., 0] > -0.25))
     assert abs(upper - 0.7) < 4 * np.sqrt(0.7 * 0.3 / (8 * 256 / 4))  # ESS >= 1/4 of N
@@ -119,6 +122,18 @@ def test_a_run_that_does_not_reach_the_target_is_reported():
         ({"num_mcmc_steps": 0}, "num_mcmc_steps"),
         ({"reference": "prior"}, "reference"),
         ({"reference": Gaussian(jnp.zeros(2), jnp.array([1.0, -1.0]))}, "reference.scale"),
+        (
+            {"reference": GaussianMixture(jnp.zeros(2), jnp.zeros((2, 2)), jnp.ones((2, 2)))},
+            r"reference.scales must have shape \(K, d, d\)",
+        ),
+        (
+            {"reference": GaussianMixture(jnp.zeros(1), jnp.zeros((1, 2)), jnp.ones((1, 2, 2)))},
+            "lower-triangular",
+        ),
+        ({"max_mcmc_steps": 2}, "max_mcmc_steps"),
+        ({"num_starts": 0}, "num_starts"),
+        ({"scale_check": "yes"}, "scale_check"),
+        ({"num_leapfrog": 3}, r"no option\(s\) \['num_leapfrog'\]"),
     ],
 )
 def test_bad_options_are_refused_before_compiling(options, message):

@@ -1,7 +1,7 @@
 r"""Log normalizing constants by adaptive tempered SMC over independent runs.
 
 Adaptive tempered SMC (Del Moral, Doucet & Jasra 2006; Jasra, Stephens, Doucet & Tsagaris
-2011; BlackJAX's ``adaptive_tempered_smc`` with ``inner_kernel_tuning``) moves particles from a
+2011; BlackJAX's ``adaptive_tempered_smc``, retuned at every step) moves particles from a
 normalized reference :math:`\pi_0` to the target :math:`f` through
 :math:`\pi_\lambda \propto \pi_0^{1-\lambda} f^\lambda`, each :math:`\lambda` chosen so that
 the effective sample size of the incremental weights is ``target_ess`` of the particles, and
@@ -11,36 +11,76 @@ estimates
 
     \hat Z = \prod_t \frac1N \sum_i w_t^{(i)}, \qquad \mathbb{E}[\hat Z] = Z = \int f.
 
-The reference needs no prior sampling: by default it is the Laplace approximation at the mode
-of :math:`f` (:func:`numpyro_ebm.evidence.ais.laplace`), so a model whose prior is an
-``EnergyDistribution`` works. :func:`tempered_smc` is the engine that the ``tempered_smc``
-sampler calls.
+**The reference covers every mode it can find.** The MCMC moves at one temperature rarely
+cross a barrier between separated modes, so mass moves between modes only by reweighting and
+resampling: a mode that holds no particles when its share of :math:`\pi_\lambda` grows is
+lost, with its share of :math:`Z` (the torpid mixing of tempering on multimodal targets:
+Woodard, Schmidler & Huber 2009). A Laplace fit at one mode of a mixture is the extreme case.
+The default reference is therefore a *defensive Laplace mixture* (:func:`laplace_mixture`):
+L-BFGS from ``num_starts`` starts spread around ``position``, one Gaussian (Laplace) per
+distinct mode found, weighted half by its Laplace mass and half uniformly, plus a broad
+component that covers all of them. It is the mixture importance sampler of Oh & Berger (1993,
+"Integration of multimodal functions by Monte Carlo importance sampling", JASA 88), made
+defensive (Hesterberg 1995, "Weighted average importance sampling and defensive mixture
+distributions", Technometrics 37): every mode found starts with particles, the tempering
+corrects the weights, and the broad component bounds the weights of a region the modes miss.
+The reference needs no prior sampling, so a model whose prior is an ``EnergyDistribution``
+works.
+
+**The mutations adapt.** At each tempering step the HMC (or MALA) moves are tuned to the
+particles: the mass matrix is their per-coordinate variance
+(:func:`~numpyro_ebm.evidence.ais.tuned_parameters`), the step size follows the previous
+step's mean acceptance rate towards the optimal one (one Robbins-Monro step on its log:
+Andrieu & Thoms 2008; 0.651 for HMC, Beskos, Pillai, Roberts, Sanz-Serna & Stuart 2013; 0.574
+for MALA, Roberts & Rosenthal 1998), and the number of MCMC steps is the one that moves a
+particle at least once with probability ``MOVE_PROBABILITY`` at that rate. Each depends only
+on the particles before the step, so the runs stay valid adaptive SMC (Beskos, Jasra, Kantas &
+Thiery 2016); the tempering increments are chosen by ESS (Jasra et al. 2011).
+
+**The particles come back in random order.** After the final systematic resampling the
+particles of a run sit in their ancestors' order, grouped by mode, so split :math:`\hat R`
+and the ESS, which read a run as a chain, would measure that arbitrary order. Each run's
+particles are permuted by a key-driven shuffle; the draws of a run are then exchangeable, and
+:math:`\hat R` and ESS over runs measure what they can measure for independent runs: the
+variation between runs (a mode missed or over-weighted by some runs) against the variation
+within them. :func:`tempered_smc` is the engine that the ``tempered_smc`` sampler calls; both
+take the same options (:class:`SMCOptions`).
 """
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from functools import partial
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import blackjax
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax.flatten_util import ravel_pytree
+from jax.scipy.special import logsumexp
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 from numpyro_ebm.evidence.ais import (
     Gaussian,
+    _laplace_fit,
     check_gaussian,
     check_mutation,
     grad_evals_per_step,
-    laplace,
     log_mean_exp,
     tuned_parameters,
 )
 
-__all__ = ["SMCEvidence", "model_smc", "tempered_smc"]
+__all__ = [
+    "GaussianMixture",
+    "SMCEvidence",
+    "SMCOptions",
+    "laplace_mixture",
+    "model_smc",
+    "tempered_smc",
+]
 
 #: the reference scale of the check runs, relative to the others
 SCALE_CHECK_FACTOR = 2.0
@@ -48,6 +88,191 @@ SCALE_CHECK_FACTOR = 2.0
 SCALE_CHECK_Z = 5.0
 #: ... or whose final particles' spread (standard deviation) differs by more than this factor
 SCALE_CHECK_SPREAD = 1.5
+#: the default reference's starts: each coordinate of ``position`` displaced by N(0, r^2), r
+#: geometrically spaced over this range (the first start is ``position`` itself)
+START_RADII = (0.3, 10.0)
+#: two modes closer than this many local standard deviations (in either's metric) are one
+SAME_MODE_DISTANCE = 1.0
+#: modes whose Laplace mass is below this fraction of the largest one's are left out
+MIN_MODE_MASS = 1e-6
+#: the mutations' step size follows the acceptance rate towards the optimal one: HMC's
+#: (Beskos, Pillai, Roberts, Sanz-Serna & Stuart 2013) or MALA's (Roberts & Rosenthal 1998)
+OPTIMAL_ACCEPTANCE = {"hmc": 0.651, "mala": 0.574}
+#: ... and the number of MCMC steps lets a particle move at least once with this probability
+MOVE_PROBABILITY = 0.99
+#: the weight of the default reference's broad component ...
+BROAD_WEIGHT = 0.1
+#: ... and its scale, relative to the Gaussian with the moments of the mode components
+BROAD_SCALE = 2.0
+
+
+class GaussianMixture(NamedTuple):
+    r"""A mixture :math:`\sum_k \alpha_k \mathcal{N}(\mu_k, L_k L_k^\top)` on vectors ``(d,)``.
+
+    ``log_weights`` :math:`\log \alpha_k`, shape ``(K,)``, normalized; ``means`` ``(K, d)``;
+    ``scales`` the lower-triangular :math:`L_k`, ``(K, d, d)``. It has the methods of
+    :class:`~numpyro_ebm.evidence.ais.Gaussian`, and travels as data (a new one compiles
+    nothing unless ``K`` or ``d`` changes).
+    """
+
+    log_weights: jax.Array
+    means: jax.Array
+    scales: jax.Array
+
+    def logdensity(self, x: jax.Array) -> jax.Array:
+        """Normalized log density at one point ``x`` of shape ``(d,)``."""
+        # L^-1 by inversion, not a batched triangular solve: the latter, inside SMC's nested
+        # loops, deadlocked XLA's CPU runtime on a 2-core machine (jax 0.10.2)
+        z = jnp.einsum("kij,kj->ki", jnp.linalg.inv(self.scales), x - self.means)
+        log_det = jnp.sum(jnp.log(jnp.diagonal(self.scales, axis1=1, axis2=2)), axis=1)
+        log_norm = log_det + 0.5 * x.shape[-1] * math.log(2 * math.pi)
+        return logsumexp(self.log_weights - 0.5 * jnp.sum(z**2, axis=1) - log_norm)
+
+    def sample(self, rng_key: jax.Array, num: int) -> jax.Array:
+        """``num`` independent draws, shape ``(num, d)``."""
+        pick_key, noise_key = jax.random.split(rng_key)
+        k = jax.random.categorical(pick_key, self.log_weights, shape=(num,))
+        z = jax.random.normal(noise_key, (num, self.means.shape[-1]))
+        return self.means[k] + jnp.einsum("nij,nj->ni", self.scales[k], z)
+
+    def scaled(self, factor: float) -> GaussianMixture:
+        """The same mixture with every component's scale multiplied by ``factor``."""
+        return GaussianMixture(self.log_weights, self.means, self.scales * factor)
+
+
+def check_mixture(name: str, mixture: GaussianMixture) -> GaussianMixture:
+    """Return ``mixture`` with array fields and normalized weights; raise ``ValueError`` on
+    non-finite entries, mismatched shapes or a scale that is not lower-triangular with a
+    positive diagonal."""
+    log_w = jnp.asarray(mixture.log_weights, jnp.result_type(float))
+    means = jnp.asarray(mixture.means, jnp.result_type(float))
+    scales = jnp.asarray(mixture.scales, jnp.result_type(float))
+    for field, value in (("log_weights", log_w), ("means", means), ("scales", scales)):
+        check_finite_array(f"{name}.{field}", value)
+    if log_w.ndim != 1 or means.shape[:1] != log_w.shape or means.ndim != 2:
+        raise ValueError(
+            f"{name} needs log_weights (K,) and means (K, d), got shapes {log_w.shape} and "
+            f"{means.shape}"
+        )
+    if scales.shape != (*means.shape, means.shape[1]):
+        raise ValueError(
+            f"{name}.scales must have shape (K, d, d) = {(*means.shape, means.shape[1])}, got "
+            f"{scales.shape}"
+        )
+    if bool(jnp.any(jnp.triu(scales, 1) != 0)):
+        raise ValueError(f"{name}.scales must be lower-triangular (Cholesky factors)")
+    check_positive(f"{name}.scales' diagonals", jnp.diagonal(scales, axis1=1, axis2=2))
+    return GaussianMixture(log_w - logsumexp(log_w), means, scales)
+
+
+def _check_reference(reference):
+    """The reference checked: ``None``, a Gaussian, a mixture or a pair of callables."""
+    if reference is None or _is_pair(reference):
+        return reference
+    if isinstance(reference, Gaussian):
+        return check_gaussian("reference", reference)
+    if isinstance(reference, GaussianMixture):
+        return check_mixture("reference", reference)
+    raise TypeError(
+        "reference must be None (the Laplace mixture), a Gaussian(mean, scale), a "
+        "GaussianMixture(log_weights, means, scales) or a pair (logdensity_fn, draw_fn) with "
+        f"draw_fn(rng_key, num) -> num draws, got {reference!r}"
+    )
+
+
+def _is_pair(reference) -> bool:
+    return (
+        isinstance(reference, tuple)
+        and not hasattr(reference, "_fields")
+        and len(reference) == 2
+        and all(map(callable, reference))
+    )
+
+
+class SMCOptions(NamedTuple):
+    r"""The options of tempered SMC: one list, taken by :func:`tempered_smc`,
+    :func:`model_smc` and the ``tempered_smc`` sampler (``ne.samplers.tempered_smc``), whose
+    defaults are these.
+
+    Attributes
+    ----------
+    reference
+        :math:`\pi_0`. ``None``: the defensive Laplace mixture of :func:`laplace_mixture`
+        (if no start finds a proper mode, a ``RuntimeWarning`` and
+        :math:`\mathcal{N}(\text{position}, c^2 I)`, :math:`c` = ``init_scale``). A
+        :class:`~numpyro_ebm.evidence.ais.Gaussian` or a :class:`GaussianMixture` on the
+        raveled position, or a pair ``(logdensity_fn, draw_fn)`` of a normalized density and
+        ``draw_fn(rng_key, num)``.
+    mutation, num_integration_steps
+        ``"hmc"`` or ``"mala"``, tuned at each temperature to the particles
+        (:func:`~numpyro_ebm.evidence.ais.tuned_parameters`); leapfrog steps of HMC.
+    step_scale
+        Multiplies the first tempering step's step size; the later ones follow the acceptance
+        rate (see the module docstring).
+    num_mcmc_steps, max_mcmc_steps
+        The bounds of the MCMC steps per tempering step, whose number follows the acceptance
+        rate; the first tempering step takes ``num_mcmc_steps``.
+    target_ess
+        Fraction of the particles' ESS kept by each tempering increment, in (0, 1).
+    max_iterations
+        Tempering steps allowed per run.
+    init_scale
+        Multiplies the scales of a Gaussian or mixture reference (the default's too).
+    num_starts, laplace_steps
+        The default reference's L-BFGS starts and steps per start.
+    scale_check
+        With a Gaussian or mixture reference and at least four runs (two per half, for their
+        standard errors), the second half of the runs uses a reference ``SCALE_CHECK_FACTOR``
+        times wider. Every run still estimates :math:`Z` without bias, so all are combined;
+        the halves disagreeing (log Z by more than ``SCALE_CHECK_Z`` standard errors, or the
+        final particles' standard deviation by more than a factor ``SCALE_CHECK_SPREAD`` in
+        some coordinate) flags an improper target or a reference that misses part of it.
+    """
+
+    reference: Any = None
+    mutation: str = "hmc"
+    step_scale: float = 1.0
+    num_mcmc_steps: int = 5
+    max_mcmc_steps: int = 50
+    num_integration_steps: int = 5
+    target_ess: float = 0.5
+    max_iterations: int = 500
+    init_scale: float = 1.0
+    num_starts: int = 128
+    laplace_steps: int = 200
+    scale_check: bool = True
+
+    @classmethod
+    def of(cls, **options) -> SMCOptions:
+        """The options given by name, checked; unknown names are refused, listing the known."""
+        unknown = sorted(set(options) - set(cls._fields))
+        if unknown:
+            raise TypeError(
+                f"tempered SMC takes no option(s) {unknown}; its options are {list(cls._fields)}"
+            )
+        return cls(**options).checked()
+
+    def checked(self) -> SMCOptions:
+        """These options, or a ``ValueError``/``TypeError`` naming the first bad one."""
+        check_mutation(
+            self.mutation, self.step_scale, self.num_mcmc_steps, self.num_integration_steps
+        )
+        try:
+            target_ess = float(self.target_ess)
+        except (TypeError, ValueError):
+            raise TypeError(
+                f"target_ess must be a number in (0, 1), got {self.target_ess!r}"
+            ) from None
+        if not 0.0 < target_ess < 1.0:
+            raise ValueError(f"target_ess must lie in (0, 1), got {self.target_ess!r}")
+        check_int("max_mcmc_steps", self.max_mcmc_steps, minimum=self.num_mcmc_steps)
+        check_int("max_iterations", self.max_iterations)
+        check_positive("init_scale", self.init_scale)
+        check_int("num_starts", self.num_starts)
+        check_int("laplace_steps", self.laplace_steps)
+        if not isinstance(self.scale_check, bool):
+            raise TypeError(f"scale_check must be True or False, got {self.scale_check!r}")
+        return self._replace(reference=_check_reference(self.reference), target_ess=target_ess)
 
 
 class SMCEvidence(NamedTuple):
@@ -63,12 +288,16 @@ class SMCEvidence(NamedTuple):
     log_normalizer_per_run
         :math:`\log \hat Z_r`, shape ``(runs,)``.
     particles
-        Equally weighted draws after a final systematic resampling, ``(runs, N, ...)`` with
-        the structure of ``position``.
+        Equally weighted draws after a final systematic resampling, in a random order within
+        each run, ``(runs, N, ...)`` with the structure of ``position``.
     num_tempering_steps
         Per run.
+    num_mcmc_steps
+        Per run: the MCMC steps of each particle over all tempering steps (their number per
+        tempering step adapts to the acceptance rate, see :func:`tempered_smc`).
     num_grad_evals
-        All runs and particles together (the mutation kernel's initialization included).
+        All runs and particles together (the mutation kernel's initialization included, the
+        default reference's fit not).
     reached_target
         Per run: whether :math:`\lambda` reached 1 within ``max_iterations``.
     is_finite
@@ -81,6 +310,11 @@ class SMCEvidence(NamedTuple):
     ok
         All of the above: when ``False`` a ``RuntimeWarning`` said why, and
         ``log_normalizer`` is not an estimate of a finite :math:`\log Z`.
+    reference
+        The reference of the runs on the raveled position (before the scale check's
+        widening): a :class:`GaussianMixture` (the default; ``reference.means`` holds the
+        modes found, then the broad component's centre), a Gaussian, or ``None`` for a
+        given pair of functions.
     """
 
     log_normalizer: jax.Array
@@ -88,20 +322,23 @@ class SMCEvidence(NamedTuple):
     log_normalizer_per_run: jax.Array
     particles: jax.Array
     num_tempering_steps: jax.Array
+    num_mcmc_steps: jax.Array
     num_grad_evals: jax.Array
     reached_target: jax.Array
     is_finite: jax.Array
     scale_consistent: bool
     ok: bool
+    reference: Any
 
 
-class _Options(NamedTuple):
+class _Static(NamedTuple):
     """Static options of one compiled SMC program."""
 
     num_particles: int
     mutation: str
     step_scale: float
     num_mcmc_steps: int
+    max_mcmc_steps: int
     num_integration_steps: int
     target_ess: float
     max_iterations: int
@@ -138,96 +375,270 @@ def _on_vectors(logdensity_fn, functions, structure):
     return logdensity_flat, (lambda z: logdensity(unravel(z)), draw_flat)
 
 
-def _one_run(key, scale_factor, gaussian, logdensity_fn, functions, options: _Options):
-    """One SMC run on vectors: (particles, log Z, steps)."""
+# -- the default reference ------------------------------------------------------------------
+
+
+@partial(jax.jit, static_argnums=(1, 2, 3))
+def _fits(starts, logdensity_fn, structure, num_steps):
+    """Laplace fits from every start (vmapped L-BFGS): Gaussians, validity, log f at modes."""
+    logdensity_flat, _ = _on_vectors(logdensity_fn, None, structure)
+    gaussians, valid = jax.vmap(lambda z: _laplace_fit(z, logdensity_flat, num_steps))(starts)
+    return gaussians, valid, jax.vmap(logdensity_flat)(gaussians.mean)
+
+
+def _distinct_modes(means, scales, valid, log_mass) -> list[int]:
+    """Indices of the distinct proper modes, heaviest first: a fit is kept if it is valid, its
+    Laplace mass is at least ``MIN_MODE_MASS`` of the heaviest and it lies at least
+    ``SAME_MODE_DISTANCE`` local standard deviations from every heavier mode kept."""
+    log_mass = np.where(valid & np.isfinite(log_mass), log_mass, -np.inf)
+    order = np.argsort(-log_mass, kind="stable")
+    kept: list[int] = []
+    for i in order:
+        if not np.isfinite(log_mass[i]) or log_mass[i] < log_mass[order[0]] + math.log(
+            MIN_MODE_MASS
+        ):
+            break
+        if all(_separation(means[i], means[j], scales[i], scales[j]) for j in kept):
+            kept.append(int(i))
+    return kept
+
+
+def _separation(mean_a, mean_b, scale_a, scale_b) -> bool:
+    """Whether two modes are further apart than ``SAME_MODE_DISTANCE`` in both metrics."""
+    gap = mean_a - mean_b
+    distances = [np.linalg.norm(np.linalg.solve(s, gap)) for s in (scale_a, scale_b)]
+    return min(distances) >= SAME_MODE_DISTANCE
+
+
+def _defensive_mixture(means, scales, log_mass) -> GaussianMixture:
+    r"""The Laplace components with weights :math:`(1-b)(\tfrac12 p_k + \tfrac1{2K})`
+    (:math:`p_k` the Laplace masses normalized, :math:`b` = ``BROAD_WEIGHT``), and a broad
+    component of weight :math:`b`: the Gaussian with the mixture's mean and covariance
+    :math:`\sum_k \alpha_k (L_k L_k^\top + (\mu_k - \bar\mu)(\mu_k - \bar\mu)^\top)`, its scale
+    times ``BROAD_SCALE``."""
+    num = means.shape[0]
+    laplace = np.exp(log_mass - np.max(log_mass))
+    alpha = 0.5 * laplace / laplace.sum() + 0.5 / num
+    centre = alpha @ means
+    spread = means - centre
+    covariance = np.einsum("k,kij,klj->il", alpha, scales, scales) + np.einsum(
+        "k,ki,kj->ij", alpha, spread, spread
+    )
+    broad = BROAD_SCALE * np.linalg.cholesky(0.5 * (covariance + covariance.T))
+    weights = np.append((1.0 - BROAD_WEIGHT) * alpha, BROAD_WEIGHT)
+    return GaussianMixture(
+        jnp.asarray(np.log(weights)),
+        jnp.asarray(np.vstack([means, centre])),
+        jnp.asarray(np.concatenate([scales, broad[None]])),
+    )
+
+
+def laplace_mixture(
+    rng_key: jax.Array,
+    logdensity_fn: Callable,
+    position,
+    *,
+    num_starts: int = SMCOptions().num_starts,
+    laplace_steps: int = SMCOptions().laplace_steps,
+) -> GaussianMixture | None:
+    r"""The default reference of tempered SMC: a defensive mixture of Laplace fits at the
+    modes found from spread starts (Oh & Berger 1993; Hesterberg 1995).
+
+    1. **Starts**: ``position`` and ``num_starts - 1`` points around it, each coordinate
+       displaced by :math:`\mathcal{N}(0, r_j^2)`, :math:`r_j` geometrically spaced over
+       ``START_RADII`` (0.3 to 10: modes near the start and several units away).
+    2. **Modes**: L-BFGS from every start (vmapped), then the Laplace fit
+       :math:`\mathcal{N}(\hat x_k, L_k L_k^\top)`,
+       :math:`L_k L_k^\top = (-\nabla^2 \log f(\hat x_k))^{-1}`
+       (:func:`~numpyro_ebm.evidence.ais.laplace`). Fits that failed (no finite mode with a
+       negative-definite Hessian) are dropped, so are modes whose Laplace mass
+       :math:`\hat Z_k = f(\hat x_k)\,|L_k|\,(2\pi)^{d/2}` is below ``MIN_MODE_MASS`` of the
+       largest, and a mode within ``SAME_MODE_DISTANCE`` local standard deviations of a
+       heavier one is the same mode.
+    3. **Mixture**: the :math:`K` distinct modes with weights
+       :math:`(1-b)(\tfrac12 \hat p_k + \tfrac1{2K})`, :math:`\hat p_k \propto \hat Z_k`: half
+       by mass (efficient when the Laplace masses are right), half uniform (every mode gets
+       particles when they are not); and a broad component of weight :math:`b` =
+       ``BROAD_WEIGHT``, the Gaussian with the mode components' mean and covariance, its scale
+       times ``BROAD_SCALE``, whose particles can reach a region that no start found.
+
+    Returns
+    -------
+    GaussianMixture or None
+        On the raveled position, ``K + 1`` components (the broad one last); ``None`` when no
+        start found a proper mode (a flat or improper target).
+    """
+    if not callable(logdensity_fn):
+        raise TypeError(f"logdensity_fn must be callable, got {logdensity_fn!r}")
+    check_int("num_starts", num_starts)
+    check_int("laplace_steps", laplace_steps)
+    flat, _ = ravel_pytree(position)
+    flat = jnp.asarray(flat, jnp.result_type(float))
+    check_finite_array("position", flat)
+    radii = jnp.geomspace(*START_RADII, max(num_starts - 1, 1))[: num_starts - 1]
+    noise = jax.random.normal(rng_key, (num_starts - 1, flat.shape[0]), flat.dtype)
+    starts = jnp.concatenate([flat[None], flat + radii[:, None] * noise])
+    gaussians, valid, log_f = _fits(starts, logdensity_fn, _structure(position), laplace_steps)
+    means, scales = np.asarray(gaussians.mean), np.asarray(gaussians.scale)
+    log_det = np.sum(np.log(np.abs(np.diagonal(scales, axis1=1, axis2=2))), axis=1)
+    log_mass = np.asarray(log_f) + log_det
+    kept = _distinct_modes(means, scales, np.asarray(valid), log_mass)
+    if not kept:
+        return None
+    return _defensive_mixture(means[kept], scales[kept], log_mass[kept])
+
+
+def _reference(key, reference, logdensity_fn, position, options: SMCOptions):
+    """(reference on raveled vectors or None, functions or None, problem or None)."""
+    if reference is None:
+        if position is None:
+            raise ValueError(
+                "position is required when reference is None (the Laplace mixture starts there)"
+            )
+        mixture = laplace_mixture(
+            key,
+            logdensity_fn,
+            position,
+            num_starts=options.num_starts,
+            laplace_steps=options.laplace_steps,
+        )
+        if mixture is not None:
+            return mixture.scaled(options.init_scale), None, None
+        flat = jnp.asarray(ravel_pytree(position)[0], jnp.result_type(float))
+        fallback = Gaussian(flat, options.init_scale * jnp.ones_like(flat))
+        return (
+            fallback,
+            None,
+            f"the Laplace fit failed from all {options.num_starts} starts (no finite mode with "
+            "a negative-definite Hessian); the reference is "
+            f"N(position, {options.init_scale}^2 I) instead",
+        )
+    if _is_pair(reference):
+        return None, reference, None
+    return reference.scaled(options.init_scale), None, None
+
+
+def _moves(mcmc_init_fn, logdensity_fn, step_fn, num_mcmc_steps, n_particles, **unused):
+    """BlackJAX's ``update_strategy`` with a traced number of MCMC steps (the same for every
+    particle): ``num_mcmc_steps`` steps from each particle, keeping the last; the info is the
+    particle's mean acceptance rate."""
+
+    def move(rng_key, position, parameters):
+        def body(i, carry):
+            state, accepted = carry
+            state, info = step_fn(
+                jax.random.fold_in(rng_key, i), state, logdensity_fn, **parameters
+            )
+            return state, accepted + info.acceptance_rate
+
+        state = mcmc_init_fn(position, logdensity_fn)
+        state, accepted = jax.lax.fori_loop(0, num_mcmc_steps, body, (state, 0.0))
+        return state.position, accepted / num_mcmc_steps
+
+    return jax.vmap(move), n_particles
+
+
+def _next_moves(acceptance, static: _Static):
+    r"""The step-size change and the number of MCMC steps of the next tempering step, from
+    the mean acceptance rate :math:`\bar a` of this one: :math:`\log \epsilon` moves by
+    :math:`\bar a - a^*` (one Robbins-Monro step towards the optimal rate :math:`a^*`), and
+    the steps are enough for a particle to move at least once with probability
+    ``MOVE_PROBABILITY``, :math:`\lceil \log(1-p) / \log(1-\bar a) \rceil`, within
+    ``[num_mcmc_steps, max_mcmc_steps]``."""
+    optimal = OPTIMAL_ACCEPTANCE[static.mutation]
+    acceptance = jnp.clip(jnp.nan_to_num(acceptance), 1e-6, 1.0 - 1e-6)
+    needed = jnp.ceil(math.log1p(-MOVE_PROBABILITY) / jnp.log1p(-acceptance))
+    steps = jnp.clip(needed, static.num_mcmc_steps, static.max_mcmc_steps).astype(jnp.int32)
+    return acceptance - optimal, steps
+
+
+def _one_run(key, scale_factor, reference, logdensity_fn, functions, static: _Static):
+    """One SMC run on vectors: (particles in random order, log Z, steps, reached)."""
     if functions is None:
-        reference = gaussian.scaled(scale_factor)
-        reference_logdensity, draw = reference.logdensity, reference.sample
+        widened = reference.scaled(scale_factor)
+        reference_logdensity, draw = widened.logdensity, widened.sample
     else:
         reference_logdensity, draw = functions
 
     def loglikelihood(x):
         return logdensity_fn(x) - reference_logdensity(x)
 
-    algorithm = blackjax.mala if options.mutation == "mala" else blackjax.hmc
+    algorithm = blackjax.mala if static.mutation == "mala" else blackjax.hmc
 
-    def parameters(particles):
-        return blackjax.smc.extend_params(
-            tuned_parameters(
-                particles, options.mutation, options.step_scale, options.num_integration_steps
-            )
+    def smc(particles, log_step, num_mcmc_steps):
+        parameters = tuned_parameters(
+            particles, static.mutation, static.step_scale, static.num_integration_steps
         )
-
-    init_key, run_key, final_key = jax.random.split(key, 3)
-    particles = draw(init_key, options.num_particles)
-    smc = blackjax.inner_kernel_tuning(
-        smc_algorithm=blackjax.adaptive_tempered_smc,
-        logprior_fn=reference_logdensity,
-        loglikelihood_fn=loglikelihood,
-        mcmc_step_fn=algorithm.build_kernel(),
-        mcmc_init_fn=algorithm.init,
-        resampling_fn=blackjax.smc.resampling.systematic,
-        mcmc_parameter_update_fn=lambda key, state, info: parameters(state.particles),
-        initial_parameter_value=parameters(particles),
-        num_mcmc_steps=options.num_mcmc_steps,
-        target_ess=options.target_ess,
-    )
+        parameters["step_size"] = parameters["step_size"] * jnp.exp(log_step)
+        return blackjax.adaptive_tempered_smc(
+            reference_logdensity,
+            loglikelihood,
+            algorithm.build_kernel(),
+            algorithm.init,
+            blackjax.smc.extend_params(parameters),
+            blackjax.smc.resampling.systematic,
+            static.target_ess,
+            num_mcmc_steps=num_mcmc_steps,
+            update_strategy=_moves,
+        )
 
     def running(carry):
-        state, log_z, _, i = carry
-        return (
-            (state.sampler_state.tempering_param < 1.0)
-            & (i < options.max_iterations)
-            & jnp.isfinite(log_z)
-        )
+        state, log_z, *_, i = carry
+        return (state.tempering_param < 1.0) & (i < static.max_iterations) & jnp.isfinite(log_z)
 
     def step(carry):
-        state, log_z, key, i = carry
-        key, subkey = jax.random.split(key)
-        state, info = smc.step(subkey, state)
-        return state, log_z + info.log_likelihood_increment, key, i + 1
+        state, log_z, log_step, num_mcmc_steps, moves, i = carry
+        state, info = smc(state.particles, log_step, num_mcmc_steps).step(
+            jax.random.fold_in(run_key, i), state
+        )
+        change, next_steps = _next_moves(jnp.mean(info.update_info), static)
+        return (
+            state,
+            log_z + info.log_likelihood_increment,
+            log_step + change,
+            next_steps,
+            moves + num_mcmc_steps,
+            i + 1,
+        )
 
-    state, log_z, _, steps = jax.lax.while_loop(
-        running, step, (smc.init(particles), jnp.zeros(()), run_key, jnp.asarray(0))
-    )
-    final = state.sampler_state
-    index = blackjax.smc.resampling.systematic(final_key, final.weights, options.num_particles)
-    reached = final.tempering_param >= 1.0
-    return final.particles[index], log_z, steps, reached
+    init_key, run_key, final_key, shuffle_key = jax.random.split(key, 4)
+    particles = draw(init_key, static.num_particles)
+    start = (blackjax.smc.tempered.init(particles), 0.0, 0.0, static.num_mcmc_steps, 0, 0)
+    state, log_z, _, _, moves, steps = jax.lax.while_loop(running, step, start)
+    index = blackjax.smc.resampling.systematic(final_key, state.weights, static.num_particles)
+    # systematic resampling lists the ancestors in order: shuffle, so that the draws of a run
+    # are exchangeable and split R-hat and ESS do not read an arbitrary order
+    index = jax.random.permutation(shuffle_key, index)
+    return state.particles[index], log_z, steps, moves, state.tempering_param >= 1.0
 
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6))
-def _runs(keys, scale_factors, gaussian, logdensity_fn, functions, structure, options):
+def _runs(keys, scale_factors, reference, logdensity_fn, functions, structure, static):
     logdensity_fn, functions = _on_vectors(logdensity_fn, functions, structure)
     return jax.vmap(
-        lambda key, factor: _one_run(key, factor, gaussian, logdensity_fn, functions, options)
+        lambda key, factor: _one_run(key, factor, reference, logdensity_fn, functions, static)
     )(keys, scale_factors)
 
 
-def _reference(reference, logdensity_fn, flat, structure, init_scale, laplace_steps):
-    """(Gaussian | None, functions | None, problem | None); a Gaussian is on raveled
-    vectors."""
-    if reference is None:
-        if flat is None:
-            raise ValueError("position is required when reference is None (the Laplace fit)")
-        logdensity_flat, _ = _on_vectors(logdensity_fn, None, structure)
-        gaussian, valid = laplace(logdensity_flat, flat, num_steps=laplace_steps)
-        if valid:
-            return gaussian.scaled(init_scale), None, None
-        fallback = Gaussian(gaussian.mean, init_scale * jnp.ones_like(flat))
-        return (
-            fallback,
-            None,
-            "the Laplace fit failed (no finite mode with a negative-definite "
-            f"Hessian); the reference is N(mode, {init_scale}^2 I) instead",
-        )
-    if isinstance(reference, Gaussian):
-        return check_gaussian("reference", reference).scaled(init_scale), None, None
-    if isinstance(reference, tuple) and len(reference) == 2 and all(map(callable, reference)):
-        return None, reference, None
-    raise TypeError(
-        "reference must be None (Laplace), a Gaussian(mean, scale) or a pair (logdensity_fn, "
-        f"draw_fn) with draw_fn(rng_key, num) -> num draws, got {reference!r}"
+def _scale_problem(log_z, particles, num_runs) -> str | None:
+    """Why the runs with a wider reference (the second half) disagree with the others, or
+    ``None`` when they agree."""
+    half = (num_runs + 1) // 2
+    z_narrow, se_narrow = log_mean_exp(log_z[:half])
+    z_wide, se_wide = log_mean_exp(log_z[half:])
+    spread = jnp.sqrt(jnp.nan_to_num(se_narrow) ** 2 + jnp.nan_to_num(se_wide) ** 2)
+    sd_ratio = jnp.sqrt(
+        jnp.var(particles[half:], axis=(0, 1)) / jnp.var(particles[:half], axis=(0, 1))
+    )
+    worst = float(jnp.max(jnp.abs(jnp.log(sd_ratio))))
+    same_z = bool(jnp.abs(z_wide - z_narrow) <= SCALE_CHECK_Z * spread + 1e-3)
+    if same_z and worst <= math.log(SCALE_CHECK_SPREAD):
+        return None
+    return (
+        f"the runs depend on the reference's scale (log Z {float(z_narrow):.4g} and "
+        f"particles' spread x1 at scale x1; log Z {float(z_wide):.4g} and spread "
+        f"x{math.exp(worst):.3g} at x{SCALE_CHECK_FACTOR}): the target looks "
+        "improper, or the narrower reference misses part of it"
     )
 
 
@@ -236,18 +647,9 @@ def tempered_smc(
     logdensity_fn: Callable,
     position=None,
     *,
-    reference=None,
     num_particles: int = 256,
     num_runs: int = 8,
-    mutation: str = "hmc",
-    step_scale: float = 1.0,
-    num_mcmc_steps: int = 5,
-    num_integration_steps: int = 5,
-    target_ess: float = 0.5,
-    max_iterations: int = 500,
-    init_scale: float = 1.0,
-    laplace_steps: int = 200,
-    scale_check: bool = True,
+    **options,
 ) -> SMCEvidence:
     r""":math:`\log Z = \log \int f` by adaptive tempered SMC, over independent runs.
 
@@ -258,32 +660,14 @@ def tempered_smc(
     logdensity_fn
         :math:`\log f` of one position (an array or a pytree), unnormalized.
     position
-        A position: the start of the Laplace fit (``reference=None``) and the structure of
-        the particles.
-    reference
-        ``None``: :math:`\mathcal{N}(\hat x, (c L)(c L)^\top)` with :math:`\hat x, LL^\top` the
-        Laplace fit and :math:`c` = ``init_scale`` (if the fit fails, a ``RuntimeWarning``
-        and :math:`\mathcal{N}(\hat x, c^2 I)`). A :class:`~numpyro_ebm.evidence.ais.Gaussian`
-        on the raveled position (its scale multiplied by ``init_scale``), or a pair
-        ``(logdensity_fn, draw_fn)`` of a normalized density and ``draw_fn(rng_key, num)``.
+        A position: the centre of the default reference's starts (``reference=None``) and
+        the structure of the particles.
     num_particles, num_runs
         Particles per run; independent runs (vmapped). The error bar needs several runs.
-    mutation, step_scale, num_mcmc_steps, num_integration_steps
-        ``"hmc"`` or ``"mala"``, tuned at each temperature to the particles
-        (:func:`~numpyro_ebm.evidence.ais.tuned_parameters`); steps per temperature; leapfrog
-        steps of HMC.
-    target_ess
-        Fraction of the particles' ESS kept by each tempering increment, in (0, 1).
-    max_iterations
-        Tempering steps allowed per run.
-    init_scale
-        Multiplies the Gaussian reference's scale (this SMC's own option).
-    scale_check
-        With a Gaussian reference and at least two runs, the second half of the runs uses a
-        reference ``SCALE_CHECK_FACTOR`` times wider. Every run still estimates :math:`Z`
-        without bias, so all are combined; the halves disagreeing (log Z by more than
-        ``SCALE_CHECK_Z`` standard errors, or the final particles' standard deviation by more
-        than a factor ``SCALE_CHECK_SPREAD`` in some coordinate) flags an improper target.
+    **options
+        The fields of :class:`SMCOptions` (the reference, the mutations, ``target_ess``,
+        ``max_iterations``, ``init_scale``, ``num_starts``, ``laplace_steps``,
+        ``scale_check``), the same as the ``tempered_smc`` sampler's, with its defaults.
 
     Returns
     -------
@@ -301,6 +685,10 @@ def tempered_smc(
     "3 standard errors" covers only about 94 % of the time (Student's :math:`t_3`) even
     without skew. Hence 8 runs by default and the delta method on :math:`Z`.
 
+    The particles of a run are shuffled after the final resampling (see the module
+    docstring): as draws of chains, they give an :math:`\hat R` and an ESS that compare the
+    runs with one another, whatever the order in which resampling left them.
+
     A target that is improper or runs off (non-finite :math:`\log \hat Z_r` or particles,
     :math:`\lambda` not reaching 1 within ``max_iterations``, :math:`\log \hat Z` depending
     on the reference's scale) is reported by ``ok=False`` and a ``RuntimeWarning``.
@@ -309,75 +697,55 @@ def tempered_smc(
         raise TypeError(f"logdensity_fn must be callable, got {logdensity_fn!r}")
     check_int("num_particles", num_particles, minimum=2)
     check_int("num_runs", num_runs)
-    check_mutation(mutation, step_scale, num_mcmc_steps, num_integration_steps)
-    check_int("max_iterations", max_iterations)
-    check_int("laplace_steps", laplace_steps)
-    check_positive("init_scale", init_scale)
-    if not 0.0 < float(target_ess) < 1.0:
-        raise ValueError(f"target_ess must lie in (0, 1), got {target_ess!r}")
-    flat, unravel, structure = None, None, None
+    options = SMCOptions.of(**options)
+    unravel, structure = None, None
     if position is not None:
         flat, unravel = ravel_pytree(position)
-        flat = jnp.asarray(flat, jnp.result_type(float))
         check_finite_array("position", flat)
         structure = _structure(position)
-    gaussian, functions, problem = _reference(
-        reference, logdensity_fn, flat, structure, init_scale, laplace_steps
+    reference, functions, problem = _reference(
+        jax.random.fold_in(rng_key, 1), options.reference, logdensity_fn, position, options
     )
     problems = [] if problem is None else [problem]
-    check_runs = scale_check and gaussian is not None and num_runs >= 2
+    check_runs = options.scale_check and reference is not None and num_runs >= 4
     factors = jnp.where(
-        jnp.arange(num_runs) >= (num_runs + 1) // 2 if check_runs else False,
-        SCALE_CHECK_FACTOR,
-        1.0,
+        check_runs & (jnp.arange(num_runs) >= (num_runs + 1) // 2), SCALE_CHECK_FACTOR, 1.0
     )
-    options = _Options(
+    static = _Static(
         num_particles,
-        mutation,
-        float(step_scale),
-        num_mcmc_steps,
-        num_integration_steps,
-        float(target_ess),
-        max_iterations,
+        options.mutation,
+        float(options.step_scale),
+        options.num_mcmc_steps,
+        options.max_mcmc_steps,
+        options.num_integration_steps,
+        options.target_ess,
+        options.max_iterations,
     )
-    particles, log_z, steps, reached = _runs(
+    particles, log_z, steps, moves, reached = _runs(
         jax.random.split(rng_key, num_runs),
         factors,
-        gaussian,
+        reference,
         logdensity_fn,
         functions,
         structure,
-        options,
+        static,
     )
     log_normalizer, standard_error = log_mean_exp(log_z)
-    per_step = grad_evals_per_step(mutation, num_integration_steps)
-    grads = jnp.sum(steps) * num_particles * (1 + num_mcmc_steps * per_step)
+    per_step = grad_evals_per_step(options.mutation, options.num_integration_steps)
+    # per tempering step and particle: the kernel's initialization, then its steps
+    grads = num_particles * (jnp.sum(steps) + jnp.sum(moves) * per_step)
     finite = bool(jnp.all(jnp.isfinite(log_z)) & jnp.all(jnp.isfinite(particles)))
     consistent = True
     if check_runs and finite:
-        half = (num_runs + 1) // 2
-        z_narrow, se_narrow = log_mean_exp(log_z[:half])
-        z_wide, se_wide = log_mean_exp(log_z[half:])
-        spread = jnp.sqrt(jnp.nan_to_num(se_narrow) ** 2 + jnp.nan_to_num(se_wide) ** 2)
-        sd_ratio = jnp.sqrt(
-            jnp.var(particles[half:], axis=(0, 1)) / jnp.var(particles[:half], axis=(0, 1))
-        )
-        worst = float(jnp.max(jnp.abs(jnp.log(sd_ratio))))
-        same_z = bool(jnp.abs(z_wide - z_narrow) <= SCALE_CHECK_Z * spread + 1e-3)
-        consistent = same_z and worst <= float(jnp.log(SCALE_CHECK_SPREAD))
-        if not consistent:
-            problems.append(
-                f"the runs depend on the reference's scale (log Z {float(z_narrow):.4g} and "
-                f"particles' spread x1 at scale x1; log Z {float(z_wide):.4g} and spread "
-                f"x{float(jnp.exp(worst)):.3g} at x{SCALE_CHECK_FACTOR}): the target looks "
-                "improper, or the narrower reference misses part of it"
-            )
+        scale_problem = _scale_problem(log_z, particles, num_runs)
+        consistent = scale_problem is None
+        problems += [] if consistent else [scale_problem]
     if not finite:
         problems.append("non-finite log Z or particles: the target is improper or runs off")
     if not bool(jnp.all(reached)):
         problems.append(
             f"{int(jnp.sum(~reached))} of {num_runs} runs did not reach the target within "
-            f"max_iterations={max_iterations} tempering steps"
+            f"max_iterations={options.max_iterations} tempering steps"
         )
     if problems:
         warnings.warn("tempered_smc: " + "; ".join(problems), RuntimeWarning, stacklevel=2)
@@ -389,11 +757,13 @@ def tempered_smc(
         log_normalizer_per_run=log_z,
         particles=particles,
         num_tempering_steps=steps,
+        num_mcmc_steps=moves,
         num_grad_evals=grads,
         reached_target=reached,
         is_finite=jnp.asarray(finite),
         scale_consistent=consistent,
         ok=not problems,
+        reference=reference,
     )
 
 

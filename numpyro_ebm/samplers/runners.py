@@ -3,10 +3,15 @@ NUTS (the reference implementation) and adaptive tempered SMC."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
 import jax
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import all_finite, check_int, check_positive
+from numpyro_ebm._checks import all_finite, check_int
+from numpyro_ebm.evidence import smc
 from numpyro_ebm.samplers.base import DENSITY_KINDS, Sampler, check_probability, register_sampler
 
 __all__ = ["numpyro_nuts", "tempered_smc"]
@@ -52,14 +57,27 @@ def numpyro_nuts(*, target_accept_prob: float = 0.8, max_tree_depth: int = 10) -
     return Sampler("numpyro_nuts", options, DENSITY_KINDS, run=_run_numpyro_nuts)
 
 
-def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **options):
-    from numpyro_ebm.evidence import smc
+@dataclass(frozen=True)
+class _KeyedDensity:
+    """A target's log density that compares and hashes by the target's ``cache_key``, so the
+    SMC programs compiled for one target (jitted on the function) serve an equal one."""
 
+    cache_key: Any
+    logdensity_fn: Callable = field(compare=False)
+
+    def __call__(self, position):
+        return self.logdensity_fn(position)
+
+
+def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **options):
     del num_warmup, progress
     num_chains = target.num_chains
+    logdensity_fn = target.logdensity_fn
+    if target.cache_key is not None:
+        logdensity_fn = _KeyedDensity(target.cache_key, logdensity_fn)
     result = smc.tempered_smc(
         rng_key,
-        target.logdensity_fn,
+        logdensity_fn,
         jax.tree.map(lambda x: x[0], target.initial_position),
         num_particles=num_samples,
         num_runs=num_chains,
@@ -80,6 +98,7 @@ def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **o
         "nonfinite": ~finite,
         "log_normalizer": per_draw * result.log_normalizer_per_run[:, None],
         "num_tempering_steps": (per_draw * result.num_tempering_steps[:, None]).astype(jnp.int32),
+        "num_mcmc_steps": (per_draw * result.num_mcmc_steps[:, None]).astype(jnp.int32),
     }
     attrs = {
         "log_normalizer": float(result.log_normalizer),
@@ -88,65 +107,75 @@ def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **o
         "scale_consistent": int(result.scale_consistent),
         "evidence_ok": int(result.ok),
     }
+    if isinstance(result.reference, smc.GaussianMixture):
+        attrs["reference_modes"] = int(result.reference.means.shape[0]) - 1  # less the broad one
     return particles, stats, attrs
+
+
+_SMC = smc.SMCOptions()  # the defaults, declared once in numpyro_ebm.evidence.smc
 
 
 @register_sampler("tempered_smc")
 def tempered_smc(
     *,
-    reference=None,
-    mutation: str = "hmc",
-    step_scale: float = 1.0,
-    num_mcmc_steps: int = 5,
-    num_integration_steps: int = 5,
-    target_ess: float = 0.5,
-    init_scale: float = 1.0,
-    max_iterations: int = 500,
-    scale_check: bool = True,
+    reference=_SMC.reference,
+    mutation: str = _SMC.mutation,
+    step_scale: float = _SMC.step_scale,
+    num_mcmc_steps: int = _SMC.num_mcmc_steps,
+    max_mcmc_steps: int = _SMC.max_mcmc_steps,
+    num_integration_steps: int = _SMC.num_integration_steps,
+    target_ess: float = _SMC.target_ess,
+    max_iterations: int = _SMC.max_iterations,
+    init_scale: float = _SMC.init_scale,
+    num_starts: int = _SMC.num_starts,
+    laplace_steps: int = _SMC.laplace_steps,
+    scale_check: bool = _SMC.scale_check,
 ) -> Sampler:
     r"""Adaptive tempered SMC (Del Moral, Doucet & Jasra 2006; BlackJAX's
     ``adaptive_tempered_smc``) from a reference :math:`\pi_0` to the target :math:`p`
     through :math:`\pi_\lambda \propto \pi_0^{1-\lambda} p^\lambda`, each :math:`\lambda`
     chosen so that the effective sample size is ``target_ess`` of the particles, with HMC or
     MALA mutations tuned to the particles (:func:`numpyro_ebm.evidence.smc.tempered_smc`, where
-    the details are).
+    the details are). The options are those of
+    :class:`~numpyro_ebm.evidence.smc.SMCOptions`, with its defaults and checks.
 
-    The reference needs no prior sampling: by default a Gaussian fitted at the mode (Laplace)
-    with its scale times ``init_scale``, or ``reference=`` a
-    :class:`~numpyro_ebm.evidence.ais.Gaussian` or a pair ``(logdensity, draw)``; so a model
-    whose prior is an :class:`~numpyro_ebm.EnergyDistribution` works. Each chain is one
-    independent run with ``num_samples`` particles (equally weighted after a final
-    resampling). The log normalizing constant (for a model, the log evidence) is combined
-    over runs: ``sample_stats.attrs["log_normalizer"]`` is :math:`\log` of the mean of the
-    runs' unbiased :math:`\hat Z_r` and ``"log_normalizer_mcse"`` its delta-method standard
-    error (use 8 or more chains); ``"evidence_ok"`` is 0, with a ``RuntimeWarning``, for a
-    target that is improper or runs off (non-finite weights, the tempering not reaching 1 in
-    ``max_iterations``, log Z depending on the reference's scale).
+    The default reference is a defensive mixture of Laplace fits at the modes that L-BFGS
+    finds from ``num_starts`` starts around the first chain's initial position
+    (:func:`~numpyro_ebm.evidence.smc.laplace_mixture`), so that every mode found starts
+    with particles; ``sample_stats.attrs["reference_modes"]`` says how many. It needs no
+    prior sampling, so a model whose prior is an :class:`~numpyro_ebm.EnergyDistribution`
+    works. Each chain is one independent run with ``num_samples`` particles, equally weighted
+    after a final resampling and **shuffled**: the draws of a chain are exchangeable, so its
+    R-hat and ESS compare the runs with one another instead of reading the order in which
+    resampling left the particles. The log normalizing constant (for a model, the log
+    evidence) is combined over runs: ``sample_stats.attrs["log_normalizer"]`` is :math:`\log`
+    of the mean of the runs' unbiased :math:`\hat Z_r` and ``"log_normalizer_mcse"`` its
+    delta-method standard error (use 8 or more chains); ``"evidence_ok"`` is 0, with a
+    ``RuntimeWarning``, for a target that is improper or runs off (non-finite weights, the
+    tempering not reaching 1 in ``max_iterations``, log Z depending on the reference's scale).
     """
-    from numpyro_ebm.evidence.ais import check_mutation
-
-    check_mutation(mutation, step_scale, num_mcmc_steps, num_integration_steps)
-    check_probability("target_ess", target_ess)
-    check_positive("init_scale", init_scale)
-    check_int("max_iterations", max_iterations)
-    options = dict(
+    options = smc.SMCOptions(
         reference=reference,
         mutation=mutation,
         step_scale=step_scale,
         num_mcmc_steps=num_mcmc_steps,
+        max_mcmc_steps=max_mcmc_steps,
         num_integration_steps=num_integration_steps,
         target_ess=target_ess,
-        init_scale=init_scale,
         max_iterations=max_iterations,
+        init_scale=init_scale,
+        num_starts=num_starts,
+        laplace_steps=laplace_steps,
         scale_check=scale_check,
-    )
+    ).checked()
     return Sampler(
         "tempered_smc",
-        options,
+        options._asdict(),
         DENSITY_KINDS,
         run=_run_tempered_smc,
         refine=lambda s: s.replace(
             step_scale=s.options["step_scale"] / 2,
             num_mcmc_steps=2 * s.options["num_mcmc_steps"],
+            max_mcmc_steps=2 * s.options["max_mcmc_steps"],
         ),
     )
