@@ -205,19 +205,33 @@ def _mode_weights(dataset, comparison: Comparison, energy, smoothed) -> pd.DataF
 
 
 def _verdict(comparison: Comparison, held: dict | None) -> str:
-    """The closing note: which error dominates, which samplers are ranked, which not."""
+    """The closing note: which samplers are ranked, which error dominates (the model's: the
+    exact reference against fresh data; the samplers': each ranked run against that
+    reference), and how far the learned density's likelihood is from the truth's."""
     table = comparison.table
     runs = [name for name in table.index if not name.endswith("_reference")]
     ranked = [name for name in runs if table.loc[name, "mixed"]]
     unmixed = [name for name in runs if name not in ranked]
-    attribution = next((n for n in comparison.notes if "error" in n and "dominat" in n), None)
-    attribution = attribution or next((n for n in comparison.notes if "comparable" in n), "")
     parts = [
         f"Verdict: ranked (mixed): {', '.join(ranked) or 'none'}; not ranked: "
         f"{', '.join(unmixed) or 'none'}."
     ]
-    if attribution:
-        parts.append(attribution)
+    if "model_error" in table:
+        model = float(table["model_error"].iloc[0])
+        errors = table.loc[ranked, "sampler_error"].dropna()
+        if len(errors):
+            worst, sampler = errors.idxmax(), float(errors.max())
+            dominant = "the model's" if model >= sampler else f"the samplers' ({worst})"
+            parts.append(
+                f"The larger error is {dominant}: model error {model:.3f} sd (the exact "
+                f"reference against fresh data), sampler error up to {sampler:.3f} sd ({worst} "
+                "against the reference)."
+            )
+        judged = [n for n in ranked if np.isnan(table.loc[n, "sampler_error"])]
+        for name in judged:
+            parts.append(
+                f"{name}, judged against the data: {table.loc[name, 'data_error']:.3f} sd."
+            )
     if held and "difference" in held:
         parts.append(
             f"The learned density's held-out log-likelihood is {held['difference']:+.3f} +- "
