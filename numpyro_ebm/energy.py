@@ -116,7 +116,9 @@ def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Arr
             f"{name} must return a scalar for one configuration, got an output of shape "
             f"{jnp.shape(value)}; batch with jax.vmap instead of inside the energy"
         )
-    if not isinstance(value, Tracer) and not jnp.isfinite(value):
+    # NumPy, not jax.numpy: a constant (a Python number) stays concrete under jit, where a
+    # jax.numpy operation on it would be traced
+    if not isinstance(value, Tracer) and not np.isfinite(np.asarray(value)):
         raise ValueError(f"{name} is not finite at the given point: {name}(x) = {value}")
     return value
 

@@ -18,21 +18,32 @@ the kernel tunes in ``init`` and the first ``num_warmup`` calls of ``sample`` â€
 ``z`` is the draw (unconstrained for models; ``MCMC`` constrains it with
 :meth:`SamplerKernel.postprocess_fn`), with ``potential_energy``, ``accept_prob`` and
 ``diverging`` as NumPyro's HMC reports them (``extra_fields=("accept_prob", ...)``).
+
+Health: a start where the potential is not finite is refused in ``init`` (where the start is
+concrete: not under ``chain_method="parallel"``). After warm-up the state keeps the counts of
+:mod:`numpyro_ebm._health` (``health``), and a ``RuntimeWarning`` with the words of
+:func:`numpyro_ebm.sample` is raised, from the running chain, when one of its checks first
+fails: chains frozen, a step size that exploded on a flat target, draws that run off an
+improper one.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
+from jax.core import Tracer
 from numpyro.infer.mcmc import MCMCKernel
 from numpyro.infer.util import initialize_model
 
-from numpyro_ebm import samplers
+from numpyro_ebm import _health, samplers
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm.samplers import Sampler
+from numpyro_ebm.samplers.base import DENSITY_KINDS
 from numpyro_ebm.targets import Target
 
 __all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "SamplerKernelState"]
@@ -41,7 +52,9 @@ __all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "Sa
 class SamplerKernelState(NamedTuple):
     """``z``: the draw; ``inner``: the sampler's own state; ``parameters``: its tuned values;
     ``i``: transitions asked for so far (warm-up included); ``potential_energy``,
-    ``accept_prob``, ``diverging``: of the last transition; ``rng_key``."""
+    ``accept_prob``, ``diverging``: of the last transition; ``rng_key``; ``health``: the
+    :class:`numpyro_ebm._health.Tally` of the transitions after warm-up; ``warned``: which
+    of its checks (:data:`HEALTH_CHECKS`) have been warned about."""
 
     z: Any
     inner: Any
@@ -51,6 +64,12 @@ class SamplerKernelState(NamedTuple):
     accept_prob: jax.Array
     diverging: jax.Array
     rng_key: jax.Array
+    health: _health.Tally
+    warned: jax.Array
+
+
+#: the checks of :mod:`numpyro_ebm._health` that the kernels run as they go
+HEALTH_CHECKS = ("frozen", "flat", "improper")
 
 
 class SamplerKernel(MCMCKernel):
@@ -84,6 +103,7 @@ class SamplerKernel(MCMCKernel):
         self._postprocess = None
         self._chain = None
         self._num_warmup = 0
+        self._checked = False
 
     @property
     def default_fields(self):
@@ -111,10 +131,14 @@ class SamplerKernel(MCMCKernel):
             full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn, **extra
         )
         self.sampler.check(target)
+        _check_start(target.logdensity_fn, position)
         return target
 
     def init(self, rng_key, num_warmup, init_params, model_args, model_kwargs):
         if jnp.ndim(jax.random.key_data(rng_key)) > 1:  # vectorized chains
+            density = self.potential_fn is not None and "energy" in self.sampler.accepts
+            if density and init_params is not None:
+                _check_start(lambda z: -self.potential_fn(z), init_params, batched=True)
             return jax.vmap(lambda k, p: self.init(k, num_warmup, p, model_args, model_kwargs))(
                 rng_key, init_params
             )
@@ -122,9 +146,11 @@ class SamplerKernel(MCMCKernel):
         target = self._target(init_key, init_params, model_args, model_kwargs)
         self._chain = self.sampler.chain_sampler(target)
         self._num_warmup = int(num_warmup)
+        self._checked = target.kind in DENSITY_KINDS
         position = jax.tree.map(lambda x: x[0], target.initial_position)
         inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
         nan = jnp.asarray(jnp.nan, jnp.float32)
+        zero = jnp.zeros((), jnp.int32)
         return SamplerKernelState(
             z=self._chain.position(inner),
             inner=inner,
@@ -134,27 +160,64 @@ class SamplerKernel(MCMCKernel):
             accept_prob=nan,
             diverging=jnp.zeros((), bool),
             rng_key=rng_key,
+            health=_health.Tally(zero, zero, jnp.zeros((), jnp.float32), *[zero] * 5),
+            warned=jnp.zeros(len(HEALTH_CHECKS), bool),
         )
 
     def sample(self, state, model_args, model_kwargs):
-        if jnp.ndim(state.i) > 0:  # vectorized chains
-            return jax.vmap(lambda s: self.sample(s, model_args, model_kwargs))(state)
-
         def transition(state):
             rng_key, step_key = jax.random.split(state.rng_key)
             inner, stats = self._chain.step(step_key, state.inner, state.parameters)
+            z = self._chain.position(inner)
+            potential = stats["potential_energy"].astype(state.potential_energy.dtype)
+            counts = _health.counts(
+                jnp.logical_not(_same(z, state.z)),
+                potential - state.potential_energy,
+                _norm(z) - _norm(state.z),
+                jnp.ravel(stats["acceptance_rate"])[0],  # the target replica's
+                xp=jnp,
+            )
             return state._replace(
-                z=self._chain.position(inner),
+                z=z,
                 inner=inner,
-                potential_energy=stats["potential_energy"].astype(state.potential_energy.dtype),
+                potential_energy=potential,
                 accept_prob=stats["acceptance_rate"],
                 diverging=stats["diverging"],
                 rng_key=rng_key,
+                health=_health.Tally(*(a + b for a, b in zip(state.health, counts, strict=True))),
             )
 
-        # tuned in init: the warm-up transitions MCMC discards are free
-        state = jax.lax.cond(state.i < self._num_warmup, lambda s: s, transition, state)
-        return state._replace(i=state.i + 1)
+        def one_chain(state):
+            # tuned in init: the warm-up transitions MCMC discards are free
+            state = jax.lax.cond(state.i < self._num_warmup, lambda s: s, transition, state)
+            return state._replace(i=state.i + 1)
+
+        state = jax.vmap(one_chain)(state) if jnp.ndim(state.i) > 0 else one_chain(state)
+        return self._check_health(state) if self._checked else state
+
+    def _check_health(self, state):
+        """Warn (from the running program, once per check) when a check of
+        :mod:`numpyro_ebm._health` first fails; ``state`` holds one chain or, vectorized,
+        several, whose moves the drift check pools."""
+        initial = _health.initial_step_size(self.sampler)
+        step = state.parameters.get("step_size") if isinstance(state.parameters, dict) else None
+        step = jnp.full(jnp.shape(state.i), jnp.nan) if step is None else jnp.asarray(step)
+        verdict = _health.flags(state.health, step / initial, xp=jnp)
+        failed = jnp.stack([jnp.any(verdict[check]) for check in HEALTH_CHECKS])
+        new = failed & ~state.warned.reshape(-1, len(HEALTH_CHECKS)).any(axis=0)
+
+        def warn(health, step, scale, new):
+            only = [check for check, fresh in zip(HEALTH_CHECKS, new, strict=True) if fresh]
+            for finding in _health.findings(health, step, initial, scale, only):
+                warnings.warn(finding.message, RuntimeWarning, stacklevel=1)
+
+        scale = jnp.abs(state.potential_energy)
+        jax.lax.cond(
+            new.any(),
+            lambda: jax.debug.callback(warn, state.health, step, scale, new),
+            lambda: None,
+        )
+        return state._replace(warned=state.warned | failed)
 
     def postprocess_fn(self, model_args, model_kwargs):
         if self._postprocess is None:
@@ -195,6 +258,37 @@ class AnnealedLangevin(SamplerKernel):
         if init_params is None:
             raise ValueError("AnnealedLangevin needs init_params in mcmc.run")
         return Target(None, _one_chain(init_params), "noise_conditional", self._energy_fn)
+
+
+def _check_start(logdensity_fn, position, batched: bool = False) -> None:
+    """Refuse a start where the log density is not finite (where the start is concrete):
+    every proposal from it is compared with an undefined density, so the chain would return
+    its start as every draw."""
+    fn = jax.vmap(logdensity_fn) if batched else logdensity_fn
+    value = fn(position)
+    if isinstance(value, Tracer):
+        return
+    value = np.asarray(value)
+    if not np.isfinite(value).all():
+        where = f" of chain(s) {np.flatnonzero(~np.isfinite(value)).tolist()}" if batched else ""
+        raise ValueError(
+            f"the potential at the initial point{where} is not finite (log density "
+            f"{value.tolist()}): a chain cannot move from a point where the density is "
+            "undefined; start where potential_fn (or the model's log density) is finite"
+        )
+
+
+def _same(z, previous) -> jax.Array:
+    """Whether two draws are equal in every entry."""
+    equal = jax.tree.map(lambda a, b: jnp.all(a == b), z, previous)
+    return jnp.all(jnp.stack(jax.tree.leaves(equal)))
+
+
+def _norm(z) -> jax.Array:
+    """The Euclidean norm of all the entries of a draw."""
+    return jnp.sqrt(
+        sum(jnp.sum(jnp.square(leaf.astype(jnp.float32))) for leaf in jax.tree.leaves(z))
+    )
 
 
 def _one_chain(position):

@@ -23,11 +23,12 @@ import numpy as np
 from jax.sharding import NamedSharding, PartitionSpec
 from scipy.fft import next_fast_len
 
-from numpyro_ebm import _arviz, _cache
+from numpyro_ebm import _arviz, _cache, _health
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive
 from numpyro_ebm.diagnostics._ranks import _from_order_keys, _order_keys, _sort_keys
 from numpyro_ebm.samplers import Sampler, get_sampler
+from numpyro_ebm.samplers.base import DENSITY_KINDS
 from numpyro_ebm.targets import (
     DEFAULT_NUM_CHAINS,
     Target,
@@ -707,6 +708,18 @@ def sample(
         ``num_grad_evals`` (per draw, thinning included) and ``nonfinite`` (a chain whose
         position or density stopped being finite; also reported by a ``RuntimeWarning``);
         ``sampler_state`` with the final state of Markov-chain samplers, for ``resume=``.
+
+    Warns
+    -----
+    RuntimeWarning
+        When the chains of an energy or a model fail a health check
+        (:mod:`numpyro_ebm._health`, its thresholds and why): chains frozen (acceptance near 0,
+        a collapsed step, an energy too large for float32 to resolve), a step size that
+        exploded while every move was accepted (a flat, improper target), draws that run off
+        (the energy falls and the norm grows move after move: an improper target), an energy
+        that is NaN or infinite near the draws (the target silently truncated). The findings
+        are recorded in ``sample_stats`` attributes, ``health`` (short reasons) and
+        ``health_warnings`` (the messages), which :func:`~numpyro_ebm.mixing_report` repeats.
     """
     sampler = get_sampler(sampler, **sampler_options)
     num_samples = check_int("num_samples", num_samples)
@@ -810,7 +823,35 @@ def sample(
             RuntimeWarning,
             stacklevel=2,
         )
+    found = _health_findings(sampler, target, draws, posterior, stats, run_key)
+    for finding in found:
+        warnings.warn(finding.message, RuntimeWarning, stacklevel=2)
+    if found:
+        attrs |= {
+            "health": [finding.reason for finding in found],
+            "health_warnings": [finding.message for finding in found],
+        }
     return _to_data(posterior, stats, attrs, sampler, groups)
+
+
+def _health_findings(sampler, target, draws, posterior, stats, key) -> list:
+    """The failed health checks (:mod:`numpyro_ebm._health`) of the chains of a continuous
+    target: frozen chains, an exploded step size, draws that run off, and, for an energy, a
+    probe of the energy near the draws for NaN or infinite values. Samplers whose draws are
+    independent sweeps (those with a ``refine``) are not chains and are not checked."""
+    if target.kind not in DENSITY_KINDS or sampler.refine is not None:
+        return []
+    found = _health.chain_findings(posterior, stats, _health.initial_step_size(sampler))
+    kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))
+    if target.kind != "energy" or not kept.size:
+        return found
+    probe = _cache.cached(
+        ("probe", target.cache_key, shapes_of(target.initial_position)),
+        lambda: _health.probe_program(target.logdensity_fn),
+    )
+    pick_key, move_key = jax.random.split(jax.random.fold_in(key, 1))
+    count = int(probe(move_key, _health.probe_points(draws, kept, pick_key)))
+    return found + ([_health.nonfinite_finding(count, _health.PROBE_POINTS)] if count else [])
 
 
 def _named(var_name: str, draws) -> dict:

@@ -56,6 +56,11 @@ class MixingReport:
     round_trip_rate
         Replica round trips (cold -> hot -> cold) per draw and chain when the run records them
         (``sample_stats.round_trips``, parallel tempering), else NaN.
+    health
+        The failed health checks that the run recorded (:func:`~numpyro_ebm.sample`'s
+        ``sample_stats`` attribute ``health``: frozen chains, an exploded step size, draws
+        that run off, an energy NaN or infinite near the draws), in short words for tables;
+        their full messages are among ``warnings``.
     """
 
     table: pd.DataFrame
@@ -67,6 +72,7 @@ class MixingReport:
     swap_acceptance: tuple[float, ...] = field(default=())
     bfmi: tuple[float, ...] = field(default=())
     round_trip_rate: float = float("nan")
+    health: tuple[str, ...] = field(default=())
 
     @property
     def ok(self) -> bool:
@@ -218,6 +224,12 @@ def _round_trip_findings(stats) -> tuple[float, list[str]]:
     ]
 
 
+def _recorded(attrs, name: str) -> list[str]:
+    """A list of strings recorded in ``attrs`` (as written, or read back from netCDF, where
+    one string may come back alone)."""
+    return [str(value) for value in np.atleast_1d(attrs.get(name, []))]
+
+
 def mixing_report(
     data,
     *,
@@ -243,6 +255,10 @@ def mixing_report(
       (0.3, Betancourt 2016);
     * no parallel-tempering replica completed a round trip cold -> hot -> cold
       (``sample_stats.round_trips``);
+    * the run's health checks failed (recorded by :func:`~numpyro_ebm.sample`, in the same
+      words as its warnings: chains frozen, a step size that exploded on a flat target, draws
+      that run off an improper one, an energy NaN or infinite near the draws;
+      :mod:`numpyro_ebm._health`);
     * draws are NaN, or the run is too short for the statistics.
 
     Parameters
@@ -277,8 +293,11 @@ def mixing_report(
     swaps: tuple[float, ...] = ()
     fractions: tuple[float, ...] = ()
     round_trip_rate = float("nan")
+    health: tuple[str, ...] = ()
     if "sample_stats" in _arviz.group_names(data):
         stats = _arviz.group(data, "sample_stats")
+        health = tuple(_recorded(stats.attrs, "health"))
+        found += _recorded(stats.attrs, "health_warnings")
         fractions, bfmi_warnings = _bfmi_findings(stats, min_bfmi)
         found += bfmi_warnings
         round_trip_rate, trip_warnings = _round_trip_findings(stats)
@@ -319,6 +338,7 @@ def mixing_report(
         swaps,
         fractions,
         round_trip_rate,
+        health,
     )
     if display:
         print(report, file=file or sys.stdout)

@@ -27,6 +27,7 @@ kernels) serve :mod:`numpyro_ebm.evidence.smc`.
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
@@ -40,6 +41,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm.evidence import _checks
 
 __all__ = [
     "AISResult",
@@ -328,6 +330,13 @@ class AISResult(NamedTuple):
     is_finite
         Whether every log weight and particle is finite. When not, ``log_normalizer`` is
         not to be trusted (an improper or running-off target).
+    scale_consistent
+        Whether the runs with a base :data:`~numpyro_ebm.evidence._checks.SCALE_CHECK_FACTOR`
+        times wider (:func:`ais`'s ``scale_check``) agree with the others (``True`` when not
+        checked): an improper target's :math:`\log \hat Z` grows with the base's scale.
+    ok
+        Whether no problem was found (finite, scale-consistent); a problem is also reported
+        by a ``RuntimeWarning``.
     """
 
     log_normalizer: jax.Array
@@ -340,6 +349,8 @@ class AISResult(NamedTuple):
     acceptance_rate: jax.Array
     num_grad_evals: jax.Array
     is_finite: jax.Array
+    scale_consistent: bool = True
+    ok: bool = True
 
 
 class Mutation(NamedTuple):
@@ -366,6 +377,74 @@ def _split_base(base) -> tuple[Gaussian | None, tuple[Callable, Callable] | None
         "base must be a Gaussian(mean, scale) or a pair (logdensity_fn, sample_fn) with "
         f"sample_fn(rng_key, num) -> (num, d), got {base!r}"
     )
+
+
+def _base_point(gaussian, functions) -> jax.Array:
+    """A point of the base: the Gaussian's mean, or one draw of ``sample_fn``."""
+    if gaussian is not None:
+        return gaussian.mean
+    draws = jnp.asarray(functions[1](jax.random.key(0), 1))
+    if draws.ndim != 2 or draws.shape[0] != 1:
+        raise ValueError(
+            f"the base's sample_fn(rng_key, 1) must return shape (1, d), got {draws.shape}"
+        )
+    return draws[0]
+
+
+def _check_target(logdensity_fn, point: jax.Array, dimension: int | None = None) -> None:
+    r"""Refuse, in words, a log density that cannot take the base's points (another
+    dimension), does not return a scalar, or is NaN or :math:`+\infty` at the base's point
+    (``point``); and ``dimension``, that of target samples, unless it is the base's."""
+    if not callable(logdensity_fn):
+        raise TypeError(f"logdensity_fn must be callable, got {logdensity_fn!r}")
+    d = point.shape[0]
+    if dimension is not None and dimension != d:
+        raise ValueError(
+            f"target_samples have dimension {dimension} but the base has dimension {d}: "
+            "give a base on the target's space"
+        )
+    try:
+        value = logdensity_fn(point)
+    except (TypeError, ValueError) as error:
+        raise ValueError(
+            f"logdensity_fn cannot take a point of the base's dimension d={d} (shape "
+            f"{point.shape}): {error}; give a base on the target's space"
+        ) from None
+    if jnp.shape(value) != ():
+        raise ValueError(
+            f"logdensity_fn must return a scalar for one point of shape ({d},), got shape "
+            f"{jnp.shape(value)}"
+        )
+    _checks.check_defined(value, "the base's point (its mean, or a draw)")
+
+
+def _problems(result: AISResult, reference_check) -> AISResult:
+    """``result`` with ``scale_consistent`` and ``ok`` set, and its problems warned."""
+    problems = []
+    if not bool(result.is_finite):
+        problems.append(
+            "non-finite log weights or particles: the log density is NaN or infinite where "
+            "the particles went, or the target is improper and they ran off"
+        )
+    consistent = True
+    if reference_check is not None and bool(result.is_finite):
+        problem = reference_check(result)
+        consistent = problem is None
+        problems += [] if consistent else [problem]
+    if problems:
+        warnings.warn("ais: " + "; ".join(problems), RuntimeWarning, stacklevel=3)
+    return result._replace(scale_consistent=consistent, ok=not problems)
+
+
+def _scale_check(result: AISResult) -> str | None:
+    """The reference-scale check (:mod:`numpyro_ebm.evidence._checks`) of runs whose
+    second half started from the wider base."""
+    halves = _checks.halves(result.log_weights.shape[0])
+    z = [log_mean_exp(result.log_weights[part]) for part in halves]
+    spread = [
+        _checks.weighted_spread(result.particles[part], result.log_weights[part]) for part in halves
+    ]
+    return _checks.scale_problem(*z, *spread, reference="base")
 
 
 def _base_functions(gaussian, functions) -> tuple[Callable, Callable]:
@@ -454,6 +533,7 @@ def ais(
     step_scale: float = 1.0,
     num_mcmc_steps: int = 1,
     num_integration_steps: int = 5,
+    scale_check: bool = True,
 ) -> AISResult:
     r"""Annealed importance sampling of :math:`\log Z = \log \int f` (Neal 2001).
 
@@ -482,10 +562,24 @@ def ais(
         step follows the scale of :math:`\pi_\beta` along the path.
     num_mcmc_steps, num_integration_steps
         Transitions per :math:`\beta`; leapfrog steps of HMC.
+    scale_check
+        With a :class:`Gaussian` base and at least two runs, the second half of the runs
+        starts from the base widened :data:`~numpyro_ebm.evidence._checks.SCALE_CHECK_FACTOR`
+        times (each run still estimates :math:`Z` without bias); if the halves disagree
+        (:mod:`numpyro_ebm.evidence._checks`, the check of tempered SMC), the target
+        looks improper, or the base misses part of it.
 
     Returns
     -------
     AISResult
+        With ``ok=False`` and a ``RuntimeWarning`` when the weights or particles are not finite
+        or the runs depend on the base's scale.
+
+    Raises
+    ------
+    ValueError
+        Early, when ``logdensity_fn`` cannot take a point of the base's dimension, does not
+        return a scalar, or is NaN (or :math:`+\infty`) at the base's mean.
 
     Notes
     -----
@@ -493,6 +587,8 @@ def ais(
     the weights' variance does (more steps). The standard error is that of the
     estimator's noise, not of this bias; compare with :func:`reverse_ais` to bound it.
     """
+    if not isinstance(scale_check, bool):
+        raise TypeError(f"scale_check must be True or False, got {scale_check!r}")
     betas = _options(
         num_particles,
         num_runs,
@@ -506,24 +602,31 @@ def ais(
         kernel,
     )
     gaussian, functions = _split_base(base)
+    _check_target(logdensity_fn, _base_point(gaussian, functions))
     config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
+    checked = scale_check and gaussian is not None and num_runs >= 2
+    scales = _checks.run_scales(num_runs, checked)
     outputs = _forward(
-        rng_key, betas, gaussian, logdensity_fn, functions, num_particles, num_runs, config
+        rng_key, betas, gaussian, scales, logdensity_fn, functions, num_particles, num_runs, config
     )
-    return _summarize(*outputs, 1.0)
+    return _problems(_summarize(*outputs, 1.0), _scale_check if checked else None)
 
 
-@partial(jax.jit, static_argnums=(3, 4, 5, 6, 7))
-def _forward(rng_key, betas, gaussian, logdensity_fn, functions, num_particles, num_runs, config):
-    log_base, sample = _base_functions(gaussian, functions)
+@partial(jax.jit, static_argnums=(4, 5, 6, 7, 8))
+def _forward(
+    rng_key, betas, gaussian, scales, logdensity_fn, functions, num_particles, num_runs, config
+):
     move = config.move()
 
-    def run(key):
+    def run(key, scale):
+        log_base, sample = _base_functions(
+            None if gaussian is None else gaussian.scaled(scale), functions
+        )
         draw_key, anneal_key = jax.random.split(key)
         x = sample(draw_key, num_particles)
         return _anneal(anneal_key, x, betas, log_base, logdensity_fn, move)
 
-    return jax.vmap(run)(jax.random.split(rng_key, num_runs))
+    return jax.vmap(run)(jax.random.split(rng_key, num_runs), scales)
 
 
 def reverse_ais(
@@ -590,10 +693,11 @@ def reverse_ais(
         kernel,
     )
     gaussian, functions = _split_base(base)
+    _check_target(logdensity_fn, _base_point(gaussian, functions), target_samples.shape[1])
     config = Mutation(kernel, mutation, float(step_scale), num_mcmc_steps, num_integration_steps)
     x0 = target_samples.reshape(num_runs, num_particles, -1)
     outputs = _backward(rng_key, betas, gaussian, x0, logdensity_fn, functions, config)
-    return _summarize(*outputs, -1.0)
+    return _problems(_summarize(*outputs, -1.0), None)
 
 
 @partial(jax.jit, static_argnums=(4, 5, 6))
@@ -672,6 +776,11 @@ class LogLikelihood(NamedTuple):
     data_standard_error: jax.Array
     log_normalizer: AISResult
 
+    @property
+    def ok(self) -> bool:
+        r"""Whether :math:`\log Z`'s AIS found no problem (``log_normalizer.ok``)."""
+        return self.log_normalizer.ok
+
 
 def log_likelihood(
     rng_key: jax.Array,
@@ -689,7 +798,8 @@ def log_likelihood(
     multiplied by ``inflation`` so its tails cover the model's). ``options`` go to
     :func:`ais`. The AIS bias (:math:`\mathbb{E}\log\hat Z \le \log Z`) makes the reported
     log-likelihood optimistic by the same amount; check it with :func:`reverse_ais` from
-    draws of the model.
+    draws of the model. An improper energy (one that falls without bound) has no
+    log-likelihood: AIS's checks report it (``ok`` False and a ``RuntimeWarning``).
     """
     if not callable(energy):
         raise TypeError(f"energy must be callable, got {energy!r}")

@@ -39,6 +39,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.core import Tracer
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
 
@@ -69,7 +70,11 @@ def _check_enumeration(shape, values, chunk_size) -> tuple[tuple[int, ...], tupl
             f"shape={shape} has 2^{num_sites} states, more than the 2^20 = {MAX_STATES} that "
             "exact enumeration accepts"
         )
-    if len(values) != 2 or not np.all(np.isfinite(values)) or values[0] == values[1]:
+    try:
+        numbers = np.asarray(values, np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"values must be two numbers, got {values!r}") from None
+    if numbers.shape != (2,) or not np.all(np.isfinite(numbers)) or numbers[0] == numbers[1]:
         raise ValueError(f"values must be two distinct finite numbers, got {values!r}")
     chunk_size = min(check_int("chunk_size", chunk_size), 2**num_sites)
     return shape, (float(values[0]), float(values[1])), chunk_size
@@ -118,17 +123,47 @@ def log_partition(
 
     Raises
     ------
+    TypeError
+        If ``values`` are not numbers, or ``logdensity_fn`` does not return a scalar.
     ValueError
-        If ``shape`` has more than 20 sites, or ``values`` are not two distinct numbers.
+        If ``shape`` has more than 20 sites, or ``values`` are not two distinct numbers; after
+        the enumeration (where it is not traced), if ``logdensity_fn`` is NaN or
+        :math:`+\\infty` at some state, or :math:`-\\infty` at every state.
     """
     shape, values, chunk_size = _check_enumeration(shape, values, chunk_size)
+    out = jax.eval_shape(logdensity_fn, jax.ShapeDtypeStruct(shape, jnp.result_type(float)))
+    if getattr(out, "shape", None) != ():
+        raise TypeError(
+            "logdensity_fn must return a scalar for one configuration of shape "
+            f"{shape}, got {out}; batch with jax.vmap instead of inside the function"
+        )
 
     def chunk_logsumexp(chunk):
         logdensity, _ = _chunk_logdensities(logdensity_fn, shape, values, chunk_size, chunk)
-        return jax.nn.logsumexp(logdensity)
+        undefined = jnp.stack([jnp.isnan(logdensity).sum(), (logdensity == jnp.inf).sum()])
+        return jax.nn.logsumexp(logdensity), undefined
 
-    per_chunk = jax.lax.map(chunk_logsumexp, jnp.arange(_num_chunks(shape, chunk_size)))
-    return jax.nn.logsumexp(per_chunk)
+    per_chunk, undefined = jax.lax.map(chunk_logsumexp, jnp.arange(_num_chunks(shape, chunk_size)))
+    log_z = jax.nn.logsumexp(per_chunk)
+    if not isinstance(log_z, Tracer):
+        _check_log_partition(log_z, undefined.sum(0), 2 ** math.prod(shape))
+    return log_z
+
+
+def _check_log_partition(log_z, undefined, num_states: int) -> None:
+    r"""Refuse a :math:`\log Z` that is NaN or infinite, naming the states at fault."""
+    nan, infinite = (int(count) for count in undefined)
+    if nan or infinite:
+        where = [f"NaN at {nan}"] * bool(nan) + [f"+inf at {infinite}"] * bool(infinite)
+        raise ValueError(
+            f"logdensity_fn is {' and '.join(where)} of the {num_states} states: log Z is "
+            "undefined; check the log density there"
+        )
+    if float(log_z) == -math.inf:
+        raise ValueError(
+            f"logdensity_fn is -inf (zero density) at every one of the {num_states} states: "
+            "log Z is -inf"
+        )
 
 
 def expectation(

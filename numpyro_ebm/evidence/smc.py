@@ -63,6 +63,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm.evidence import _checks
 from numpyro_ebm.evidence.ais import (
     Gaussian,
     _laplace_fit,
@@ -82,12 +83,6 @@ __all__ = [
     "tempered_smc",
 ]
 
-#: the reference scale of the check runs, relative to the others
-SCALE_CHECK_FACTOR = 2.0
-#: runs' halves whose log Z differ by more than this many standard errors are inconsistent
-SCALE_CHECK_Z = 5.0
-#: ... or whose final particles' spread (standard deviation) differs by more than this factor
-SCALE_CHECK_SPREAD = 1.5
 #: the default reference's starts: each coordinate of ``position`` displaced by N(0, r^2), r
 #: geometrically spaced over this range (the first start is ``position`` itself)
 START_RADII = (0.3, 10.0)
@@ -226,7 +221,8 @@ class SMCOptions(NamedTuple):
         times wider. Every run still estimates :math:`Z` without bias, so all are combined;
         the halves disagreeing (log Z by more than ``SCALE_CHECK_Z`` standard errors, or the
         final particles' standard deviation by more than a factor ``SCALE_CHECK_SPREAD`` in
-        some coordinate) flags an improper target or a reference that misses part of it.
+        some coordinate) flags an improper target or a reference that misses part of it (the
+        check of :mod:`numpyro_ebm.evidence._checks`, which AIS runs too).
     """
 
     reference: Any = None
@@ -622,23 +618,14 @@ def _runs(keys, scale_factors, reference, logdensity_fn, functions, structure, s
 
 def _scale_problem(log_z, particles, num_runs) -> str | None:
     """Why the runs with a wider reference (the second half) disagree with the others, or
-    ``None`` when they agree."""
-    half = (num_runs + 1) // 2
-    z_narrow, se_narrow = log_mean_exp(log_z[:half])
-    z_wide, se_wide = log_mean_exp(log_z[half:])
-    spread = jnp.sqrt(jnp.nan_to_num(se_narrow) ** 2 + jnp.nan_to_num(se_wide) ** 2)
-    sd_ratio = jnp.sqrt(
-        jnp.var(particles[half:], axis=(0, 1)) / jnp.var(particles[:half], axis=(0, 1))
-    )
-    worst = float(jnp.max(jnp.abs(jnp.log(sd_ratio))))
-    same_z = bool(jnp.abs(z_wide - z_narrow) <= SCALE_CHECK_Z * spread + 1e-3)
-    if same_z and worst <= math.log(SCALE_CHECK_SPREAD):
-        return None
-    return (
-        f"the runs depend on the reference's scale (log Z {float(z_narrow):.4g} and "
-        f"particles' spread x1 at scale x1; log Z {float(z_wide):.4g} and spread "
-        f"x{math.exp(worst):.3g} at x{SCALE_CHECK_FACTOR}): the target looks "
-        "improper, or the narrower reference misses part of it"
+    ``None`` when they agree (:func:`numpyro_ebm.evidence._checks.scale_problem`)."""
+    narrow, wide = _checks.halves(num_runs)
+    return _checks.scale_problem(
+        log_mean_exp(log_z[narrow]),
+        log_mean_exp(log_z[wide]),
+        jnp.std(particles[narrow], axis=(0, 1)),
+        jnp.std(particles[wide], axis=(0, 1)),
+        reference="reference",
     )
 
 
@@ -702,15 +689,14 @@ def tempered_smc(
     if position is not None:
         flat, unravel = ravel_pytree(position)
         check_finite_array("position", flat)
+        _checks.check_defined(logdensity_fn(position), "position")
         structure = _structure(position)
     reference, functions, problem = _reference(
         jax.random.fold_in(rng_key, 1), options.reference, logdensity_fn, position, options
     )
     problems = [] if problem is None else [problem]
     check_runs = options.scale_check and reference is not None and num_runs >= 4
-    factors = jnp.where(
-        check_runs & (jnp.arange(num_runs) >= (num_runs + 1) // 2), SCALE_CHECK_FACTOR, 1.0
-    )
+    factors = _checks.run_scales(num_runs, check_runs)
     static = _Static(
         num_particles,
         options.mutation,

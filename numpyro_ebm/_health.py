@@ -1,0 +1,373 @@
+r"""Health checks of Markov chains: ill-posed targets and frozen or exploding chains, in words.
+
+:func:`numpyro_ebm.sample` runs them on the draws of a continuous target (an energy or a
+model) when its chains have finished; the NumPyro kernels of :mod:`numpyro_ebm.infer` keep the
+same counts (:class:`Tally`) in their state as they go and warn once a check fails;
+:func:`~numpyro_ebm.mixing_report` repeats what a run recorded. Each check, its threshold and
+why:
+
+**Draws that run off** (``"improper"``). A chain that samples a proper target is stationary,
+and a reversible one (Metropolis-Hastings: MALA, HMC, NUTS) is time-reversible: read
+backwards, its sequence of potential energies has the same law, so a change of the energy
+between draws is as likely a rise as a fall, and so is a change of the draws' norm
+:math:`\|x\|`. On a target whose energy falls without bound as :math:`\|x\|` grows
+(:math:`E = -\|x\|^4`), almost every move lowers the energy and raises the norm. The moves of
+all chains are pooled; the run is flagged when both one-sided sign tests reject the balance at
+level :data:`DRIFT_LEVEL` (the exact binomial tail :math:`P(\mathrm{Bin}(M, 1/2) \ge D)` of
+:math:`D` moves one way out of :math:`M`, so at least 20 moves are needed) *and* at least a
+share :data:`DRIFT_SHARE` of the moves goes that way: the test guards against chance, the share
+against the mild asymmetry of schemes that are not reversible move by move (the swaps of
+parallel tempering raise the target replica's energy, its own moves lower it). Chains that had
+not reached their target when sampling began (no warm-up, a start far from the mass) drift the
+same way for a while; the message names that cause too.
+
+**Frozen chains** (``"frozen"``). A chain whose draws changed in fewer than a share
+:data:`FROZEN_FRACTION` of its transitions, and in so few that a chain moving in even a quarter
+of them (:data:`MOVING_SHARE`; a tuned chain moves in 57-80 %) would make so few moves with a
+chance below :data:`FROZEN_LEVEL` (the binomial tail: no move in 49 transitions, at most 4 in
+100, 9 in 200): its draws repeat a few points, its acceptance is near 0 (or its moves are too
+small to change a float32 position). The message gives the acceptance, the step size
+(collapsed when the tuning shrank it more than :data:`STEP_RANGE`-fold) and the size of the
+energy at the draws: float32 resolves an energy of size :math:`|E|` only to
+:math:`2^{-23} |E|`, so beyond :math:`|E| \approx 10^7` the differences of order one that
+Metropolis acceptance weighs are rounded away (an energy of :math:`10^{30}`).
+
+**A step size that exploded** (``"flat"``). Dual averaging (Hoffman & Gelman 2014) raises the
+step while the acceptance exceeds its target and lowers it while below, so on a proper target
+it settles where some moves are rejected. Grown more than :data:`STEP_RANGE`-fold over its
+initial value with an acceptance still at least :data:`FLAT_ACCEPTANCE`, it found no scale at
+which a move is rejected: the density is flat over all the space explored, an improper target
+(a constant energy, an ``ImproperUniform`` prior). :math:`10^8` is :math:`10^4` in length for a
+Langevin step (a noise variance): further than an initial guess is off for any proper target
+whose scale float32 represents next to the starting points.
+
+**An energy that is NaN or infinite near the draws** (``"nonfinite"``, energy targets). A
+Metropolis-Hastings sampler rejects every proposal where the density is not finite (BlackJAX
+maps it to acceptance 0), truncating the target there without a sign in its statistics.
+:func:`probe_program` evaluates the energy at :data:`PROBE_POINTS` points near the draws
+(draws picked at random, each moved by their standard deviation per coordinate): a
+region holding a share :math:`q` of that neighbourhood is missed with probability
+:math:`(1 - q)^{1024}` (0.6 % for :math:`q` = 0.5 %).
+
+Hoffman, M. D. and Gelman, A. (2014). The No-U-Turn sampler. JMLR 15, 1593-1623.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.special
+
+__all__ = [
+    "DRIFT_LEVEL",
+    "DRIFT_SHARE",
+    "FLAT_ACCEPTANCE",
+    "FROZEN_FRACTION",
+    "FROZEN_LEVEL",
+    "MOVING_SHARE",
+    "PROBE_POINTS",
+    "STEP_RANGE",
+    "Finding",
+    "Tally",
+    "chain_findings",
+    "counts",
+    "findings",
+    "flags",
+    "initial_step_size",
+    "nonfinite_finding",
+    "probe_points",
+    "probe_program",
+]
+
+#: the share of transitions that move a chain, below which it may count as frozen
+FROZEN_FRACTION = 0.05
+#: the least share of moves of a chain that is not frozen, however badly tuned
+MOVING_SHARE = 0.25
+#: the largest chance that such a chain makes as few moves as a frozen one
+FROZEN_LEVEL = 1e-6
+#: the factor, either way, by which tuning moved the step size beyond any proper target's need
+STEP_RANGE = 1e8
+#: the acceptance that a step grown by STEP_RANGE still has on a flat target
+FLAT_ACCEPTANCE = 0.99
+#: level of the one-sided sign tests of the drift check
+DRIFT_LEVEL = 1e-6
+#: least share of the moves going one way for the drift check
+DRIFT_SHARE = 0.8
+#: points of the non-finite energy probe
+PROBE_POINTS = 1024
+#: float32's relative resolution (its machine epsilon, 2^-23)
+FLOAT32_RESOLUTION = float(np.finfo(np.float32).eps)
+
+
+class Tally(NamedTuple):
+    """Counts of the transitions of each chain (arrays, the chain axis first, or scalars for
+    one chain), the sufficient statistics of the checks: transitions judged, those whose draw
+    changed, the sum and number of finite acceptance rates, and how often the potential
+    energy fell or rose and the draws' norm rose or fell from one draw to the next."""
+
+    transitions: Any
+    moves: Any
+    acceptance_sum: Any
+    acceptance_count: Any
+    energy_falls: Any
+    energy_rises: Any
+    norm_rises: Any
+    norm_falls: Any
+
+
+class Finding(NamedTuple):
+    """One failed check: its ``flag`` (``"improper"``, ``"frozen"``, ``"flat"``,
+    ``"nonfinite"``), the ``message`` that is warned, and a short ``reason`` for tables."""
+
+    flag: str
+    message: str
+    reason: str
+
+
+def counts(changed, energy_change, norm_change, acceptance, axis=None, xp=np) -> Tally:
+    """The :class:`Tally` of transitions given by their draw having ``changed``, their change
+    of potential energy and of norm (NaN: not known) and their acceptance rate (NaN: none),
+    summed over ``axis`` (``xp``: ``numpy`` on the host, ``jax.numpy`` in a kernel)."""
+    measured = xp.isfinite(acceptance)
+
+    def count(condition):
+        return xp.sum(condition, axis=axis, dtype=np.int32)
+
+    return Tally(
+        transitions=count(xp.ones_like(changed, bool)),
+        moves=count(changed),
+        acceptance_sum=xp.sum(xp.where(measured, acceptance, 0.0), axis=axis),
+        acceptance_count=count(measured),
+        energy_falls=count(energy_change < 0),
+        energy_rises=count(energy_change > 0),
+        norm_rises=count(norm_change > 0),
+        norm_falls=count(norm_change < 0),
+    )
+
+
+def _mean_acceptance(tally: Tally, xp):
+    return tally.acceptance_sum / xp.maximum(tally.acceptance_count, 1)
+
+
+def _binomial_cdf(k, n, p, xp):
+    r""":math:`P(\mathrm{Bin}(n, p) \le k) = I_{1-p}(n - k, k + 1)` (the regularized incomplete
+    beta function), 1 for :math:`k \ge n`."""
+    betainc = jax.scipy.special.betainc if xp is jnp else scipy.special.betainc
+    k, n = xp.asarray(k, np.float32), xp.asarray(n, np.float32)
+    return xp.where(k >= n, 1.0, betainc(xp.maximum(n - k, 1.0), k + 1.0, 1.0 - p))
+
+
+def _one_way(way, back, xp):
+    r"""Whether ``way`` moves out of ``way + back`` reject the balance of a reversible chain: at
+    least :data:`DRIFT_SHARE` of them, and :math:`P(\mathrm{Bin}(M, 1/2) \ge D) \le`
+    :data:`DRIFT_LEVEL`."""
+    moves = way + back
+    tail = _binomial_cdf(back, moves, 0.5, xp)  # P(Bin(M, 1/2) >= D), by symmetry
+    return (way > 0) & (way >= DRIFT_SHARE * moves) & (tail <= DRIFT_LEVEL)
+
+
+def flags(tally: Tally, step_ratio, xp=np) -> dict:
+    """The checks' verdicts: ``"frozen"`` and ``"flat"`` per chain, ``"improper"`` for the
+    moves of all chains pooled. ``step_ratio``: each chain's step size over its initial value
+    (NaN when unknown)."""
+    acceptance = _mean_acceptance(tally, xp)
+    measured = tally.acceptance_count > 0
+    rare = _binomial_cdf(tally.moves, tally.transitions, MOVING_SHARE, xp) <= FROZEN_LEVEL
+    pooled = Tally(*(xp.sum(count) for count in tally))
+    return {
+        "frozen": (tally.moves < FROZEN_FRACTION * tally.transitions) & rare,
+        "flat": (step_ratio > STEP_RANGE) & measured & (acceptance >= FLAT_ACCEPTANCE),
+        "improper": _one_way(pooled.energy_falls, pooled.energy_rises, xp)
+        & _one_way(pooled.norm_rises, pooled.norm_falls, xp),
+    }
+
+
+def findings(
+    tally: Tally, step_size, initial: float, energy_scale, only=("frozen", "flat", "improper")
+) -> list[Finding]:
+    """The failed checks of a :class:`Tally` in words, of those named in ``only``.
+
+    ``step_size`` and ``energy_scale`` (the size of the potential energy at the draws) are per
+    chain; ``initial`` is the step size the tuning started from (NaN when unknown)."""
+    tally = Tally(*(np.atleast_1d(np.asarray(count)) for count in tally))
+    shape = tally.transitions.shape
+    step_size = np.broadcast_to(np.asarray(step_size, np.float64), shape)
+    energy_scale = np.broadcast_to(np.asarray(energy_scale, np.float64), shape)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = step_size / initial
+    verdict = flags(tally, ratio)
+    words = {
+        "frozen": lambda chains: _frozen(tally, chains, step_size, initial, energy_scale),
+        "flat": lambda chains: _flat(tally, chains, step_size, initial),
+        "improper": lambda chains: _improper(tally),
+    }
+    found = []
+    for flag in only:
+        chains = np.flatnonzero(np.broadcast_to(verdict[flag], shape))
+        if chains.size:
+            found.append(words[flag](chains))
+    return found
+
+
+def _chains(chains, total: int) -> str:
+    listed = ", ".join(str(c) for c in chains[:8]) + (", ..." if len(chains) > 8 else "")
+    return f"{len(chains)} of {total} chain(s) ({listed})"
+
+
+def _frozen(tally, chains, step_size, initial, energy_scale) -> Finding:
+    moves, transitions = tally.moves[chains], tally.transitions[chains]
+    why = f"the draws changed in at most {moves.max()} of {transitions.min()} transitions"
+    if (tally.acceptance_count[chains] > 0).all():
+        why += f", mean acceptance at most {_mean_acceptance(tally, np)[chains].max():.2g}"
+    step = np.min(step_size[chains])
+    if step < initial / STEP_RANGE:
+        why += (
+            f"; the step size collapsed to {step:.2g} ({step / initial:.2g} times its initial "
+            f"{initial:.2g})"
+        )
+    elif np.isfinite(step):
+        why += f"; step size {step:.2g}"
+    falls, rises = tally.energy_falls[chains].sum(), tally.energy_rises[chains].sum()
+    if falls >= 2 and rises == 0 and tally.norm_falls[chains].sum() == 0:
+        why += (
+            f"; each of its {falls} moves lowered the energy and raised the norm: the target "
+            "may be improper (an energy unbounded below)"
+        )
+    scale = np.nanmax(energy_scale[chains]) if np.isfinite(energy_scale[chains]).any() else 0.0
+    if scale * FLOAT32_RESOLUTION > 1:
+        why += (
+            f"; the energy is about {scale:.2g} at the draws, where float32 resolves only "
+            f"differences above {scale * FLOAT32_RESOLUTION:.2g}: rescale or shift the energy"
+        )
+    return Finding(
+        "frozen",
+        f"{_chains(chains, tally.transitions.size)} are frozen, acceptance near 0 ({why}): "
+        "their draws repeat a few points, do not use them. A chain freezes where its steps "
+        "overshoot or cannot move it: an energy too steep or too large there for the step "
+        "size, as far out on an energy that falls without bound (a possibly improper target); "
+        "warm up longer, lower the step size, or check the energy",
+        "chains frozen (acceptance near 0)",
+    )
+
+
+def _flat(tally, chains, step_size, initial) -> Finding:
+    step = np.max(step_size[chains])
+    acceptance = _mean_acceptance(tally, np)[chains].min()
+    return Finding(
+        "flat",
+        f"the step size exploded to {step:.2g} ({step / initial:.2g} times its initial "
+        f"{initial:.2g}) in {_chains(chains, tally.transitions.size)} while every move was "
+        f"accepted (acceptance {acceptance:.2f}): the density is flat over all the space "
+        "explored, so the target looks improper (a constant energy, an improper prior such "
+        "as ImproperUniform); the draws mean nothing",
+        "step size exploded: the target looks flat (improper)",
+    )
+
+
+def _improper(tally) -> Finding:
+    pooled = Tally(*(int(np.sum(count)) for count in tally))
+    energy_moves = pooled.energy_falls + pooled.energy_rises
+    norm_moves = pooled.norm_rises + pooled.norm_falls
+    return Finding(
+        "improper",
+        f"the draws run off: the energy fell in {pooled.energy_falls} of {energy_moves} moves "
+        f"and the norm of the draws grew in {pooled.norm_rises} of {norm_moves} (a chain at "
+        "its target rises as often as it falls): the target looks improper (an energy "
+        "unbounded below, falling without end as |x| grows), or the chains had not reached "
+        "it when sampling began (warm up longer)",
+        "draws run off: the target looks improper",
+    )
+
+
+def nonfinite_finding(count: int, total: int) -> Finding:
+    """The finding of :func:`probe_program`'s count of non-finite energies."""
+    return Finding(
+        "nonfinite",
+        f"the energy is NaN or infinite on part of the space: at {count} of {total} points "
+        "near the draws (draws moved by their own spread); the sampler rejects every "
+        "proposal there, so the target is truncated there (make the energy finite, or give "
+        "the region its intended value)",
+        "energy NaN or infinite near the draws",
+    )
+
+
+def initial_step_size(sampler) -> float:
+    """The step size a sampler's tuning starts from (``initial_step_size`` or ``step_size``,
+    an inner sampler's for replica exchange); NaN where it has none."""
+    options = sampler.options
+    for name in ("initial_step_size", "step_size"):
+        if options.get(name) is not None:
+            return float(options[name])
+    inner = options.get("inner")
+    return math.nan if inner is None else initial_step_size(inner)
+
+
+def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
+    """The failed checks of a finished run: ``draws`` and ``stats`` hold arrays of shape
+    (chain, draw, ...) (``potential_energy``, ``acceptance_rate``, ``step_size`` where kept;
+    of one value per replica, the first, the target's, is read). Chains that reached a
+    non-finite position (``nonfinite``) are reported as such and left out. Memory: one
+    chain's draws in float64 at a time."""
+    kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))
+    num_draws = np.shape(stats["nonfinite"])[1]
+    if kept.size == 0 or num_draws < 2:
+        return []
+    leaves = [np.asarray(x) for x in draws.values()]
+
+    def changed(c):
+        return np.any(
+            [(x[c, 1:] != x[c, :-1]).reshape(num_draws - 1, -1).any(1) for x in leaves], 0
+        )
+
+    def norms(c):  # in float64: the draws of a flat target reach 1e20, whose square float32 lacks
+        squares = (np.square(x[c].reshape(num_draws, -1), dtype=np.float64).sum(1) for x in leaves)
+        return np.sqrt(sum(squares))
+
+    def per_draw(name):
+        if name not in stats:
+            return np.full((kept.size, num_draws), np.nan)
+        values = np.asarray(stats[name], np.float64)[kept]
+        return values.reshape(kept.size, num_draws, -1)[..., 0]
+
+    energy = per_draw("potential_energy")
+    tally = counts(
+        np.stack([changed(c) for c in kept]),
+        np.diff(energy, axis=1),
+        np.diff(np.stack([norms(c) for c in kept]), axis=1),
+        per_draw("acceptance_rate")[:, 1:],
+        axis=1,
+    )
+    with np.errstate(all="ignore"):
+        scale = np.nanmedian(np.abs(energy), axis=1) if np.isfinite(energy).any() else np.nan
+    return findings(tally, per_draw("step_size")[:, -1], initial, scale)
+
+
+def probe_points(draws, chains: np.ndarray, key: jax.Array):
+    """:data:`PROBE_POINTS` draws picked at random (with replacement) from ``chains`` of
+    ``draws``, a pytree of host arrays of shape (chain, draw, ...)."""
+    num_draws = jax.tree.leaves(draws)[0].shape[1]
+    pick = np.asarray(jax.random.randint(key, (PROBE_POINTS,), 0, len(chains) * num_draws))
+    return jax.tree.map(lambda x: np.asarray(x)[chains[pick // num_draws], pick % num_draws], draws)
+
+
+def probe_program(logdensity_fn):
+    """A compiled ``probe(key, points) -> count``: how many of ``points`` (:func:`probe_points`,
+    a pytree with a leading axis of points), each moved by a normal step with the points' own
+    standard deviation per coordinate, have a log density that is not finite."""
+
+    @jax.jit
+    def probe(key, points):
+        leaves, treedef = jax.tree.flatten(points)
+        keys = jax.random.split(key, len(leaves))
+        moved = [
+            leaf + jnp.std(leaf, axis=0) * jax.random.normal(k, leaf.shape, leaf.dtype)
+            for leaf, k in zip(leaves, keys, strict=True)
+        ]
+        values = jax.vmap(logdensity_fn)(jax.tree.unflatten(treedef, moved))
+        return jnp.sum(~jnp.isfinite(values))
+
+    return probe
