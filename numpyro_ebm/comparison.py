@@ -14,9 +14,11 @@ positions), chains, draws and warm-up. The table reports cost and quality side b
 * ``divergences``, ``nonfinite_chains`` and ``min_bfmi`` (the smallest E-BFMI of a chain,
   Betancourt 2016, when the run records the Hamiltonian ``sample_stats.energy``);
 * ``mixed`` and ``reason``: whether the chains mixed (max R-hat <= ``rhat_threshold``, no
-  divergence, no non-finite chain, E-BFMI >= 0.3, a passed bias check, and the caller's own
-  ``mixing_rule``), and why not, or why a figure is missing. **Only mixed samplers are
-  ranked**: they come first, by ``ess_per_s``; the others follow in the order given;
+  divergence, no non-finite chain, E-BFMI >= 0.3, no failed health check of
+  :func:`~numpyro_ebm.sample` (frozen chains, an exploded step size, draws running off an
+  improper energy), a passed bias check, and the caller's own ``mixing_rule``), and why
+  not, or why a figure is missing. **Only mixed samplers are ranked**: they come first, by
+  ``ess_per_s``; the others follow in the order given;
 * with a ``reference`` (an exact, long run on the *same* energy): ``mean_error``,
   ``sd_error`` (the largest absolute errors of the means and standard deviations over
   coordinates, in reference standard deviations: the standardized errors of posteriordb),
@@ -311,6 +313,7 @@ def _mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule
         reasons.append(f"{row['nonfinite_chains']} non-finite chain(s)")
     if row["min_bfmi"] < MIN_BFMI:
         reasons.append(f"E-BFMI {_past(row['min_bfmi'], MIN_BFMI)} < {MIN_BFMI}")
+    reasons += list(report.health)  # frozen chains, an exploded step, an improper target
     if rule is not None and (own := rule(report)):
         reasons.append(str(own))
     return reasons

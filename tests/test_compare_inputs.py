@@ -6,6 +6,8 @@ an unreachable R-hat threshold, a bias check that applies to no sampler, a save 
 thresholds printed as if equal, and the attribution's wording.
 """
 
+from types import SimpleNamespace
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -134,7 +136,8 @@ def test_save_under_a_file_is_refused_naming_the_path(tmp_path):
 def test_a_value_past_its_threshold_is_printed_with_the_digits_that_show_it(value, threshold, text):
     assert comparison._past(value, threshold) == text
     row = {"max_rhat": value, "divergences": 0, "nonfinite_chains": 0, "min_bfmi": np.nan}
-    reasons = comparison._mixing_reasons(row, None, threshold, None)
+    healthy = SimpleNamespace(health=())  # a report whose health checks all passed
+    reasons = comparison._mixing_reasons(row, healthy, threshold, None)
     assert reasons == [f"R-hat {text} > {threshold}"]
 
 
