@@ -970,13 +970,10 @@ def load_rbm(directory: str | os.PathLike):
         raise ValueError(f"{spec_path}: {error}") from None
     params_path = directory / _PARAMS_FILE
     params = params_cls(**_read_arrays(params_path, params_cls._fields))
-    expected = jax.eval_shape(functools.partial(model.init, scale=0.01), jax.random.key(0))
-    for name, got, want in zip(params_cls._fields, params, expected, strict=True):
-        if got.shape != want.shape:
-            raise ValueError(
-                f"parameter {name} in {os.fspath(params_path)!r} has shape {got.shape}, but "
-                f"{spec['kind']}({spec['n_visible']}, {spec['n_hidden']}) needs {want.shape}"
-            )
+    try:
+        _check_params(model, params, name="params")
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(params_path)!r}: {error}") from None
     return model, params
 
 
