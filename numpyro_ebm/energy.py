@@ -107,6 +107,11 @@ def evaluate_energy(energy: Callable, x, *args, name: str = "energy") -> jax.Arr
         If the energy returns NaN or an infinity at a concrete ``x``.
     """
     value = energy(x, *args)
+    if not isinstance(value, jax.Array | np.ndarray | np.generic | int | float | Tracer):
+        raise TypeError(
+            f"{name} must return one real number (a scalar array) for one configuration, got "
+            f"a {type(value).__name__}"
+        )
     dtype = getattr(value, "dtype", None)
     dtype = np.result_type(value) if dtype is None else dtype
     if not (jnp.issubdtype(dtype, jnp.floating) or jnp.issubdtype(dtype, jnp.integer)):

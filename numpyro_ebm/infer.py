@@ -38,10 +38,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 from numpyro.infer.mcmc import MCMCKernel
-from numpyro.infer.util import initialize_model
 
 from numpyro_ebm import _health, samplers
 from numpyro_ebm._precision import full_precision
+from numpyro_ebm.model import logdensity_from_model
 from numpyro_ebm.samplers import Sampler
 from numpyro_ebm.samplers.base import DENSITY_KINDS
 from numpyro_ebm.targets import Target
@@ -70,6 +70,37 @@ class SamplerKernelState(NamedTuple):
 
 #: the checks of :mod:`numpyro_ebm._health` that the kernels run as they go
 HEALTH_CHECKS = ("frozen", "flat", "improper")
+
+
+def _check_structure(init_params, expected) -> None:
+    """``init_params`` for a model must hold its latent sites, in their shapes."""
+    if init_params is None:
+        return
+    got = jax.tree.map(jnp.shape, init_params)
+    want = jax.tree.map(jnp.shape, expected)
+    if jax.tree.structure(got) != jax.tree.structure(want) or got != want:
+        raise ValueError(
+            f"init_params must hold the model's latent sites (unconstrained) with shapes {want}, "
+            f"got {got}"
+        )
+
+
+def _check_scalar_potential(potential_fn, position, gradient_based: bool) -> None:
+    """The potential of one position must be a real scalar (traced only: nothing runs), and
+    the position floating point for a gradient-based sampler."""
+    leaves = jax.tree.leaves(position)
+    integer = [not jnp.issubdtype(jnp.result_type(leaf), jnp.inexact) for leaf in leaves]
+    if gradient_based and any(integer):
+        raise TypeError(
+            "init_params must be floating point (the potential is differentiated there), got "
+            f"dtypes {[str(jnp.result_type(leaf)) for leaf in leaves]}"
+        )
+    out = jax.eval_shape(potential_fn, position)
+    if not (hasattr(out, "shape") and out.shape == ()):
+        raise TypeError(
+            "potential_fn must return one real number for one position, got "
+            f"{jax.tree.map(lambda x: x.shape, out)}"
+        )
 
 
 class SamplerKernel(MCMCKernel):
@@ -111,14 +142,17 @@ class SamplerKernel(MCMCKernel):
 
     def _target(self, rng_key, init_params, model_args, model_kwargs) -> Target:
         if self.model is not None:
-            info = initialize_model(
-                rng_key, self.model, model_args=model_args, model_kwargs=model_kwargs
+            # our reading of the model: a discrete latent site, a subsampled plate or a log
+            # density finite nowhere is refused in our words, as by sample()
+            density = logdensity_from_model(
+                self.model, *model_args, key=rng_key, **dict(model_kwargs or {})
             )
-            self._postprocess = info.postprocess_fn
-            position = info.param_info.z if init_params is None else init_params
-            potential, kind, fn = info.potential_fn, "model", self.model
+            self._postprocess = density.postprocess_fn
+            position = density.initial_position if init_params is None else init_params
+            _check_structure(init_params, density.initial_position)
+            potential, kind, fn = (lambda z: -density.logdensity_fn(z)), "model", self.model
             extra = {
-                "postprocess_fn": info.postprocess_fn,
+                "postprocess_fn": density.postprocess_fn,
                 "model_args": tuple(model_args),
                 "model_kwargs": dict(model_kwargs or {}),
             }
@@ -126,6 +160,7 @@ class SamplerKernel(MCMCKernel):
             if init_params is None:
                 raise ValueError("with potential_fn, pass init_params to mcmc.run")
             position, potential, kind, fn = init_params, self.potential_fn, "energy", None
+            _check_scalar_potential(potential, position, "discrete" not in self.sampler.accepts)
             extra = {}
         target = Target(
             full_precision(lambda z: -potential(z)), _one_chain(position), kind, fn, **extra
@@ -233,7 +268,7 @@ class MALA(SamplerKernel):
     tuned in warm-up)."""
 
     def __init__(self, model=None, potential_fn=None, **options):
-        super().__init__(samplers.mala(**options), model, potential_fn)
+        super().__init__(samplers.get_sampler("mala", **options), model, potential_fn)
 
 
 class ParallelTempering(SamplerKernel):
@@ -241,7 +276,7 @@ class ParallelTempering(SamplerKernel):
     as a NumPyro kernel."""
 
     def __init__(self, model=None, potential_fn=None, **options):
-        super().__init__(samplers.parallel_tempering(**options), model, potential_fn)
+        super().__init__(samplers.get_sampler("parallel_tempering", **options), model, potential_fn)
 
 
 class AnnealedLangevin(SamplerKernel):
@@ -251,7 +286,9 @@ class AnnealedLangevin(SamplerKernel):
     ``init_params``."""
 
     def __init__(self, energy_fn: Callable, **options):
-        super().__init__(samplers.annealed_langevin(**options), potential_fn=energy_fn)
+        super().__init__(
+            samplers.get_sampler("annealed_langevin", **options), potential_fn=energy_fn
+        )
         self._energy_fn = energy_fn
 
     def _target(self, rng_key, init_params, model_args, model_kwargs) -> Target:

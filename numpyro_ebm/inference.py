@@ -11,7 +11,9 @@ cache). A target's content is what its energy or model computes, traced afresh o
 
 from __future__ import annotations
 
+import inspect
 import math
+import os
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -490,6 +492,7 @@ def _run_chains(
         keep += ("unconstrained",)  # until= watches the sampler's own coordinates
     stat_names = _stat_names(sampler, target, keep_stats)
     programs = _programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names)
+    _check_kept_fits(programs.out_shapes, num_chains, num_samples)
     positions = target.initial_position
     if mesh is not None:
         positions = _sharding.place(positions, _sharding.sharded(mesh, "chains"))
@@ -544,6 +547,44 @@ def _run_chains(
     kept = jax.tree.map(lambda x: x[:, :done], kept)
     record = _state_dataset(state, parameters, sample_key, first + done, sampler, target)
     return kept["kept"], kept["stats"], attrs, record
+
+
+def _check_kept_fits(out_shapes, num_chains: int, num_samples: int) -> None:
+    """Refuse, before the warm-up, a run whose kept draws and statistics (host arrays of
+    shape (chain, draw, ...), allocated once) exceed this machine's physical memory."""
+    per_draw = sum(
+        num_chains * math.prod(s.shape[2:]) * s.dtype.itemsize for s in jax.tree.leaves(out_shapes)
+    )
+    needed = per_draw * num_samples
+    try:
+        available = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not a POSIX system: nothing to compare
+        return
+    if needed > available:
+        raise MemoryError(
+            f"num_samples={num_samples} x num_chains={num_chains} would keep {needed / 2**30:.3g} "
+            f"GiB of draws and statistics, more than this machine's {available / 2**30:.3g} GiB; "
+            "draw fewer (thinning=, or fewer statistics with keep_stats=)"
+        )
+
+
+def _check_model_call(target, model_args, model_kwargs) -> None:
+    """A callable given without ``event_shape``/``init_position`` is read as a NumPyro model;
+    refuse, in words, one that needs arguments it was not given (an energy ``E(x)`` whose
+    ``event_shape`` was forgotten), rather than let NumPyro call it and fail."""
+    try:
+        signature = inspect.signature(target)
+        signature.bind(*(model_args or ()), **(model_kwargs or {}))
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        return
+    except TypeError as error:
+        raise TypeError(
+            f"{getattr(target, '__name__', target)!r} was read as a NumPyro model (neither "
+            f"event_shape nor init_position was given), but it cannot be called with "
+            f"model_args={tuple(model_args or ())} and model_kwargs={model_kwargs or {}}: "
+            f"{error}. For an energy give event_shape= (the shape of one configuration) or "
+            "init_position=; for a model, its arguments in model_args/model_kwargs"
+        ) from None
 
 
 def _target(
@@ -602,6 +643,7 @@ def _target(
             noise_conditional=noise_conditional,
             support=support,
         )
+    _check_model_call(target, model_args, model_kwargs)
     return model_target(
         target,
         *model_args,
