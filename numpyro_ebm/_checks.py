@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import operator
 import os
+import tempfile
 from pathlib import Path
 
 import jax
@@ -87,7 +88,8 @@ def check_output_path(name: str, path: str | os.PathLike, *, folder: bool) -> Pa
     """Return ``path`` as a :class:`~pathlib.Path` if a folder (``folder=True``) or a file can be
     written there; raise ``ValueError`` naming ``name`` and the path otherwise: the path is an
     existing entry of the other kind, lies under a file, or its nearest existing folder is not
-    writable. Creates nothing, so a command can check its outputs before any work."""
+    writable (a temporary file is created there and removed at once), so a command can check its
+    outputs before any work."""
     if not isinstance(path, str | os.PathLike):
         raise TypeError(f"{name} must be a path (str or os.PathLike), got {path!r}")
     if not os.fspath(path).strip():
@@ -100,13 +102,19 @@ def check_output_path(name: str, path: str | os.PathLike, *, folder: bool) -> Pa
             raise ValueError(f"{name} {str(path)!r} is a file, not a folder")
         if not folder and full.is_dir():
             raise ValueError(f"{name} {str(path)!r} is a folder; give a file name")
-        writable = os.access(full, os.W_OK | (os.X_OK if folder else 0))
     elif not existing.is_dir():
         raise ValueError(f"{name} {str(path)!r} lies under {str(existing)!r}, which is a file")
-    else:
-        writable = os.access(existing, os.W_OK | os.X_OK)
-    if not writable:
-        raise ValueError(f"{name} {str(path)!r} cannot be written: {str(existing)!r} is read-only")
+    # a real write, not os.access, which says yes to root wherever a write then fails (a
+    # read-only mount, procfs): a temporary file in the folder that will hold the output
+    folder_there = existing if existing.is_dir() else existing.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder_there):
+            pass
+    except OSError as error:
+        raise ValueError(
+            f"{name} {str(path)!r} cannot be written: a file cannot be created in "
+            f"{str(folder_there)!r} ({error.strerror or error})"
+        ) from None
     return path
 
 
