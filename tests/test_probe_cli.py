@@ -247,12 +247,22 @@ def running(*argv, cache):
             process.wait()
 
 
+def _whole_steps(folder) -> list[int]:
+    """The whole checkpoint steps in ``folder`` (Orbax renames a step's folder into place, a
+    number, once it is whole)."""
+    if not folder.is_dir():
+        return []
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit())
+
+
 def interrupt_after_checkpoint(child: Child, checkpoint) -> str:
-    """Send Ctrl-C once ``checkpoint`` exists (Orbax renames a step's folder into place once it
-    is whole); return stderr after checking exit status 130, and that whole steps from that
-    one on are kept (older ones make way for newer ones) and nothing half-written."""
+    """Send Ctrl-C once a whole step of at least ``checkpoint``'s exists in its folder (not
+    that step alone: on a fast machine the run can write and then drop it, with only the
+    newest kept, between two looks); return stderr after checking exit status 130, and that
+    only whole steps from that one on are kept and nothing half-written."""
+    first = int(checkpoint.name)
     waited = 0.0
-    while not checkpoint.is_dir():
+    while not [step for step in _whole_steps(checkpoint.parent) if step >= first]:
         assert child.process.poll() is None, f"the command ended first: {child.output()}"
         assert waited < HANG_GUARD_S, f"no {checkpoint} after {HANG_GUARD_S} s: a hang?"
         time.sleep(0.2)
@@ -261,7 +271,7 @@ def interrupt_after_checkpoint(child: Child, checkpoint) -> str:
     status, _, stderr = child.finish()
     assert status == 130, stderr
     kept = [p.name for p in checkpoint.parent.iterdir()]
-    assert kept and all(name.isdigit() and int(name) >= int(checkpoint.name) for name in kept)
+    assert kept and all(name.isdigit() and int(name) >= first for name in kept)
     return stderr
 
 
