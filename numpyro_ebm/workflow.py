@@ -362,15 +362,15 @@ def held_out_log_likelihood(
         "num_points": len(held_out),
         "noise": level,
     }
+    energies = np.asarray(jax.vmap(flat_energy)(points), np.float64)  # once, for both below
     if points.shape[1] == 2:
         lower, upper = points.min(0), points.max(0)
         pad = 0.5 * (upper - lower)
         log_z = float(exact.grid_log_partition(flat_energy, lower - pad, upper + pad, 400))
-        mean_energy = float(jnp.mean(jax.vmap(flat_energy)(points)))
-        record.update(log_z_quadrature=log_z, mean_quadrature=-mean_energy - log_z)
+        record.update(log_z_quadrature=log_z, mean_quadrature=-float(energies.mean()) - log_z)
     if truth is not None:
         log_z = record.get("log_z_quadrature", record["log_z"])
-        model = -np.asarray(jax.vmap(flat_energy)(points), np.float64) - log_z
+        model = -energies - log_z
         true = np.asarray(truth(points.reshape((-1, *shape)), level), np.float64)
         paired = model - true
         se = paired.std(ddof=1) / np.sqrt(len(paired))
