@@ -214,13 +214,13 @@ class _Programs(NamedTuple):
 
 def _chunking(per_draw_bytes: int, num_samples: int, progress: bool, until) -> int:
     """Draws per compiled chunk: an ``until`` block, at most 100 with a progress bar (so that
-    it moves), and at most :data:`CHUNK_BYTES` of output; the chunks of a run are of equal
-    length (the last one padded by at most one draw per chunk), so one program serves them."""
+    it moves) and 1000 without (Ctrl-C is answered between two chunks: one chunk for a whole
+    run would hold it until the run's end), and at most :data:`CHUNK_BYTES` of output; the
+    chunks of a run are of equal length (the last one padded by at most one draw per chunk),
+    so one program serves them."""
     if until is not None:
         return min(until.block, num_samples)
-    most = max(1, CHUNK_BYTES // max(per_draw_bytes, 1))
-    if progress:
-        most = min(most, 100)
+    most = min(max(1, CHUNK_BYTES // max(per_draw_bytes, 1)), 100 if progress else 1000)
     chunks = math.ceil(num_samples / most)
     return math.ceil(num_samples / chunks)
 

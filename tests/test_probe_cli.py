@@ -308,6 +308,27 @@ def test_ctrl_c_keeps_an_rbm_runs_checkpoints_and_resume_continues_it(tmp_path, 
     assert (out / "rbm.json").is_file() and (out / "checkpoints" / str(steps[-1] + 100)).is_dir()
 
 
+def test_ctrl_c_during_sampling_without_a_progress_bar_is_answered_within_a_chunk(tmp_path, model):
+    """Probe row: without a progress bar one compiled chunk held the whole run, so Ctrl-C waited
+    for its end. The run here is some 2,000,000 annealed-Langevin draws per chain (over ten
+    minutes on a 2-core machine); the signal, sent whenever it lands (while compiling or
+    sampling), is answered between two chunks of at most 1000 draws."""
+    out = tmp_path / "draws.nc"
+    with running(
+        "--no-progress", "sample", "--checkpoint", model, "--out", out, "--chains", "4",
+        "--samples", "2000000", cache=tmp_path,
+    ) as child:  # fmt: skip
+        time.sleep(10.0)
+        assert child.process.poll() is None, child.output()
+        child.process.send_signal(signal.SIGINT)
+        sent = time.monotonic()
+        status, _, stderr = child.finish()
+        answered = time.monotonic() - sent
+    assert status == 130 and stderr.startswith("numpyro-ebm: interrupted"), stderr
+    assert answered < 120.0, f"Ctrl-C answered after {answered:.0f} s"
+    assert not out.exists()
+
+
 @pytest.mark.slow
 def test_ctrl_c_ends_the_demo_in_one_line_and_keeps_its_checkpoints(tmp_path):
     out = tmp_path / "demo"
