@@ -32,7 +32,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_ebm.evidence.ais import Gaussian, ais, log_mean_exp
+from numpyro_ebm.evidence.ais import ais, log_mean_exp
+from numpyro_ebm.evidence.references import Gaussian
 from numpyro_ebm.evidence.smc import tempered_smc
 
 WEIGHTS = jnp.array([0.3, 0.7])

@@ -8,7 +8,7 @@ digits (pixel >= 8), NumPy ``default_rng(0)`` shuffle, 1500 training and 297 hel
 epoch, the exact held-out log-likelihood (log Z summed over the 2^16 hidden states), computed
 outside the timed region on both sides.
 
-Ours is :func:`numpyro_ebm.models.rbm.train_rbm` with ``method="pcd"``, ``k=1``, 10 persistent
+Ours is :func:`numpyro_ebm.training.rbm.train_rbm` with ``method="pcd"``, ``k=1``, 10 persistent
 chains (as scikit-learn keeps ``batch_size`` of them), no momentum and no weight decay, one
 ``fit`` chunk per epoch (150 updates), for ``--our-epochs`` epochs (default 40, twice
 scikit-learn's: the summary compares both the first ``--epochs`` and all of them). Two
@@ -75,7 +75,8 @@ def worker(epochs: int, seed: int) -> dict:
     sys.path.insert(0, str(ROOT / "examples"))
     from rbm_digits import binarized_digits
 
-    from numpyro_ebm.models.rbm import BernoulliRBM, train_rbm
+    from numpyro_ebm.models.rbm import BernoulliRBM
+    from numpyro_ebm.training.rbm import train_rbm
 
     train, test = binarized_digits(seed)
     steps_per_epoch = train.shape[0] // BATCH

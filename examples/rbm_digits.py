@@ -3,7 +3,7 @@ held-out log-likelihoods, and a 500-unit RBM scored by annealed importance sampl
 
 scikit-learn's digits are binarized (pixel >= 8 of 16) and split as the peer benchmark does
 (fixed shuffle, 1500 training images, 297 held out). A :class:`~numpyro_ebm.models.rbm.BernoulliRBM`
-with 16 hidden units is trained three ways through :func:`~numpyro_ebm.models.rbm.train_rbm`
+with 16 hidden units is trained three ways through :func:`~numpyro_ebm.training.rbm.train_rbm`
 (block Gibbs negatives, the Rao-Blackwellized free-energy gradient, SGD with momentum 0.5,
 batch 10, learning rate 0.05, weight decay 1e-4 on the weights):
 
@@ -52,8 +52,10 @@ import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 
+from numpyro_ebm.evidence.rbm_ais import rbm_ais
 from numpyro_ebm.kernels import block_gibbs
-from numpyro_ebm.models.rbm import BernoulliRBM, train_rbm
+from numpyro_ebm.models.rbm import BernoulliRBM
+from numpyro_ebm.training.rbm import train_rbm
 
 NAME = "rbm_digits"
 NUM_TRAIN = 1500  # the peer benchmark's split: 1500 training digits, 297 held out
@@ -166,8 +168,9 @@ def gibbs_samples(model, params, key, num_samples, sweeps) -> np.ndarray:
 def ais_log_likelihood(model, params, train, test, key, config) -> dict[str, float]:
     """Held-out log-likelihood with :math:`\\log Z` from AIS (base rates of ``train``)."""
     started = time.perf_counter()
-    result = model.ais_log_partition(
+    result = rbm_ais(
         key,
+        model,
         params,
         data=train,
         num_chains=config.ais_chains,
@@ -176,9 +179,9 @@ def ais_log_likelihood(model, params, train, test, key, config) -> dict[str, flo
     )
     free = jax.vmap(model.free_energy, (None, 0))(params, jnp.asarray(test))
     return {
-        "log_z": float(result.log_z),
-        "log_z_stderr": float(result.stderr),
-        "test_loglik": float(-jnp.mean(free) - result.log_z),
+        "log_z": float(result.log_normalizer),
+        "log_z_stderr": float(result.runs_standard_error),
+        "test_loglik": float(-jnp.mean(free) - result.log_normalizer),
         "seconds": time.perf_counter() - started,
     }
 

@@ -21,8 +21,11 @@ __all__ = [
     "all_finite",
     "check_finite_array",
     "check_int",
+    "check_key",
+    "check_ladder",
     "check_output_path",
     "check_positive",
+    "check_probability",
     "check_real_array",
     "check_strictly_decreasing",
 ]
@@ -43,6 +46,52 @@ def check_int(name: str, value, minimum: int = 1) -> int:
     if as_int < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     return as_int
+
+
+def check_key(key, name: str = "key") -> jax.Array:
+    """``key`` as a typed PRNG key: a ``jax.random.key`` as is, a raw ``PRNGKey`` (uint32 of
+    shape ``(2,)``) wrapped. ``ValueError`` for a key array of several keys, ``TypeError`` for
+    anything else."""
+    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(
+                f"{name} must be a single PRNG key, got a key array of shape {key.shape}"
+            )
+        return key
+    if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.shape == (2,):
+        return jax.random.wrap_key_data(jnp.asarray(key))
+    raise TypeError(f"{name} must be a jax.random.key (e.g. jax.random.key(0)), got {key!r}")
+
+
+def check_probability(name: str, value) -> float:
+    """``value`` as a float strictly between 0 and 1 (a target acceptance rate, an ESS
+    fraction), else a ``ValueError`` naming it."""
+    try:
+        as_float = float(value)
+    except (TypeError, ValueError):
+        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}") from None
+    if not 0.0 < as_float < 1.0:
+        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
+    return as_float
+
+
+def check_ladder(name: str, value, reverse: bool = False) -> jax.Array:
+    r"""``value`` as a float array if it is an annealing ladder of inverse temperatures
+    :math:`0 = \beta_0 < \beta_1 < \dots < \beta_K = 1` (``reverse=True``: from 1 down to
+    0), at least two of them, all finite; ``ValueError`` naming ``name`` otherwise."""
+    array = np.asarray(value, dtype=np.float64)
+    expected = "1 to 0, strictly decreasing" if reverse else "0 to 1, strictly increasing"
+    ordered = array[::-1] if reverse else array
+    if (
+        array.ndim != 1
+        or array.size < 2
+        or not np.all(np.isfinite(array))
+        or ordered[0] != 0.0
+        or ordered[-1] != 1.0
+        or np.any(np.diff(ordered) <= 0)
+    ):
+        raise ValueError(f"{name} must run from {expected}, got {value!r}")
+    return jnp.asarray(array, jnp.result_type(float))
 
 
 def _concrete(value) -> np.ndarray | None:

@@ -259,7 +259,10 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
     if not args.resume and out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty: give a new folder for the RBM")
     data = read_data(args.data, binary=True)
+    from numpyro_ebm import storage
+    from numpyro_ebm.evidence.rbm_ais import rbm_ais
     from numpyro_ebm.models import rbm
+    from numpyro_ebm.training import rbm as rbm_training
 
     data = rbm.check_binary("--data", data)
     batch_size = min(args.batch_size, len(data))
@@ -269,7 +272,7 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
         f"{batch_size}",
     )
     key = _key(args.seed)
-    fitted = rbm.train_rbm(
+    fitted = rbm_training.train_rbm(
         data,
         args.hidden[0],
         key=key,
@@ -286,15 +289,16 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
         progress=not args.no_progress,
     )
     model, params = fitted.model, fitted.params
-    rbm.save_rbm(out, model, params)
+    storage.save_rbm(out, model, params)
     if min(model.n_visible, model.n_hidden) <= 20:
         value, how = float(model.log_likelihood(params, data)), "exact"
     else:
         import jax
 
-        ais = model.ais_log_partition(jax.random.fold_in(key, 1), params, data=data)
+        ais = rbm_ais(jax.random.fold_in(key, 1), model, params, data=data)
         free = float(-jax.vmap(lambda v: model.free_energy(params, v))(data).mean())
-        value, how = free - float(ais.log_z), f"AIS, log Z +- {float(ais.stderr):.3g}"
+        value = free - float(ais.log_normalizer)
+        how = f"AIS, log Z +- {float(ais.standard_error):.3g}"
     print(
         f"trained a Bernoulli RBM ({model.n_visible} visible, {model.n_hidden} hidden) with "
         f"{args.objective}-{args.k} on {len(data)} rows: log-likelihood {value:.4f} nats per "
@@ -308,10 +312,9 @@ def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
     units, by block Gibbs (MALA for a Gaussian RBM's real values) unless ``--sampler`` names
     another sampler of their kind."""
     import numpyro_ebm as ne
-    from numpyro_ebm import _arviz
-    from numpyro_ebm.models import rbm
+    from numpyro_ebm import _arviz, storage
 
-    model, params = rbm.load_rbm(args.checkpoint)
+    model, params = storage.load_rbm(args.checkpoint)
     sampler = args.sampler or ("block_gibbs" if model.binary_visible else "mala")
     data = ne.sample(
         ne.BoundEnergy(model.free_energy, params),

@@ -63,9 +63,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_ebm._checks import check_int
+from numpyro_ebm._checks import check_int, check_key
+from numpyro_ebm._spins import from_pm1
 from numpyro_ebm.kernels import swendsen_wang
-from numpyro_ebm.models.ising import Ising, from_pm1
+from numpyro_ebm.models.ising import Ising
 
 __all__ = [
     "GAUSSIAN_MIXTURE_CENTERS",
@@ -112,18 +113,6 @@ _SWISS_ROLL_SCALE = 5.0
 # input checks
 
 
-def _check_key(key) -> jax.Array:
-    """A typed or raw (``PRNGKey``) key; anything else raises ``TypeError``."""
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise TypeError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
-        return key
-    array = jnp.asarray(key) if isinstance(key, np.ndarray | jax.Array) else None
-    if array is None or array.dtype != jnp.uint32 or array.shape != (2,):
-        raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {key!r}")
-    return jax.random.wrap_key_data(array)
-
-
 def _check_n(n) -> int:
     if isinstance(n, bool | np.bool_):
         raise TypeError(f"n must be an integer, got {n!r}")
@@ -165,7 +154,7 @@ def gaussian_mixture(key, n: int) -> jax.Array:
     -------
     Array of shape ``(n, 2)``, float32.
     """
-    key, n = _check_key(key), _check_n(n)
+    key, n = check_key(key), _check_n(n)
     key_component, key_noise = jax.random.split(key)
     component = jax.random.randint(key_component, (n,), 0, 8)
     centers = jnp.asarray(GAUSSIAN_MIXTURE_CENTERS)[component]
@@ -230,7 +219,7 @@ def ring_mixture(key, n: int, weights, radius: float, std: float) -> jax.Array:
     r"""``n`` points of the ring mixture :math:`\sum_k w_k \mathcal{N}(\mu_k, s^2 I)`
     (:func:`ring_centers`): each point's component drawn with probabilities ``weights``.
     Returns shape ``(n, 2)``, float32."""
-    key, n = _check_key(key), _check_n(n)
+    key, n = check_key(key), _check_n(n)
     weights = _check_weights(weights)
     key_component, key_noise = jax.random.split(key)
     component = jax.random.choice(key_component, weights.size, (n,), p=jnp.asarray(weights))
@@ -300,7 +289,7 @@ def rings(key, n: int) -> jax.Array:
     -------
     Array of shape ``(n, 2)``, float32.
     """
-    key, n = _check_key(key), _check_n(n)
+    key, n = check_key(key), _check_n(n)
     key_ring, key_angle, key_noise = jax.random.split(key, 3)
     radius = jnp.asarray(_RING_RADII, jnp.float32)[jax.random.randint(key_ring, (n,), 0, 4)]
     theta = jax.random.uniform(key_angle, (n,), jnp.float32, 0.0, 2.0 * np.pi)
@@ -338,7 +327,7 @@ def two_moons(key, n: int, noise: float = _MOONS_NOISE) -> jax.Array:
     -------
     Array of shape ``(n, 2)``, float32.
     """
-    key, n, noise = _check_key(key), _check_n(n), _check_noise(noise)
+    key, n, noise = check_key(key), _check_n(n), _check_noise(noise)
     key_moon, key_angle, key_noise = jax.random.split(key, 3)
     lower = jax.random.bernoulli(key_moon, 0.5, (n,))
     t = jax.random.uniform(key_angle, (n,), jnp.float32, 0.0, np.pi)
@@ -377,7 +366,7 @@ def checkerboard(key, n: int) -> jax.Array:
     -------
     Array of shape ``(n, 2)``, float32.
     """
-    key, n = _check_key(key), _check_n(n)
+    key, n = check_key(key), _check_n(n)
     key_1, key_2, key_b = jax.random.split(key, 3)
     x1 = jax.random.uniform(key_1, (n,), jnp.float32, -2.0, 2.0)
     u = jax.random.uniform(key_2, (n,), jnp.float32)
@@ -412,7 +401,7 @@ def swiss_roll(key, n: int, noise: float = _SWISS_ROLL_NOISE) -> jax.Array:
     -------
     Array of shape ``(n, 2)``, float32.
     """
-    key, n, noise = _check_key(key), _check_n(n), _check_noise(noise)
+    key, n, noise = check_key(key), _check_n(n), _check_noise(noise)
     key_t, key_noise = jax.random.split(key)
     t = 1.5 * np.pi * (1.0 + 2.0 * jax.random.uniform(key_t, (n,), jnp.float32))
     spiral = jnp.stack([t * jnp.cos(t), t * jnp.sin(t)], axis=1)
@@ -538,7 +527,7 @@ def ising_configurations(
     -------
     float32 array of shape ``(n, L, L)`` with values in the encoding ``spins``.
     """
-    key = _check_key(key)
+    key = check_key(key)
     n = _check_n(n)
     num_sweeps = check_int("num_sweeps", num_sweeps)
     model = Ising(L, J=J, h=h, beta=beta, spins=spins)

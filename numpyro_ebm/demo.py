@@ -17,7 +17,7 @@ import pandas as pd
 
 from numpyro_ebm import _arviz, datasets, metrics, plots
 from numpyro_ebm.comparison import Comparison, compare
-from numpyro_ebm.evidence.ais import Gaussian
+from numpyro_ebm.evidence.references import Gaussian
 from numpyro_ebm.samplers import get_sampler
 from numpyro_ebm.workflow import TrainSettings, energy_of, sampler_options, train
 

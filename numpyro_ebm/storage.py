@@ -1,4 +1,5 @@
-"""Trained networks on disk: the architecture as JSON, every variable through Orbax.
+"""Trained models on disk: networks (the architecture as JSON, every variable through Orbax)
+and RBMs (JSON plus a ``.npz`` archive).
 
 A saved network is a directory with ``network.json`` (which class of :mod:`numpyro_ebm.nets`,
 its constructor arguments, and free-form metadata such as the objective and the noise ladder)
@@ -12,23 +13,38 @@ Loading trusts nothing in the files: the ``format`` is checked, the network clas
 activation are looked up in fixed allow-lists (:data:`NETWORKS`,
 :data:`numpyro_ebm.nets.ACTIVATIONS`), every size in the spec is checked, and arrays that do
 not fit the described architecture are refused with a ``ValueError`` that names the folder.
+
+An RBM (:func:`save_rbm`, :func:`load_rbm`) is ``rbm.json`` (the kind and sizes) and
+``params.npz`` (one array per parameter, read with ``allow_pickle=False``), each written under a
+temporary name and renamed.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import zipfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import jax
+import jax.numpy as jnp
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
 from numpyro_ebm._checks import check_int, check_output_path
+from numpyro_ebm.models.rbm import (
+    BernoulliRBM,
+    GaussianBernoulliRBM,
+    GaussianRBMParams,
+    RBMParams,
+    check_params,
+)
 from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, activation
 
-__all__ = ["NETWORKS", "build_network", "load_network", "save_network"]
+__all__ = ["NETWORKS", "build_network", "load_network", "load_rbm", "save_network", "save_rbm"]
 
 NETWORKS = {"MLPEnergy": MLPEnergy, "NoiseConditionalMLP": NoiseConditionalMLP}
 _FORMAT = 1
@@ -152,3 +168,124 @@ def _shapes(tree) -> dict[tuple[str, ...], tuple[int, ...]]:
 
 def _describe(spec: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in spec.items() if key != "activation")
+
+
+_MODEL_FILE = "rbm.json"
+_PARAMS_FILE = "params.npz"
+_FORMAT = "numpyro-ebm/rbm"
+_KINDS = {
+    "BernoulliRBM": (BernoulliRBM, RBMParams),
+    "GaussianBernoulliRBM": (GaussianBernoulliRBM, GaussianRBMParams),
+}
+_JSON_TYPES = {list: "an array", str: "a string", int: "a number", float: "a number"}
+
+
+def save_rbm(directory: str | os.PathLike, model, params) -> Path:
+    """Write ``model`` and ``params`` to ``directory`` (created): ``rbm.json`` (the kind and
+    sizes) and ``params.npz`` (one array per parameter). No pickle. Each file is written under
+    a temporary name and renamed (atomic on POSIX), the arrays first, so that a killed run
+    leaves whole files. Returns the directory."""
+    if not isinstance(model, BernoulliRBM | GaussianBernoulliRBM):
+        raise TypeError(f"model must be a BernoulliRBM or GaussianBernoulliRBM, got {model!r}")
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    spec: dict[str, Any] = {
+        "format": _FORMAT,
+        "version": 1,
+        "kind": type(model).__name__,
+        "n_visible": model.n_visible,
+        "n_hidden": model.n_hidden,
+    }
+    if isinstance(model, GaussianBernoulliRBM):
+        spec["sigma"] = model.sigma
+    arrays = {name: np.asarray(value) for name, value in params._asdict().items()}
+    _write_atomically(directory / _PARAMS_FILE, lambda handle: np.savez(handle, **arrays))
+    text = json.dumps(spec, indent=2).encode()
+    _write_atomically(directory / _MODEL_FILE, lambda handle: handle.write(text))
+    return directory
+
+
+def _write_atomically(path: Path, write: Callable) -> None:
+    temporary = path.with_name(path.name + ".tmp")
+    with open(temporary, "wb") as handle:
+        write(handle)
+    os.replace(temporary, path)
+
+
+def load_rbm(directory: str | os.PathLike):
+    """Read an RBM written by :func:`save_rbm`: returns ``(model, params)``.
+
+    Raises
+    ------
+    ValueError
+        If the directory holds no ``rbm.json``, or a file that :func:`save_rbm` does not
+        write: ``rbm.json`` that is not a JSON object of this format, or names an unknown kind
+        or invalid sizes; ``params.npz`` missing, unreadable, without one of the parameters,
+        or holding arrays of other shapes than the sizes need, or values that are not finite
+        real numbers. The message names the file.
+    """
+    directory = Path(directory)
+    spec_path = directory / _MODEL_FILE
+    if not spec_path.is_file():
+        raise ValueError(f"{os.fspath(directory)!r} holds no {_MODEL_FILE}: not a saved RBM")
+    spec = _read_spec(spec_path)
+    cls, params_cls = _KINDS[spec["kind"]]
+    extra = {"sigma": spec["sigma"]} if "sigma" in spec else {}
+    try:
+        model = cls(spec["n_visible"], spec["n_hidden"], **extra)
+    except (TypeError, ValueError) as error:
+        raise ValueError(f"{spec_path}: {error}") from None
+    params_path = directory / _PARAMS_FILE
+    params = params_cls(**_read_arrays(params_path, params_cls._fields))
+    try:
+        check_params(model, params, name="params")
+    except ValueError as error:
+        raise ValueError(f"{os.fspath(params_path)!r}: {error}") from None
+    return model, params
+
+
+def _read_spec(path: Path) -> dict:
+    """``rbm.json``'s object, its format, kind and sizes present."""
+    try:
+        spec = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise ValueError(f"{path} is not JSON ({error})") from None
+    if not isinstance(spec, dict):
+        found = _JSON_TYPES.get(type(spec), json.dumps(spec))
+        raise ValueError(
+            f"{path} must hold a JSON object (the RBM's format, kind and sizes), got {found}"
+        )
+    if spec.get("format") != _FORMAT:
+        raise ValueError(f"{path} is not an RBM file (format {spec.get('format')!r})")
+    if spec.get("kind") not in _KINDS:
+        raise ValueError(f"unknown RBM kind {spec.get('kind')!r} in {path}")
+    missing = [name for name in ("n_visible", "n_hidden") if name not in spec]
+    if missing:
+        raise ValueError(f"{path} gives no {' and no '.join(missing)}")
+    return spec
+
+
+def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, jax.Array]:
+    """The arrays ``names`` of ``params.npz``, checked to be finite real numbers."""
+    if not path.is_file():
+        raise ValueError(f"{path.parent} holds {_MODEL_FILE} but no {_PARAMS_FILE}")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            present = list(archive.keys())
+            arrays = {name: archive[name] for name in names if name in present}
+    except (OSError, ValueError, TypeError, EOFError, zipfile.BadZipFile):
+        raise ValueError(
+            f"{path} is not a NumPy .npz archive of numbers (as save_rbm writes)"
+        ) from None
+    missing = [name for name in names if name not in arrays]
+    if missing:
+        raise ValueError(f"{path} holds no array {', '.join(missing)} (it holds {present})")
+    for name, array in arrays.items():
+        if not np.issubdtype(array.dtype, np.number) or np.iscomplexobj(array):
+            raise ValueError(
+                f"array {name} in {path} has dtype {array.dtype}: parameters are real numbers"
+            )
+        bad = int(np.size(array) - np.count_nonzero(np.isfinite(array)))
+        if bad:
+            raise ValueError(f"array {name} in {path} holds {bad} non-finite value(s)")
+    return {name: jnp.asarray(array, jnp.result_type(float)) for name, array in arrays.items()}

@@ -20,15 +20,14 @@ import numpyro.distributions as dist
 import pytest
 
 from numpyro_ebm.evidence.ais import (
-    Gaussian,
     ais,
     annealing_schedule,
-    laplace,
     log_likelihood,
     log_mean_exp,
     model_ais,
     reverse_ais,
 )
+from numpyro_ebm.evidence.references import Gaussian, laplace
 from numpyro_ebm.model import logdensity_from_model
 
 # an unnormalized 2-D Gaussian mixture: f = 3 * (0.3 N(-2, 0.5^2 I) + 0.7 N(1.5, I))

@@ -15,6 +15,7 @@ import numpyro_ebm
 from numpyro_ebm import _arviz, cli, storage
 from numpyro_ebm.cli import main
 from numpyro_ebm.models import rbm
+from numpyro_ebm.training import rbm as rbm_training
 
 # Only against a hang (a loaded machine may take minutes where an idle one takes seconds).
 HANG_GUARD_S = 1800
@@ -55,7 +56,8 @@ def no_work(monkeypatch):
     def boom(*args, **kwargs):
         raise AssertionError("the command started work before checking its input")
 
-    for module, name in [(numpyro_ebm, "sample"), (numpyro_ebm, "compare"), (rbm, "train_rbm")]:
+    work = [(numpyro_ebm, "sample"), (numpyro_ebm, "compare"), (rbm_training, "train_rbm")]
+    for module, name in work:
         monkeypatch.setattr(module, name, boom)
 
 
@@ -69,7 +71,7 @@ def test_an_rbm_run_is_checkpointed_and_resume_continues_it_bit_for_bit(saved_rb
     common = [*TRAIN_RBM, "--data", str(bits), "--out", str(out)]
     assert main([*common, "--steps", "100"]) == 0
     assert main([*common, "--steps", "200", "--resume"]) == 0
-    straight, resumed = rbm.load_rbm(saved_rbm)[1], rbm.load_rbm(out)[1]
+    straight, resumed = storage.load_rbm(saved_rbm)[1], storage.load_rbm(out)[1]
     for a, b in zip(straight, resumed, strict=True):
         np.testing.assert_array_equal(a, b)
 
@@ -125,7 +127,7 @@ def test_sample_of_an_rbm_refuses_what_does_not_apply(
 
 def test_a_gaussian_rbm_is_sampled_in_real_values(capsys, tmp_path):
     model = rbm.GaussianBernoulliRBM(3, 2)
-    rbm.save_rbm(tmp_path / "g", model, model.init(jax.random.key(0), 0.1))
+    storage.save_rbm(tmp_path / "g", model, model.init(jax.random.key(0), 0.1))
     out = tmp_path / "g.nc"
     argv = ["--no-progress", "sample", "--checkpoint", tmp_path / "g", "--out", out,
             "--chains", "2", "--samples", "20", "--warmup", "20"]  # fmt: skip

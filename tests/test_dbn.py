@@ -14,7 +14,8 @@ from scipy.special import logsumexp
 from test_rbm import exact_samples, random_params
 
 from numpyro_ebm.models.dbn import DBN
-from numpyro_ebm.models.rbm import BernoulliRBM, RBMParams, rbm_optimizer
+from numpyro_ebm.models.rbm import BernoulliRBM, RBMParams
+from numpyro_ebm.training.rbm import fit_dbn, rbm_optimizer
 
 
 def per_example(model: BernoulliRBM, params, data) -> np.ndarray:
@@ -42,7 +43,8 @@ def data():
 @pytest.mark.slow  # two fits: ~25 s of CPU
 def test_greedy_training_raises_each_layers_exact_log_likelihood(data):
     dbn = DBN((12, 6, 4))
-    result = dbn.fit(
+    result = fit_dbn(
+        dbn,
         data,
         key=jax.random.key(21),
         optimizer=rbm_optimizer(0.1, momentum=0.9),
@@ -105,9 +107,9 @@ def test_dbn_bad_input_is_refused():
         DBN((5, 0))
     dbn = DBN((4, 3, 2))
     with pytest.raises(ValueError, match="data must be binary"):
-        dbn.fit(np.full((5, 4), 0.5), key=jax.random.key(0))
+        fit_dbn(dbn, np.full((5, 4), 0.5), key=jax.random.key(0))
     with pytest.raises(ValueError, match="propagate must be one of"):
-        dbn.fit(np.ones((5, 4)), key=jax.random.key(0), propagate="means")
+        fit_dbn(dbn, np.ones((5, 4)), key=jax.random.key(0), propagate="means")
     params = dbn.init(jax.random.key(0))
     with pytest.raises(ValueError, match="two-layer DBNs"):
         DBN((4, 3, 2, 2)).log_likelihood((*params, params[-1]), np.ones((2, 4)))

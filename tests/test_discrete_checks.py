@@ -16,6 +16,7 @@ import pytest
 from stats import assert_mean_close
 
 import numpyro_ebm as ne
+from numpyro_ebm.evidence.rbm_ais import rbm_ais
 from numpyro_ebm.kernels import checkerboard
 from numpyro_ebm.models.dbn import DBN
 from numpyro_ebm.models.ising import Ising, PairwiseBinary
@@ -160,7 +161,7 @@ def test_rbm_log_partition_refuses_the_parameters_of_another_rbm():
     with pytest.raises(ValueError, match=match):  # shapes are static: checked under jit too
         jax.jit(model.log_partition)(params_5x4)
     with pytest.raises(ValueError, match=match):
-        model.ais_log_partition(jax.random.key(1), params_5x4, num_betas=10)
+        rbm_ais(jax.random.key(1), model, params_5x4, num_betas=10)
     gaussian = GaussianBernoulliRBM(6, 4)
     params = gaussian.init(jax.random.key(0))
     with pytest.raises(ValueError, match=r"params.log_var has shape \(5,\), but Gaussian"):

@@ -171,7 +171,7 @@ def _fit(**overrides):
         (dict(steps_per_chunk=10, checkpoint_every=15), ValueError, "multiple of steps_per_chunk"),
         (dict(resume=True), ValueError, "resume=True needs a checkpoint_dir"),
         (dict(optimizer=lambda g: g), TypeError, "optax.GradientTransformation"),
-        (dict(key=3), TypeError, "key must be a PRNG key"),
+        (dict(key=3), TypeError, "key must be a jax.random.key"),
         (dict(monitor_mixing=True), ValueError, "monitor_mixing=True needs an objective whose"),
         (dict(objective=_climb_loss), TypeError, r"objective must be .*from_loss\(loss\)"),
     ],

@@ -18,9 +18,10 @@ import numpyro_ebm as ne
 from numpyro_ebm import _arviz, _health
 from numpyro_ebm.energy import evaluate_energy
 from numpyro_ebm.evidence import ais, exact, smc
+from numpyro_ebm.evidence.references import Gaussian
 
 IMPROPER = r"the target (looks|may be) improper|a possibly improper target"
-BASE = ais.Gaussian(jnp.zeros(2), jnp.ones(2))
+BASE = Gaussian(jnp.zeros(2), jnp.ones(2))
 
 
 def improper(x):
@@ -253,7 +254,7 @@ def test_ais_of_a_gaussian_is_ok_and_unchecked_without_a_gaussian_base():
         (lambda x: jnp.nan * jnp.sum(x), BASE, r"logdensity_fn is nan at the base's point"),
         (
             lambda x: -jnp.sum((x - jnp.ones(2)) ** 2),
-            ais.Gaussian(jnp.zeros(3), jnp.ones(3)),
+            Gaussian(jnp.zeros(3), jnp.ones(3)),
             r"cannot take a point of the base's dimension d=3",
         ),
         (lambda x: -(x**2), BASE, r"must return a scalar for one point of shape \(2,\)"),

@@ -10,7 +10,7 @@ import numpy as np
 import numpyro
 import pytest
 
-from numpyro_ebm import datasets
+from numpyro_ebm import _spins, datasets
 from numpyro_ebm.energy import DiscreteEnergyDistribution
 from numpyro_ebm.evidence import exact
 from numpyro_ebm.models import ising
@@ -159,8 +159,8 @@ def test_discrete_energy_distribution_sits_in_a_numpyro_model_and_validates_valu
             ValueError,
             "spins must be",
         ),
-        (lambda: ising.check_spins("s", np.array([1, -1, 2]), "pm1"), ValueError, "first 2"),
-        (lambda: ising.check_spins("s", np.array(["a"]), "pm1"), TypeError, "numeric"),
+        (lambda: _spins.check_spins("s", np.array([1, -1, 2]), "pm1"), ValueError, "first 2"),
+        (lambda: _spins.check_spins("s", np.array(["a"]), "pm1"), TypeError, "numeric"),
     ],
 )
 def test_bad_input_is_refused_with_a_clear_error(build, error, match):

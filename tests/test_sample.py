@@ -15,7 +15,7 @@ from scipy.stats import t as student_t
 from stats import assert_mean_close, mcse_mean
 
 import numpyro_ebm as ne
-from numpyro_ebm.evidence.ais import Gaussian
+from numpyro_ebm.evidence.references import Gaussian
 
 DIM = 10
 _A = np.random.default_rng(7).normal(size=(DIM, DIM))

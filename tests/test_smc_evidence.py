@@ -23,8 +23,8 @@ from test_ais import (
 )
 
 from numpyro_ebm.energy import EnergyDistribution
-from numpyro_ebm.evidence.ais import Gaussian
-from numpyro_ebm.evidence.smc import GaussianMixture, model_smc, tempered_smc
+from numpyro_ebm.evidence.references import Gaussian, GaussianMixture
+from numpyro_ebm.evidence.smc import model_smc, tempered_smc
 
 
 def test_smc_log_z_of_a_gaussian_mixture_covers_the_truth_over_ten_keys():

@@ -20,7 +20,8 @@ from jax.scipy.special import logsumexp
 
 import numpyro_ebm as ne
 from numpyro_ebm import diagnostics
-from numpyro_ebm.evidence.smc import GaussianMixture, SMCOptions, laplace_mixture, tempered_smc
+from numpyro_ebm.evidence.references import GaussianMixture, laplace_mixture
+from numpyro_ebm.evidence.smc import SMCOptions, tempered_smc
 
 MEANS = np.array([[-2.0, -1.0], [2.0, 0.5], [0.0, 3.0]])
 WEIGHTS = np.array([1.0, 2.0, 0.5])

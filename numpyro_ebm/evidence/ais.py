@@ -20,141 +20,39 @@ Grosse & Salakhutdinov 2015, "Accurate and conservative estimates of MRF log-lik
 reverse annealing", AISTATS); the two sandwich :math:`\log Z`.
 
 Positions are vectors of shape ``(d,)`` (a model's pytree of sites is raveled by
-:func:`model_ais`). The same pieces (:class:`Gaussian`, :func:`laplace`, the tuned mutation
-kernels) serve :mod:`numpyro_ebm.evidence.smc`.
+:func:`model_ais`). The bases (:class:`~numpyro_ebm.evidence.references.Gaussian`,
+:func:`~numpyro_ebm.evidence.references.laplace`) and the tuned moves
+(:mod:`numpyro_ebm.evidence.mutations`) are those of :mod:`numpyro_ebm.evidence.smc` too.
 """
 
 from __future__ import annotations
 
-import math
 import warnings
 from collections.abc import Callable
 from functools import partial
 from typing import NamedTuple
 
-import blackjax
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
-from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm._checks import check_finite_array, check_int, check_ladder, check_positive
 from numpyro_ebm.evidence import _checks
+from numpyro_ebm.evidence.mutations import check_mutation, transition
+from numpyro_ebm.evidence.references import Gaussian, check_gaussian, laplace
 
 __all__ = [
     "AISResult",
-    "Gaussian",
     "LogLikelihood",
     "ais",
     "annealing_schedule",
-    "laplace",
     "log_likelihood",
     "log_mean_exp",
     "model_ais",
     "reverse_ais",
 ]
-
-
-class Gaussian(NamedTuple):
-    r"""A normal distribution :math:`\mathcal{N}(\mu, LL^\top)` on vectors of shape ``(d,)``.
-
-    ``scale`` is a vector (independent coordinates, :math:`L = \mathrm{diag}(\text{scale})`)
-    or a lower-triangular ``(d, d)`` matrix :math:`L`.
-    """
-
-    mean: jax.Array
-    scale: jax.Array
-
-    def logdensity(self, x: jax.Array) -> jax.Array:
-        """Normalized log density at one point ``x`` of shape ``(d,)``."""
-        scale = jnp.asarray(self.scale)
-        centred = x - self.mean
-        if scale.ndim == 1:
-            z = centred / scale
-            log_det = jnp.sum(jnp.log(scale))
-        else:
-            z = jax.scipy.linalg.solve_triangular(scale, centred, lower=True)
-            log_det = jnp.sum(jnp.log(jnp.diag(scale)))
-        return -0.5 * jnp.sum(z**2) - log_det - 0.5 * x.shape[-1] * math.log(2 * math.pi)
-
-    def sample(self, rng_key: jax.Array, num: int) -> jax.Array:
-        """``num`` independent draws, shape ``(num, d)``."""
-        scale = jnp.asarray(self.scale)
-        z = jax.random.normal(rng_key, (num, jnp.shape(self.mean)[-1]))
-        return self.mean + (z * scale if scale.ndim == 1 else z @ scale.T)
-
-    def scaled(self, factor: float) -> Gaussian:
-        """The same Gaussian with its scale multiplied by ``factor``."""
-        return Gaussian(self.mean, jnp.asarray(self.scale) * factor)
-
-
-def check_gaussian(name: str, base: Gaussian) -> Gaussian:
-    """Return ``base`` with array fields; raise ``ValueError`` on a non-finite mean, a
-    non-positive or non-finite scale, or mismatched shapes."""
-    mean, scale = jnp.asarray(base.mean, jnp.result_type(float)), jnp.asarray(base.scale)
-    check_finite_array(f"{name}.mean", mean)
-    if mean.ndim != 1:
-        raise ValueError(f"{name}.mean must be a vector of shape (d,), got shape {mean.shape}")
-    if scale.ndim == 1:
-        check_positive(f"{name}.scale", scale)
-    elif scale.ndim == 2:
-        check_finite_array(f"{name}.scale", scale)
-        check_positive(f"{name}.scale's diagonal", jnp.diag(scale))
-    if scale.ndim not in (1, 2) or scale.shape[0] != mean.shape[0]:
-        raise ValueError(
-            f"{name}.scale must have shape (d,) or (d, d) with d={mean.shape[0]}, got {scale.shape}"
-        )
-    return Gaussian(mean, scale)
-
-
-def laplace(
-    logdensity_fn: Callable, position: jax.Array, *, num_steps: int = 200
-) -> tuple[Gaussian, bool]:
-    r"""A Gaussian fitted at the mode (Laplace's approximation).
-
-    The mode :math:`\hat x` is found by L-BFGS (optax) from ``position``; the covariance is
-    :math:`(-\nabla^2 \log f(\hat x))^{-1}` (``jax.hessian``).
-
-    Returns
-    -------
-    (Gaussian, bool)
-        The fit and whether it is valid: ``False`` when the mode or the Hessian is not finite
-        or the Hessian is not negative definite (no proper mode there: a flat or improper
-        target, a saddle point). When ``False`` the Gaussian has unit scale at the last
-        iterate and must not be used silently.
-    """
-    check_int("num_steps", num_steps)
-    position = jnp.asarray(position, jnp.result_type(float))
-    check_finite_array("position", position)
-    gaussian, valid = _laplace_fit(position, logdensity_fn, num_steps)
-    return gaussian, bool(valid)
-
-
-@partial(jax.jit, static_argnums=(1, 2))
-def _laplace_fit(z, logdensity_fn, num_steps):
-    def loss(z):
-        return -logdensity_fn(z)
-
-    optimizer = optax.lbfgs()
-    value_and_grad = optax.value_and_grad_from_state(loss)
-
-    def step(carry, _):
-        z, state = carry
-        value, grad = value_and_grad(z, state=state)
-        updates, state = optimizer.update(grad, state, z, value=value, grad=grad, value_fn=loss)
-        return (optax.apply_updates(z, updates), state), None
-
-    (z, _), _ = jax.lax.scan(step, (z, optimizer.init(z)), None, length=num_steps)
-    precision = jax.hessian(loss)(z)
-    precision = 0.5 * (precision + precision.T)
-    eigenvalues = jnp.linalg.eigvalsh(precision)
-    valid = jnp.all(jnp.isfinite(z)) & jnp.all(jnp.isfinite(eigenvalues))
-    valid = valid & (jnp.min(eigenvalues) > 1e-8 * jnp.maximum(jnp.max(eigenvalues), 1.0))
-    covariance = jnp.linalg.inv(jnp.where(valid, precision, jnp.eye(z.shape[0])))
-    scale = jnp.linalg.cholesky(0.5 * (covariance + covariance.T))
-    return Gaussian(jnp.where(jnp.isfinite(z), z, 0.0), scale), valid
 
 
 def log_mean_exp(log_values: jax.Array, axis=None) -> tuple[jax.Array, jax.Array]:
@@ -193,108 +91,6 @@ def annealing_schedule(num_steps: int, kind: str = "sigmoid", sharpness: float =
         raise ValueError(f"kind must be 'linear' or 'sigmoid', got {kind!r}")
     s = 1.0 / (1.0 + np.exp(-sharpness * (2.0 * grid - 1.0)))
     return jnp.asarray((s - s[0]) / (s[-1] - s[0]))
-
-
-def _check_betas(betas, reverse: bool = False) -> jax.Array:
-    betas = np.asarray(betas, dtype=np.float64)
-    expected = "1 to 0, strictly decreasing" if reverse else "0 to 1, strictly increasing"
-    ordered = betas[::-1] if reverse else betas
-    if (
-        betas.ndim != 1
-        or betas.size < 2
-        or not np.all(np.isfinite(betas))
-        or ordered[0] != 0.0
-        or ordered[-1] != 1.0
-        or np.any(np.diff(ordered) <= 0)
-    ):
-        raise ValueError(f"betas must run from {expected}, got {betas!r}")
-    return jnp.asarray(betas)
-
-
-# -- mutation kernels, shared with tempered SMC --------------------------------------------
-
-
-def tuned_parameters(
-    particles: jax.Array, mutation: str, step_scale: float, num_integration_steps: int
-) -> dict:
-    r"""MALA or HMC parameters tuned to the current particles ``(N, d)``.
-
-    MALA: :math:`h = 1.36\, s\, \bar\sigma^2 / d^{1/3}` (Roberts & Rosenthal 1998), with
-    :math:`\bar\sigma^2` the mean per-coordinate particle variance. HMC: inverse mass matrix
-    the per-coordinate variance, step :math:`s\, d^{-1/4}`. The scale of the annealed
-    densities changes along the path; so do these.
-    """
-    variance = jnp.var(particles, axis=0)
-    variance = jnp.where(jnp.isfinite(variance) & (variance > 0), variance, 1.0)
-    dim = particles.shape[1]
-    if mutation == "mala":
-        return {"step_size": step_scale * 1.36 * jnp.mean(variance) / dim ** (1 / 3)}
-    return {
-        "step_size": step_scale * dim**-0.25,
-        "inverse_mass_matrix": variance,
-        "num_integration_steps": num_integration_steps,
-    }
-
-
-def grad_evals_per_step(mutation: str, num_integration_steps: int) -> int:
-    """Gradient evaluations of one MALA (1) or HMC (L) step."""
-    return num_integration_steps if mutation == "hmc" else 1
-
-
-def check_mutation(mutation: str, step_scale, num_mcmc_steps, num_integration_steps) -> None:
-    if mutation not in ("mala", "hmc"):
-        raise ValueError(f"mutation must be 'mala' or 'hmc', got {mutation!r}")
-    check_positive("step_scale", step_scale)
-    check_int("num_mcmc_steps", num_mcmc_steps)
-    check_int("num_integration_steps", num_integration_steps)
-
-
-def _kernel_grad_evals(info) -> jax.Array:
-    """Gradient evaluations of one step of a user kernel, read from its ``Info``."""
-    for field in ("num_grad_evals", "num_integration_steps"):
-        if hasattr(info, field):
-            return jnp.asarray(getattr(info, field))
-    return jnp.asarray(1)
-
-
-def _transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_steps):
-    """``move(key, x (N, d), logdensity_fn) -> (x, acceptance (N,), grad evals)``."""
-
-    def steps(key, x, init, step):
-        def body(states, k):
-            states, info = jax.vmap(step)(jax.random.split(k, x.shape[0]), states)
-            return states, info
-
-        states, infos = jax.lax.scan(body, jax.vmap(init)(x), jax.random.split(key, num_mcmc_steps))
-        return states.position, infos
-
-    if kernel is not None:
-
-        def move(key, x, logdensity_fn):
-            algorithm = kernel(logdensity_fn)
-            position, infos = steps(key, x, algorithm.init, algorithm.step)
-            # one gradient per particle at init, as BlackJAX's gradient kernels take
-            grads = x.shape[0] + jnp.sum(_kernel_grad_evals(infos) * jnp.ones(x.shape[0]))
-            acceptance = getattr(infos, "acceptance_rate", jnp.ones((num_mcmc_steps, x.shape[0])))
-            return position, jnp.mean(acceptance, axis=0), grads
-
-        return move
-
-    algorithm = blackjax.mala if mutation == "mala" else blackjax.hmc
-    per_step = grad_evals_per_step(mutation, num_integration_steps)
-
-    def move(key, x, logdensity_fn):
-        parameters = tuned_parameters(x, mutation, step_scale, num_integration_steps)
-        step_fn = algorithm.build_kernel()
-
-        def step(k, state):
-            return step_fn(k, state, logdensity_fn, **parameters)
-
-        position, infos = steps(key, x, lambda p: algorithm.init(p, logdensity_fn), step)
-        grads = x.shape[0] * (1 + num_mcmc_steps * per_step)  # init's gradient included
-        return position, jnp.mean(infos.acceptance_rate, axis=0), jnp.asarray(grads)
-
-    return move
 
 
 # -- AIS --------------------------------------------------------------------------------
@@ -363,7 +159,7 @@ class Mutation(NamedTuple):
     num_integration_steps: int
 
     def move(self) -> Callable:
-        return _transition(*self)
+        return transition(*self)
 
 
 def _split_base(base) -> tuple[Gaussian | None, tuple[Callable, Callable] | None]:
@@ -516,7 +312,7 @@ def _options(
     if betas is None:
         betas = annealing_schedule(num_steps)
         betas = betas[::-1] if reverse else betas
-    return _check_betas(betas, reverse)
+    return check_ladder("betas", betas, reverse)
 
 
 def ais(

@@ -11,25 +11,25 @@ estimates
 
     \hat Z = \prod_t \frac1N \sum_i w_t^{(i)}, \qquad \mathbb{E}[\hat Z] = Z = \int f.
 
-**The reference covers every mode it can find.** The MCMC moves at one temperature rarely
-cross a barrier between separated modes, so mass moves between modes only by reweighting and
-resampling: a mode that holds no particles when its share of :math:`\pi_\lambda` grows is
-lost, with its share of :math:`Z` (the torpid mixing of tempering on multimodal targets:
-Woodard, Schmidler & Huber 2009). A Laplace fit at one mode of a mixture is the extreme case.
-The default reference is therefore a *defensive Laplace mixture* (:func:`laplace_mixture`):
-L-BFGS from ``num_starts`` starts spread around ``position``, one Gaussian (Laplace) per
-distinct mode found, weighted half by its Laplace mass and half uniformly, plus a broad
-component that covers all of them. It is the mixture importance sampler of Oh & Berger (1993,
-"Integration of multimodal functions by Monte Carlo importance sampling", JASA 88), made
-defensive (Hesterberg 1995, "Weighted average importance sampling and defensive mixture
-distributions", Technometrics 37): every mode found starts with particles, the tempering
-corrects the weights, and the broad component bounds the weights of a region the modes miss.
-The reference needs no prior sampling, so a model whose prior is an ``EnergyDistribution``
-works.
+**The reference covers every mode it can find.** The MCMC moves at one temperature rarely cross
+a barrier between separated modes, so mass moves between modes only by reweighting and
+resampling: a mode that holds no particles when its share of :math:`\pi_\lambda` grows is lost,
+with its share of :math:`Z` (the torpid mixing of tempering on multimodal targets: Woodard,
+Schmidler & Huber 2009). A Laplace fit at one mode of a mixture is the extreme case. The
+default reference is therefore a *defensive Laplace mixture*
+(:func:`~numpyro_ebm.evidence.references.laplace_mixture`): L-BFGS from ``num_starts`` starts
+spread around ``position``, one Gaussian (Laplace) per distinct mode found, weighted half by
+its Laplace mass and half uniformly, plus a broad component that covers all of them. It is the
+mixture importance sampler of Oh & Berger (1993, "Integration of multimodal functions by Monte
+Carlo importance sampling", JASA 88), made defensive (Hesterberg 1995, "Weighted average
+importance sampling and defensive mixture distributions", Technometrics 37): every mode found
+starts with particles, the tempering corrects the weights, and the broad component bounds the
+weights of a region the modes miss. The reference needs no prior sampling, so a model whose
+prior is an ``EnergyDistribution`` works.
 
 **The mutations adapt.** At each tempering step the HMC (or MALA) moves are tuned to the
 particles: the mass matrix is their per-coordinate variance
-(:func:`~numpyro_ebm.evidence.ais.tuned_parameters`), the step size follows the previous
+(:func:`~numpyro_ebm.evidence.mutations.tuned_parameters`), the step size follows the previous
 step's mean acceptance rate towards the optimal one (one Robbins-Monro step on its log:
 Andrieu & Thoms 2008; 0.651 for HMC, Beskos, Pillai, Roberts, Sanz-Serna & Stuart 2013; 0.574
 for MALA, Roberts & Rosenthal 1998), and the number of MCMC steps is the one that moves a
@@ -58,130 +58,35 @@ from typing import Any, NamedTuple
 import blackjax
 import jax
 import jax.numpy as jnp
-import numpy as np
 from jax.flatten_util import ravel_pytree
-from jax.scipy.special import logsumexp
 
-from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm._checks import check_finite_array, check_int, check_positive, check_probability
 from numpyro_ebm.evidence import _checks
-from numpyro_ebm.evidence.ais import (
+from numpyro_ebm.evidence.ais import log_mean_exp
+from numpyro_ebm.evidence.mutations import check_mutation, grad_evals_per_step, tuned_parameters
+from numpyro_ebm.evidence.references import (
+    LAPLACE_STEPS,
+    NUM_STARTS,
     Gaussian,
-    _laplace_fit,
-    check_gaussian,
-    check_mutation,
-    grad_evals_per_step,
-    log_mean_exp,
-    tuned_parameters,
+    check_reference,
+    is_pair,
+    laplace_mixture,
+    on_vectors,
+    position_structure,
 )
 
 __all__ = [
-    "GaussianMixture",
     "SMCEvidence",
     "SMCOptions",
-    "laplace_mixture",
     "model_smc",
     "tempered_smc",
 ]
 
-#: the default reference's starts: each coordinate of ``position`` displaced by N(0, r^2), r
-#: geometrically spaced over this range (the first start is ``position`` itself)
-START_RADII = (0.3, 10.0)
-#: two modes closer than this many local standard deviations (in either's metric) are one
-SAME_MODE_DISTANCE = 1.0
-#: modes whose Laplace mass is below this fraction of the largest one's are left out
-MIN_MODE_MASS = 1e-6
 #: the mutations' step size follows the acceptance rate towards the optimal one: HMC's
 #: (Beskos, Pillai, Roberts, Sanz-Serna & Stuart 2013) or MALA's (Roberts & Rosenthal 1998)
 OPTIMAL_ACCEPTANCE = {"hmc": 0.651, "mala": 0.574}
 #: ... and the number of MCMC steps lets a particle move at least once with this probability
 MOVE_PROBABILITY = 0.99
-#: the weight of the default reference's broad component ...
-BROAD_WEIGHT = 0.1
-#: ... and its scale, relative to the Gaussian with the moments of the mode components
-BROAD_SCALE = 2.0
-
-
-class GaussianMixture(NamedTuple):
-    r"""A mixture :math:`\sum_k \alpha_k \mathcal{N}(\mu_k, L_k L_k^\top)` on vectors ``(d,)``.
-
-    ``log_weights`` :math:`\log \alpha_k`, shape ``(K,)``, normalized; ``means`` ``(K, d)``;
-    ``scales`` the lower-triangular :math:`L_k`, ``(K, d, d)``. It has the methods of
-    :class:`~numpyro_ebm.evidence.ais.Gaussian`, and travels as data (a new one compiles
-    nothing unless ``K`` or ``d`` changes).
-    """
-
-    log_weights: jax.Array
-    means: jax.Array
-    scales: jax.Array
-
-    def logdensity(self, x: jax.Array) -> jax.Array:
-        """Normalized log density at one point ``x`` of shape ``(d,)``."""
-        # L^-1 by inversion, not a batched triangular solve: the latter, inside SMC's nested
-        # loops, deadlocked XLA's CPU runtime on a 2-core machine (jax 0.10.2)
-        z = jnp.einsum("kij,kj->ki", jnp.linalg.inv(self.scales), x - self.means)
-        log_det = jnp.sum(jnp.log(jnp.diagonal(self.scales, axis1=1, axis2=2)), axis=1)
-        log_norm = log_det + 0.5 * x.shape[-1] * math.log(2 * math.pi)
-        return logsumexp(self.log_weights - 0.5 * jnp.sum(z**2, axis=1) - log_norm)
-
-    def sample(self, rng_key: jax.Array, num: int) -> jax.Array:
-        """``num`` independent draws, shape ``(num, d)``."""
-        pick_key, noise_key = jax.random.split(rng_key)
-        k = jax.random.categorical(pick_key, self.log_weights, shape=(num,))
-        z = jax.random.normal(noise_key, (num, self.means.shape[-1]))
-        return self.means[k] + jnp.einsum("nij,nj->ni", self.scales[k], z)
-
-    def scaled(self, factor: float) -> GaussianMixture:
-        """The same mixture with every component's scale multiplied by ``factor``."""
-        return GaussianMixture(self.log_weights, self.means, self.scales * factor)
-
-
-def check_mixture(name: str, mixture: GaussianMixture) -> GaussianMixture:
-    """Return ``mixture`` with array fields and normalized weights; raise ``ValueError`` on
-    non-finite entries, mismatched shapes or a scale that is not lower-triangular with a
-    positive diagonal."""
-    log_w = jnp.asarray(mixture.log_weights, jnp.result_type(float))
-    means = jnp.asarray(mixture.means, jnp.result_type(float))
-    scales = jnp.asarray(mixture.scales, jnp.result_type(float))
-    for field, value in (("log_weights", log_w), ("means", means), ("scales", scales)):
-        check_finite_array(f"{name}.{field}", value)
-    if log_w.ndim != 1 or means.shape[:1] != log_w.shape or means.ndim != 2:
-        raise ValueError(
-            f"{name} needs log_weights (K,) and means (K, d), got shapes {log_w.shape} and "
-            f"{means.shape}"
-        )
-    if scales.shape != (*means.shape, means.shape[1]):
-        raise ValueError(
-            f"{name}.scales must have shape (K, d, d) = {(*means.shape, means.shape[1])}, got "
-            f"{scales.shape}"
-        )
-    if bool(jnp.any(jnp.triu(scales, 1) != 0)):
-        raise ValueError(f"{name}.scales must be lower-triangular (Cholesky factors)")
-    check_positive(f"{name}.scales' diagonals", jnp.diagonal(scales, axis1=1, axis2=2))
-    return GaussianMixture(log_w - logsumexp(log_w), means, scales)
-
-
-def _check_reference(reference):
-    """The reference checked: ``None``, a Gaussian, a mixture or a pair of callables."""
-    if reference is None or _is_pair(reference):
-        return reference
-    if isinstance(reference, Gaussian):
-        return check_gaussian("reference", reference)
-    if isinstance(reference, GaussianMixture):
-        return check_mixture("reference", reference)
-    raise TypeError(
-        "reference must be None (the Laplace mixture), a Gaussian(mean, scale), a "
-        "GaussianMixture(log_weights, means, scales) or a pair (logdensity_fn, draw_fn) with "
-        f"draw_fn(rng_key, num) -> num draws, got {reference!r}"
-    )
-
-
-def _is_pair(reference) -> bool:
-    return (
-        isinstance(reference, tuple)
-        and not hasattr(reference, "_fields")
-        and len(reference) == 2
-        and all(map(callable, reference))
-    )
 
 
 class SMCOptions(NamedTuple):
@@ -192,15 +97,17 @@ class SMCOptions(NamedTuple):
     Attributes
     ----------
     reference
-        :math:`\pi_0`. ``None``: the defensive Laplace mixture of :func:`laplace_mixture`
+        :math:`\pi_0`. ``None``: the defensive Laplace mixture of
+        :func:`~numpyro_ebm.evidence.references.laplace_mixture`
         (if no start finds a proper mode, a ``RuntimeWarning`` and
         :math:`\mathcal{N}(\text{position}, c^2 I)`, :math:`c` = ``init_scale``). A
-        :class:`~numpyro_ebm.evidence.ais.Gaussian` or a :class:`GaussianMixture` on the
+        :class:`~numpyro_ebm.evidence.references.Gaussian` or a
+        :class:`~numpyro_ebm.evidence.references.GaussianMixture` on the
         raveled position, or a pair ``(logdensity_fn, draw_fn)`` of a normalized density and
         ``draw_fn(rng_key, num)``.
     mutation, num_integration_steps
         ``"hmc"`` or ``"mala"``, tuned at each temperature to the particles
-        (:func:`~numpyro_ebm.evidence.ais.tuned_parameters`); leapfrog steps of HMC.
+        (:func:`~numpyro_ebm.evidence.mutations.tuned_parameters`); leapfrog steps of HMC.
     step_scale
         Multiplies the first tempering step's step size; the later ones follow the acceptance
         rate (see the module docstring).
@@ -234,8 +141,8 @@ class SMCOptions(NamedTuple):
     target_ess: float = 0.5
     max_iterations: int = 500
     init_scale: float = 1.0
-    num_starts: int = 128
-    laplace_steps: int = 200
+    num_starts: int = NUM_STARTS
+    laplace_steps: int = LAPLACE_STEPS
     scale_check: bool = True
 
     @classmethod
@@ -253,14 +160,7 @@ class SMCOptions(NamedTuple):
         check_mutation(
             self.mutation, self.step_scale, self.num_mcmc_steps, self.num_integration_steps
         )
-        try:
-            target_ess = float(self.target_ess)
-        except (TypeError, ValueError):
-            raise TypeError(
-                f"target_ess must be a number in (0, 1), got {self.target_ess!r}"
-            ) from None
-        if not 0.0 < target_ess < 1.0:
-            raise ValueError(f"target_ess must lie in (0, 1), got {self.target_ess!r}")
+        target_ess = check_probability("target_ess", self.target_ess)
         check_int("max_mcmc_steps", self.max_mcmc_steps, minimum=self.num_mcmc_steps)
         check_int("max_iterations", self.max_iterations)
         check_positive("init_scale", self.init_scale)
@@ -268,7 +168,7 @@ class SMCOptions(NamedTuple):
         check_int("laplace_steps", self.laplace_steps)
         if not isinstance(self.scale_check, bool):
             raise TypeError(f"scale_check must be True or False, got {self.scale_check!r}")
-        return self._replace(reference=_check_reference(self.reference), target_ess=target_ess)
+        return self._replace(reference=check_reference(self.reference), target_ess=target_ess)
 
 
 class SMCEvidence(NamedTuple):
@@ -340,150 +240,6 @@ class _Static(NamedTuple):
     max_iterations: int
 
 
-def _structure(position) -> tuple:
-    """A hashable description of a position pytree: its treedef and leaves' shapes/dtypes."""
-    leaves, treedef = jax.tree.flatten(position)
-    return treedef, tuple((jnp.shape(x), jnp.result_type(x)) for x in leaves)
-
-
-def _unravel(structure) -> Callable:
-    treedef, leaves = structure
-    template = treedef.unflatten([jnp.zeros(shape, dtype) for shape, dtype in leaves])
-    return ravel_pytree(template)[1]
-
-
-def _on_vectors(logdensity_fn, functions, structure):
-    """The target and a reference pair as functions of raveled vectors."""
-    if structure is None:
-        return logdensity_fn, functions
-    unravel = _unravel(structure)
-
-    def logdensity_flat(z):
-        return logdensity_fn(unravel(z))
-
-    if functions is None:
-        return logdensity_flat, None
-    logdensity, draw = functions
-
-    def draw_flat(key, num):
-        return jax.vmap(lambda p: ravel_pytree(p)[0])(draw(key, num))
-
-    return logdensity_flat, (lambda z: logdensity(unravel(z)), draw_flat)
-
-
-# -- the default reference ------------------------------------------------------------------
-
-
-@partial(jax.jit, static_argnums=(1, 2, 3))
-def _fits(starts, logdensity_fn, structure, num_steps):
-    """Laplace fits from every start (vmapped L-BFGS): Gaussians, validity, log f at modes."""
-    logdensity_flat, _ = _on_vectors(logdensity_fn, None, structure)
-    gaussians, valid = jax.vmap(lambda z: _laplace_fit(z, logdensity_flat, num_steps))(starts)
-    return gaussians, valid, jax.vmap(logdensity_flat)(gaussians.mean)
-
-
-def _distinct_modes(means, scales, valid, log_mass) -> list[int]:
-    """Indices of the distinct proper modes, heaviest first: a fit is kept if it is valid, its
-    Laplace mass is at least ``MIN_MODE_MASS`` of the heaviest and it lies at least
-    ``SAME_MODE_DISTANCE`` local standard deviations from every heavier mode kept."""
-    log_mass = np.where(valid & np.isfinite(log_mass), log_mass, -np.inf)
-    order = np.argsort(-log_mass, kind="stable")
-    kept: list[int] = []
-    for i in order:
-        if not np.isfinite(log_mass[i]) or log_mass[i] < log_mass[order[0]] + math.log(
-            MIN_MODE_MASS
-        ):
-            break
-        if all(_separation(means[i], means[j], scales[i], scales[j]) for j in kept):
-            kept.append(int(i))
-    return kept
-
-
-def _separation(mean_a, mean_b, scale_a, scale_b) -> bool:
-    """Whether two modes are further apart than ``SAME_MODE_DISTANCE`` in both metrics."""
-    gap = mean_a - mean_b
-    distances = [np.linalg.norm(np.linalg.solve(s, gap)) for s in (scale_a, scale_b)]
-    return min(distances) >= SAME_MODE_DISTANCE
-
-
-def _defensive_mixture(means, scales, log_mass) -> GaussianMixture:
-    r"""The Laplace components with weights :math:`(1-b)(\tfrac12 p_k + \tfrac1{2K})`
-    (:math:`p_k` the Laplace masses normalized, :math:`b` = ``BROAD_WEIGHT``), and a broad
-    component of weight :math:`b`: the Gaussian with the mixture's mean and covariance
-    :math:`\sum_k \alpha_k (L_k L_k^\top + (\mu_k - \bar\mu)(\mu_k - \bar\mu)^\top)`, its scale
-    times ``BROAD_SCALE``."""
-    num = means.shape[0]
-    laplace = np.exp(log_mass - np.max(log_mass))
-    alpha = 0.5 * laplace / laplace.sum() + 0.5 / num
-    centre = alpha @ means
-    spread = means - centre
-    covariance = np.einsum("k,kij,klj->il", alpha, scales, scales) + np.einsum(
-        "k,ki,kj->ij", alpha, spread, spread
-    )
-    broad = BROAD_SCALE * np.linalg.cholesky(0.5 * (covariance + covariance.T))
-    weights = np.append((1.0 - BROAD_WEIGHT) * alpha, BROAD_WEIGHT)
-    return GaussianMixture(
-        jnp.asarray(np.log(weights)),
-        jnp.asarray(np.vstack([means, centre])),
-        jnp.asarray(np.concatenate([scales, broad[None]])),
-    )
-
-
-def laplace_mixture(
-    rng_key: jax.Array,
-    logdensity_fn: Callable,
-    position,
-    *,
-    num_starts: int = SMCOptions().num_starts,
-    laplace_steps: int = SMCOptions().laplace_steps,
-) -> GaussianMixture | None:
-    r"""The default reference of tempered SMC: a defensive mixture of Laplace fits at the
-    modes found from spread starts (Oh & Berger 1993; Hesterberg 1995).
-
-    1. **Starts**: ``position`` and ``num_starts - 1`` points around it, each coordinate
-       displaced by :math:`\mathcal{N}(0, r_j^2)`, :math:`r_j` geometrically spaced over
-       ``START_RADII`` (0.3 to 10: modes near the start and several units away).
-    2. **Modes**: L-BFGS from every start (vmapped), then the Laplace fit
-       :math:`\mathcal{N}(\hat x_k, L_k L_k^\top)`,
-       :math:`L_k L_k^\top = (-\nabla^2 \log f(\hat x_k))^{-1}`
-       (:func:`~numpyro_ebm.evidence.ais.laplace`). Fits that failed (no finite mode with a
-       negative-definite Hessian) are dropped, so are modes whose Laplace mass
-       :math:`\hat Z_k = f(\hat x_k)\,|L_k|\,(2\pi)^{d/2}` is below ``MIN_MODE_MASS`` of the
-       largest, and a mode within ``SAME_MODE_DISTANCE`` local standard deviations of a
-       heavier one is the same mode.
-    3. **Mixture**: the :math:`K` distinct modes with weights
-       :math:`(1-b)(\tfrac12 \hat p_k + \tfrac1{2K})`, :math:`\hat p_k \propto \hat Z_k`: half
-       by mass (efficient when the Laplace masses are right), half uniform (every mode gets
-       particles when they are not); and a broad component of weight :math:`b` =
-       ``BROAD_WEIGHT``, the Gaussian with the mode components' mean and covariance, its scale
-       times ``BROAD_SCALE``, whose particles can reach a region that no start found.
-
-    Returns
-    -------
-    GaussianMixture or None
-        On the raveled position, ``K + 1`` components (the broad one last); ``None`` when no
-        start found a proper mode (a flat or improper target).
-    """
-    if not callable(logdensity_fn):
-        raise TypeError(f"logdensity_fn must be callable, got {logdensity_fn!r}")
-    check_int("num_starts", num_starts)
-    check_int("laplace_steps", laplace_steps)
-    flat, _ = ravel_pytree(position)
-    flat = jnp.asarray(flat, jnp.result_type(float))
-    check_finite_array("position", flat)
-    radii = jnp.geomspace(*START_RADII, max(num_starts - 1, 1))[: num_starts - 1]
-    noise = jax.random.normal(rng_key, (num_starts - 1, flat.shape[0]), flat.dtype)
-    starts = jnp.concatenate([flat[None], flat + radii[:, None] * noise])
-    gaussians, valid, log_f = _fits(starts, logdensity_fn, _structure(position), laplace_steps)
-    means, scales = np.asarray(gaussians.mean), np.asarray(gaussians.scale)
-    log_det = np.sum(np.log(np.abs(np.diagonal(scales, axis1=1, axis2=2))), axis=1)
-    log_mass = np.asarray(log_f) + log_det
-    kept = _distinct_modes(means, scales, np.asarray(valid), log_mass)
-    if not kept:
-        return None
-    return _defensive_mixture(means[kept], scales[kept], log_mass[kept])
-
-
 def _reference(key, reference, logdensity_fn, position, options: SMCOptions):
     """(reference on raveled vectors or None, functions or None, problem or None)."""
     if reference is None:
@@ -509,7 +265,7 @@ def _reference(key, reference, logdensity_fn, position, options: SMCOptions):
             "a negative-definite Hessian); the reference is "
             f"N(position, {options.init_scale}^2 I) instead",
         )
-    if _is_pair(reference):
+    if is_pair(reference):
         return None, reference, None
     return reference.scaled(options.init_scale), None, None
 
@@ -610,7 +366,7 @@ def _one_run(key, scale_factor, reference, logdensity_fn, functions, static: _St
 
 @partial(jax.jit, static_argnums=(3, 4, 5, 6))
 def _runs(keys, scale_factors, reference, logdensity_fn, functions, structure, static):
-    logdensity_fn, functions = _on_vectors(logdensity_fn, functions, structure)
+    logdensity_fn, functions = on_vectors(logdensity_fn, functions, structure)
     return jax.vmap(
         lambda key, factor: _one_run(key, factor, reference, logdensity_fn, functions, static)
     )(keys, scale_factors)
@@ -690,7 +446,7 @@ def tempered_smc(
         flat, unravel = ravel_pytree(position)
         check_finite_array("position", flat)
         _checks.check_defined(logdensity_fn(position), "position")
-        structure = _structure(position)
+        structure = position_structure(position)
     reference, functions, problem = _reference(
         jax.random.fold_in(rng_key, 1), options.reference, logdensity_fn, position, options
     )

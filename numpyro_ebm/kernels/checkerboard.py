@@ -66,8 +66,9 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import PRNGKey
 from jax.core import Tracer
 
+from numpyro_ebm._spins import as_spin_array, flip, spin_values
 from numpyro_ebm.kernels.gibbs import check_logdensity_fn, check_update, flip_probability
-from numpyro_ebm.models.ising import as_spin_array, flip, spin_values, sublattice_masks
+from numpyro_ebm.models.ising import sublattice_masks
 
 __all__ = [
     "CheckerboardInfo",

@@ -44,7 +44,7 @@ import jax.numpy as jnp
 from blackjax.base import SamplingAlgorithm
 from blackjax.types import PRNGKey
 
-from numpyro_ebm.models.ising import as_spin_array, flip, spin_values
+from numpyro_ebm._spins import as_spin_array, flip, spin_values
 
 __all__ = [
     "GibbsInfo",

@@ -47,7 +47,8 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import PRNGKey
 from jax.core import Tracer
 
-from numpyro_ebm.models.ising import Ising, as_spin_array, from_pm1, to_pm1
+from numpyro_ebm._spins import as_spin_array, from_pm1, to_pm1
+from numpyro_ebm.models.ising import Ising
 
 __all__ = [
     "SwendsenWangInfo",

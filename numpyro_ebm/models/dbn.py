@@ -11,13 +11,14 @@ under a directed sigmoid belief net:
 
 where layer :math:`l` is the RBM :math:`(W^l, b^l, c^l)` on :math:`(h^{l-1}, h^l)`.
 
-**Greedy training.** Layer 1 is an RBM fit to the data; layer :math:`l + 1` is an RBM fit to
-the representations of the data at layer :math:`l`, obtained by passing the data up through
-the trained layers with :math:`p(h^l \mid h^{l-1}) = \sigma(c^l + W^{l\top} h^{l-1})`. By
-default (``propagate="samples"``) the representation is one binary sample
-:math:`h^l \sim p(h^l \mid h^{l-1})` per example, drawn once, so that each layer is an RBM
-on binary data with a proper likelihood, as in Hinton et al. (2006); ``"probabilities"``
-passes the probabilities themselves (lower variance; Hinton's guide, sec. 3.2).
+**Greedy training** (:func:`numpyro_ebm.training.rbm.fit_dbn`). Layer 1 is an RBM fit to the
+data; layer :math:`l + 1` is an RBM fit to the representations of the data at layer :math:`l`,
+obtained by passing the data up through the trained layers with :math:`p(h^l \mid h^{l-1}) =
+\sigma(c^l + W^{l\top} h^{l-1})`. By default (``propagate="samples"``) the representation is
+one binary sample :math:`h^l \sim p(h^l \mid h^{l-1})` per example, drawn once, so that each
+layer is an RBM on binary data with a proper likelihood, as in Hinton et al. (2006);
+``"probabilities"`` passes the probabilities themselves (lower variance; Hinton's guide, sec.
+3.2).
 
 **The bound.** For two layers, with the recognition distribution
 :math:`q(h^1 \mid v) = \prod_j \sigma(c^1_j + (W^{1\top} v)_j)` of the first RBM,
@@ -32,7 +33,7 @@ biases); training the top RBM raises the bound's second term. :meth:`DBN.log_lik
 computes it exactly for small layers, and :meth:`DBN.log_likelihood` the exact
 :math:`\log p(v) = \log \sum_{h^1} p(v \mid h^1) p_2(h^1)`.
 
-**Sampling.** Block Gibbs in the top RBM (:mod:`numpyro_ebm.kernels.block_gibbs`) on
+**Sampling.** Block Gibbs sweeps of the top RBM (its own conditionals) on
 :math:`h^{L-1}`, then one top-down pass :math:`h^{l-1} \sim p(h^{l-1} \mid h^l)` to the
 visible layer.
 
@@ -53,39 +54,22 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
-import numpy as np
-import optax
 
 from numpyro_ebm._checks import check_int
-from numpyro_ebm.kernels import block_gibbs
 from numpyro_ebm.models.rbm import (
     MAX_ENUMERATION_STATES,
     BernoulliRBM,
     RBMParams,
     _bits,
     _check_enumerable,
-    _check_params,
     check_binary,
-    fit_rbm,
+    check_params,
 )
 
-__all__ = ["DBN", "DBNFit"]
-
-_PROPAGATE = ("samples", "probabilities")
-
-
-class DBNFit(NamedTuple):
-    """What :meth:`DBN.fit` returns: ``params`` (one :class:`~.rbm.RBMParams` per layer,
-    bottom first), ``histories`` (each layer's ``fit`` history) and ``layer_data`` (the
-    training data of each layer: the data, then their propagated representations)."""
-
-    params: tuple[RBMParams, ...]
-    histories: tuple[dict[str, np.ndarray], ...]
-    layer_data: tuple[np.ndarray, ...]
+__all__ = ["DBN"]
 
 
 @dataclass(frozen=True)
@@ -127,84 +111,7 @@ class DBN:
                 f"params must hold {len(self.layers)} layers' RBMParams, got {len(params)}"
             )
         for i, (rbm, layer) in enumerate(zip(self.layers, params, strict=True)):
-            _check_params(rbm, layer, f"params[{i}]")
-
-    def fit(
-        self,
-        data,
-        *,
-        key: jax.Array,
-        method: str = "cd",
-        k: int = 1,
-        optimizer: optax.GradientTransformation | None = None,
-        num_steps: int | Sequence[int] = 3000,
-        batch_size: int = 10,
-        propagate: str = "samples",
-        init_scale: float = 0.01,
-        progress: bool = False,
-    ) -> DBNFit:
-        r"""Greedy layer-wise training (Hinton et al. 2006).
-
-        Each layer is initialized (visible biases at its data's log-odds) and trained with
-        :func:`~.rbm.fit_rbm` on its data, then the data are propagated up
-        (``propagate="samples"``: one binary draw of :math:`p(h \mid \cdot)` per example;
-        ``"probabilities"``: the probabilities).
-
-        Parameters
-        ----------
-        data
-            Binary array of shape ``(n, layer_sizes[0])``.
-        key
-            PRNG key; the result is a function of it.
-        method, k, optimizer, batch_size
-            As in :func:`~.rbm.fit_rbm`, for every layer.
-        num_steps
-            Steps per layer: one number, or one per layer.
-        propagate
-            ``"samples"`` or ``"probabilities"``.
-        init_scale
-            Standard deviation of each layer's initial weights.
-        progress
-            Show ``fit``'s progress bars.
-        """
-        data = check_binary("data", data)
-        if data.ndim != 2 or data.shape[1] != self.layer_sizes[0]:
-            raise ValueError(
-                f"data must have shape (n, {self.layer_sizes[0]}), got shape {data.shape}"
-            )
-        if propagate not in _PROPAGATE:
-            raise ValueError(f"propagate must be one of {_PROPAGATE}, got {propagate!r}")
-        steps = [num_steps] * len(self.layers) if np.ndim(num_steps) == 0 else list(num_steps)
-        if len(steps) != len(self.layers):
-            raise ValueError(
-                f"num_steps must be one number or {len(self.layers)} (one per layer), "
-                f"got {num_steps!r}"
-            )
-        params, histories, layer_data = [], [], [np.asarray(data, np.float32)]
-        for rbm, layer_key, layer_steps in zip(
-            self.layers, jax.random.split(key, len(self.layers)), steps, strict=True
-        ):
-            key_init, key_fit, key_up = jax.random.split(layer_key, 3)
-            x = layer_data[-1]
-            result = fit_rbm(
-                rbm,
-                rbm.init(key_init, init_scale, data=x),
-                x,
-                key=key_fit,
-                method=method,
-                k=k,
-                optimizer=optimizer,
-                num_steps=layer_steps,
-                batch_size=batch_size,
-                progress=progress,
-            )
-            params.append(result.params)
-            histories.append(result.history)
-            probs = jax.vmap(rbm.hidden_probs, (None, 0))(result.params, jnp.asarray(x))
-            if propagate == "samples":
-                probs = jax.random.bernoulli(key_up, probs).astype(probs.dtype)
-            layer_data.append(np.asarray(probs))
-        return DBNFit(tuple(params), tuple(histories), tuple(layer_data[:-1]))
+            check_params(rbm, layer, f"params[{i}]")
 
     def sample(
         self,
@@ -224,19 +131,18 @@ class DBN:
         self._check_params(params)
         num_samples = check_int("num_samples", num_samples)
         num_steps = check_int("num_steps", num_steps)
-        top = self.layers[-1]
-        algorithm = block_gibbs.as_top_level_api(model=top, params=params[-1])
+        top, top_params = self.layers[-1], params[-1]
+
+        def sweep(v, step_key):
+            key_h, key_v = jax.random.split(step_key)
+            h = top.sample_hidden(key_h, top_params, v)
+            return top.sample_visible(key_v, top_params, h), None
 
         def one(key):
             key_start, key_chain, key_down = jax.random.split(key, 3)
             start = jax.random.bernoulli(key_start, 0.5, (top.n_visible,))
-            state = algorithm.init(start.astype(params[-1].W.dtype))
-
-            def sweep(state, step_key):
-                return algorithm.step(step_key, state)[0], None
-
-            state, _ = jax.lax.scan(sweep, state, jax.random.split(key_chain, num_steps))
-            h = state.position
+            start = start.astype(top_params.W.dtype)
+            h, _ = jax.lax.scan(sweep, start, jax.random.split(key_chain, num_steps))
             down_keys = jax.random.split(key_down, len(self.layers) - 1)
             for rbm, layer, down_key in zip(
                 self.layers[-2::-1], params[-2::-1], down_keys, strict=True

@@ -77,29 +77,17 @@ from scipy.special import ellipk
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_positive, check_real_array
 from numpyro_ebm._spins import (
-    SPINS,
-    as_spin_array,
-    check_spins,
-    flip,
-    from_pm1,
     spin_values,
     to_pm1,
 )
 
 __all__ = [
-    "SPINS",
     "Ising",
     "PairwiseBinary",
-    "as_spin_array",
-    "check_spins",
     "critical_beta",
-    "flip",
-    "from_pm1",
     "onsager_energy",
     "onsager_magnetization",
-    "spin_values",
     "sublattice_masks",
-    "to_pm1",
 ]
 
 

@@ -12,6 +12,7 @@ import jax.numpy as jnp
 
 from numpyro_ebm._checks import all_finite, check_int
 from numpyro_ebm.evidence import smc
+from numpyro_ebm.evidence.references import GaussianMixture
 from numpyro_ebm.samplers.base import DENSITY_KINDS, Sampler, check_probability, register_sampler
 
 __all__ = ["numpyro_nuts", "tempered_smc"]
@@ -107,7 +108,7 @@ def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **o
         "scale_consistent": int(result.scale_consistent),
         "evidence_ok": int(result.ok),
     }
-    if isinstance(result.reference, smc.GaussianMixture):
+    if isinstance(result.reference, GaussianMixture):
         attrs["reference_modes"] = int(result.reference.means.shape[0]) - 1  # less the broad one
     return particles, stats, attrs
 
@@ -141,7 +142,7 @@ def tempered_smc(
 
     The default reference is a defensive mixture of Laplace fits at the modes that L-BFGS
     finds from ``num_starts`` starts around the first chain's initial position
-    (:func:`~numpyro_ebm.evidence.smc.laplace_mixture`), so that every mode found starts
+    (:func:`~numpyro_ebm.evidence.references.laplace_mixture`), so that every mode found starts
     with particles; ``sample_stats.attrs["reference_modes"]`` says how many. It needs no
     prior sampling, so a model whose prior is an :class:`~numpyro_ebm.EnergyDistribution`
     works. Each chain is one independent run with ``num_samples`` particles, equally weighted

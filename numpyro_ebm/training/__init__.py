@@ -1,6 +1,7 @@
-"""Training energies and score networks: objectives, the replay buffer and the fit loop."""
+"""Training energies and score networks: objectives, the replay buffer and the fit loop; RBMs
+and DBNs in :mod:`numpyro_ebm.training.rbm`."""
 
-from numpyro_ebm.training import buffer
+from numpyro_ebm.training import buffer, rbm
 from numpyro_ebm.training.buffer import ReplayBuffer
 from numpyro_ebm.training.fit import FitResult, fit
 from numpyro_ebm.training.objectives import (
@@ -32,6 +33,7 @@ __all__ = [
     "nce",
     "ncsn",
     "pcd",
+    "rbm",
     "replica_exchange_pcd",
     "score_matching",
     "sliced_score_matching",

@@ -31,7 +31,7 @@ import optax
 from tqdm.auto import tqdm
 
 from numpyro_ebm import sharding as _sharding
-from numpyro_ebm._checks import check_finite_array, check_int
+from numpyro_ebm._checks import check_finite_array, check_int, check_key
 from numpyro_ebm.training import _mixing
 from numpyro_ebm.training._checkpoints import Checkpoints, tree_fingerprint
 from numpyro_ebm.training._chunk import build_chunk
@@ -57,15 +57,6 @@ class FitResult(NamedTuple):
     loss_state: Any
     history: dict[str, np.ndarray]
     key: jax.Array
-
-
-def _typed_key(key) -> jax.Array:
-    key = jnp.asarray(key) if not isinstance(key, jax.Array) else key
-    if jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        return key
-    if key.dtype != jnp.uint32 or key.ndim != 1:
-        raise TypeError(f"key must be a PRNG key (jax.random.key or PRNGKey), got {key!r}")
-    return jax.random.wrap_key_data(key)
 
 
 def _check_objective(objective, params, data, batch_size, key, loss_state) -> None:
@@ -289,7 +280,7 @@ def fit(
         raise ValueError(
             f"batch_size ({batch_size}) must not exceed the number of examples ({data.shape[0]})"
         )
-    key = _typed_key(key)
+    key = check_key(key)
     checkpoint_every = steps_per_chunk if checkpoint_every is None else checkpoint_every
     checkpoint_every = check_int("checkpoint_every", checkpoint_every)
     if checkpoint_every % steps_per_chunk:
