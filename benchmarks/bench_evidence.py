@@ -7,7 +7,7 @@ over ``--repeats`` keys; each row gives the root-mean-square error of log Z over
 the mean reported standard error, and the gradient evaluations of one estimate.
 
 * ``ais``: ``evidence.ais.ais`` (HMC transitions tuned along the path, 4 runs).
-* ``smc``: ``evidence.smc.tempered_smc`` (8 independent runs, HMC tuned per temperature).
+* ``smc``: ``evidence.smc.smc`` (8 independent runs, HMC tuned per temperature).
 * ``blackjax_smc``: BlackJAX's ``adaptive_tempered_smc`` in a ``while_loop`` written by hand
   as its documentation shows, HMC with a fixed step and identity mass matrix, over the same
   number of independent runs as ``smc`` and the runs combined the same way.
@@ -34,7 +34,7 @@ import numpy as np
 
 from numpyro_ebm.evidence.ais import ais, log_mean_exp
 from numpyro_ebm.evidence.references import Gaussian
-from numpyro_ebm.evidence.smc import tempered_smc
+from numpyro_ebm.evidence.smc import smc as smc_evidence
 
 WEIGHTS = jnp.array([0.3, 0.7])
 MEANS = jnp.array([[-2.0, -2.0], [1.5, 1.5]])
@@ -133,7 +133,7 @@ def methods(particles: int):
         return float(r.log_normalizer), float(r.standard_error), int(r.num_grad_evals)
 
     def run_smc(key, f, dim):
-        r = tempered_smc(
+        r = smc_evidence(
             key,
             f,
             jnp.zeros(dim),

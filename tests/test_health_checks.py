@@ -268,7 +268,7 @@ def test_ais_refuses_an_undefined_target_early(logdensity, base, match):
 
 def test_tempered_smc_refuses_a_log_density_that_is_nan_at_the_position():
     with pytest.raises(ValueError, match=r"logdensity_fn is nan at position: log Z would be"):
-        smc.tempered_smc(jax.random.key(0), lambda x: jnp.nan * jnp.sum(x), jnp.zeros(2))
+        smc.smc(jax.random.key(0), lambda x: jnp.nan * jnp.sum(x), jnp.zeros(2))
 
 
 def test_reverse_ais_refuses_samples_of_another_dimension():

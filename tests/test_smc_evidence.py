@@ -24,12 +24,12 @@ from test_ais import (
 
 from numpyro_ebm.energy import EnergyDistribution
 from numpyro_ebm.evidence.references import Gaussian, GaussianMixture
-from numpyro_ebm.evidence.smc import model_smc, tempered_smc
+from numpyro_ebm.evidence.smc import model_smc, smc
 
 
 def test_smc_log_z_of_a_gaussian_mixture_covers_the_truth_over_ten_keys():
     results = [
-        tempered_smc(jax.random.key(k), mixture_logdensity, jnp.zeros(2), reference=BROAD)
+        smc(jax.random.key(k), mixture_logdensity, jnp.zeros(2), reference=BROAD)
         for k in range(10)
     ]
     in2, in3, z = within(
@@ -74,7 +74,7 @@ def test_smc_evidence_of_a_model_with_an_energy_distribution_prior():
 def test_improper_targets_are_reported_not_estimated():
     quartic = lambda x: jnp.sum(x**2) ** 2  # E = -|x|^4
     with pytest.warns(RuntimeWarning, match="improper"):
-        result = tempered_smc(jax.random.key(0), quartic, jnp.zeros(2), reference=BROAD)
+        result = smc(jax.random.key(0), quartic, jnp.zeros(2), reference=BROAD)
     assert not result.ok
 
 
@@ -82,10 +82,10 @@ def test_improper_targets_are_reported_not_estimated():
 def test_a_flat_target_is_reported_whatever_the_reference():
     flat = lambda x: 0.0 * jnp.sum(x)
     with pytest.warns(RuntimeWarning, match="Laplace fit failed"):
-        result = tempered_smc(jax.random.key(0), flat, jnp.zeros(2))
+        result = smc(jax.random.key(0), flat, jnp.zeros(2))
     assert not result.ok
     with pytest.warns(RuntimeWarning, match="reference's scale"):
-        result = tempered_smc(jax.random.key(0), flat, jnp.zeros(2), reference=BROAD)
+        result = smc(jax.random.key(0), flat, jnp.zeros(2), reference=BROAD)
     assert not result.ok and not result.scale_consistent
 
 
@@ -103,7 +103,7 @@ def test_smc_evidence_of_a_conjugate_model_covers_the_closed_form():
 @pytest.mark.slow
 def test_a_run_that_does_not_reach_the_target_is_reported():
     with pytest.warns(RuntimeWarning, match="did not reach the target"):
-        result = tempered_smc(
+        result = smc(
             jax.random.key(0), mixture_logdensity, jnp.zeros(2), reference=BROAD,
             max_iterations=1, target_ess=0.99,
         )
@@ -140,9 +140,9 @@ def test_bad_options_are_refused_before_compiling(options, message):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         with pytest.raises((ValueError, TypeError), match=message):
-            tempered_smc(jax.random.key(0), mixture_logdensity, jnp.zeros(2), **options)
+            smc(jax.random.key(0), mixture_logdensity, jnp.zeros(2), **options)
 
 
 def test_a_reference_without_a_position_needs_one():
     with pytest.raises(ValueError, match="position"):
-        tempered_smc(jax.random.key(0), mixture_logdensity)
+        smc(jax.random.key(0), mixture_logdensity)

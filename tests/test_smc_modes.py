@@ -21,7 +21,7 @@ from jax.scipy.special import logsumexp
 import numpyro_ebm as ne
 from numpyro_ebm import diagnostics
 from numpyro_ebm.evidence.references import GaussianMixture, laplace_mixture
-from numpyro_ebm.evidence.smc import SMCOptions, tempered_smc
+from numpyro_ebm.evidence.smc import SMCOptions, smc
 
 MEANS = np.array([[-2.0, -1.0], [2.0, 0.5], [0.0, 3.0]])
 WEIGHTS = np.array([1.0, 2.0, 0.5])
@@ -115,4 +115,4 @@ def test_the_sampler_and_the_evidence_function_share_one_option_list():
     assert factory.__kwdefaults__ == SMCOptions()._asdict()
     assert factory().options == SMCOptions()._asdict()
     with pytest.raises(TypeError, match=r"no option\(s\) \['num_steps'\].*num_mcmc_steps"):
-        tempered_smc(jax.random.key(0), lambda x: -energy(x), jnp.zeros(2), num_steps=3)
+        smc(jax.random.key(0), lambda x: -energy(x), jnp.zeros(2), num_steps=3)

@@ -43,7 +43,7 @@ and the ESS, which read a run as a chain, would measure that arbitrary order. Ea
 particles are permuted by a key-driven shuffle; the draws of a run are then exchangeable, and
 :math:`\hat R` and ESS over runs measure what they can measure for independent runs: the
 variation between runs (a mode missed or over-weighted by some runs) against the variation
-within them. :func:`tempered_smc` is the engine that the ``tempered_smc`` sampler calls; both
+within them. :func:`smc` is the engine that the ``tempered_smc`` sampler calls; both
 take the same options (:class:`SMCOptions`).
 """
 
@@ -79,7 +79,7 @@ __all__ = [
     "SMCEvidence",
     "SMCOptions",
     "model_smc",
-    "tempered_smc",
+    "smc",
 ]
 
 #: the mutations' step size follows the acceptance rate towards the optimal one: HMC's
@@ -90,7 +90,7 @@ MOVE_PROBABILITY = 0.99
 
 
 class SMCOptions(NamedTuple):
-    r"""The options of tempered SMC: one list, taken by :func:`tempered_smc`,
+    r"""The options of tempered SMC: one list, taken by :func:`smc`,
     :func:`model_smc` and the ``tempered_smc`` sampler (``ne.samplers.tempered_smc``), whose
     defaults are these.
 
@@ -172,7 +172,7 @@ class SMCOptions(NamedTuple):
 
 
 class SMCEvidence(NamedTuple):
-    r"""What :func:`tempered_smc` returns.
+    r"""What :func:`smc` returns.
 
     Attributes
     ----------
@@ -190,7 +190,7 @@ class SMCEvidence(NamedTuple):
         Per run.
     num_mcmc_steps
         Per run: the MCMC steps of each particle over all tempering steps (their number per
-        tempering step adapts to the acceptance rate, see :func:`tempered_smc`).
+        tempering step adapts to the acceptance rate, see :func:`smc`).
     num_grad_evals
         All runs and particles together (the mutation kernel's initialization included, the
         default reference's fit not).
@@ -385,7 +385,7 @@ def _scale_problem(log_z, particles, num_runs) -> str | None:
     )
 
 
-def tempered_smc(
+def smc(
     rng_key: jax.Array,
     logdensity_fn: Callable,
     position=None,
@@ -490,7 +490,7 @@ def tempered_smc(
             f"max_iterations={options.max_iterations} tempering steps"
         )
     if problems:
-        warnings.warn("tempered_smc: " + "; ".join(problems), RuntimeWarning, stacklevel=2)
+        warnings.warn("tempered SMC: " + "; ".join(problems), RuntimeWarning, stacklevel=2)
     if unravel is not None:
         particles = jax.vmap(jax.vmap(unravel))(particles)
     return SMCEvidence(
@@ -516,14 +516,14 @@ def model_smc(
     model_kwargs: dict | None = None,
     **options,
 ) -> SMCEvidence:
-    r"""The evidence :math:`p(y) = \int p(y, z)\,dz` of a NumPyro model by :func:`tempered_smc`
+    r"""The evidence :math:`p(y) = \int p(y, z)\,dz` of a NumPyro model by :func:`smc`
     on the unconstrained space (:func:`numpyro_ebm.logdensity_from_model`). The reference
     defaults to the Laplace fit of the log joint, so nothing is drawn from the prior and a
-    prior that is an ``EnergyDistribution`` works. ``options`` go to :func:`tempered_smc`;
+    prior that is an ``EnergyDistribution`` works. ``options`` go to :func:`smc`;
     the particles are dicts of unconstrained sites.
     """
     from numpyro_ebm.model import logdensity_from_model
 
     init_key, run_key = jax.random.split(rng_key)
     density = logdensity_from_model(model, *model_args, key=init_key, **(model_kwargs or {}))
-    return tempered_smc(run_key, density.logdensity_fn, density.initial_position, **options)
+    return smc(run_key, density.logdensity_fn, density.initial_position, **options)

@@ -76,7 +76,7 @@ def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **o
     logdensity_fn = target.logdensity_fn
     if target.cache_key is not None:
         logdensity_fn = _KeyedDensity(target.cache_key, logdensity_fn)
-    result = smc.tempered_smc(
+    result = smc.smc(
         rng_key,
         logdensity_fn,
         jax.tree.map(lambda x: x[0], target.initial_position),
@@ -136,7 +136,7 @@ def tempered_smc(
     ``adaptive_tempered_smc``) from a reference :math:`\pi_0` to the target :math:`p`
     through :math:`\pi_\lambda \propto \pi_0^{1-\lambda} p^\lambda`, each :math:`\lambda`
     chosen so that the effective sample size is ``target_ess`` of the particles, with HMC or
-    MALA mutations tuned to the particles (:func:`numpyro_ebm.evidence.smc.tempered_smc`, where
+    MALA mutations tuned to the particles (:func:`numpyro_ebm.evidence.smc.smc`, where
     the details are). The options are those of
     :class:`~numpyro_ebm.evidence.smc.SMCOptions`, with its defaults and checks.
 
