@@ -25,6 +25,7 @@ or a log normalizing constant.
 
 from __future__ import annotations
 
+import inspect
 import operator
 from collections.abc import Callable, Sequence
 from typing import Any, NamedTuple
@@ -99,6 +100,37 @@ class Target(NamedTuple):
     @property
     def num_chains(self) -> int:
         return int(jax.tree.leaves(self.initial_position)[0].shape[0])
+
+
+class TargetOptions(NamedTuple):
+    """How :func:`numpyro_ebm.sample` makes its target from a bare callable (or checks a ready
+    :class:`Target` against them): the options of :func:`energy_target` for an energy, and
+    ``model_args``/``model_kwargs`` for a NumPyro model, with ``sample``'s defaults.
+
+    ``sample`` gathers its keywords into one value and passes it to :func:`build_target`, so
+    that an option is written here and in ``sample``'s signature, not in every function
+    between.
+    """
+
+    key: jax.Array | None = None
+    num_chains: int | None = None
+    init_position: Any = None
+    event_shape: Sequence[int] | None = None
+    init_scale: float = 1.0
+    temperature: float = 1.0
+    model_args: tuple = ()
+    model_kwargs: dict | None = None
+    var_name: str = "x"
+    support: str = "real"
+
+
+#: The options that describe a target, refused beside a ready one.
+_DESCRIBE_A_TARGET = ("init_position", "event_shape", "model_args", "model_kwargs")
+
+#: The options of :func:`energy_target` among :class:`TargetOptions`.
+_ENERGY_OPTIONS = tuple(
+    name for name in TargetOptions._fields if name not in ("model_args", "model_kwargs")
+)
 
 
 def _event_shape(event_shape) -> tuple[int, ...]:
@@ -254,7 +286,7 @@ def energy_target(
     if init_position is None:
         if key is None:
             raise ValueError("energy_target needs key= to draw the initial positions")
-        key = _typed_key(key)
+        key = typed_key(key)
     if support != "real" and init_position is None:
         low, high = SUPPORTS[support]
         chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
@@ -373,7 +405,9 @@ def shapes_of(tree) -> tuple:
     return treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves)
 
 
-def _typed_key(key) -> jax.Array:
+def typed_key(key) -> jax.Array:
+    """``key`` as one typed PRNG key (raw ``uint32`` key data of shape (2,) wrapped), else a
+    ``TypeError`` or ``ValueError`` in our words."""
     if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
         if key.shape != ():
             raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
@@ -408,7 +442,7 @@ def model_target(
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     num_chains = check_int("num_chains", num_chains)
-    keys = jax.random.split(_typed_key(key), num_chains)
+    keys = jax.random.split(typed_key(key), num_chains)
     cache_key = _model_key(model, model_args, model_kwargs)
     minibatch_fn = None
     try:
@@ -438,3 +472,67 @@ def model_target(
         minibatch_logdensity_fn=None if minibatch_fn is None else full_precision(minibatch_fn),
         cache_key=cache_key,
     )
+
+
+def build_target(target, sampler, options: TargetOptions) -> Target:
+    """The target of a :func:`numpyro_ebm.sample` call: a ready :class:`Target` (keyed afresh,
+    its energy may have changed; ``options`` may not describe another), or one built from a
+    callable with ``options``: an energy if ``event_shape`` or ``init_position`` is given, a
+    NumPyro model otherwise. ``sampler`` (a :class:`~numpyro_ebm.samplers.Sampler`) says
+    whether an energy is noise-conditional and whether a model may subsample its data."""
+    if isinstance(target, Target):
+        given = options._replace(model_args=options.model_args or None)
+        extra = sorted(name for name in _DESCRIBE_A_TARGET if getattr(given, name) is not None)
+        if extra:
+            raise TypeError(
+                f"{extra} were given beside a ready Target; they belong to energy_target or "
+                "model_target"
+            )
+        if options.num_chains is not None and options.num_chains != target.num_chains:
+            raise ValueError(
+                f"num_chains={options.num_chains} but the target holds {target.num_chains} "
+                "initial positions"
+            )
+        return target._replace(cache_key=target_key(target))  # its energy may have changed
+    if not callable(target):
+        raise TypeError(f"target must be an energy, a NumPyro model or a Target, got {target!r}")
+    model_args, model_kwargs = options.model_args, options.model_kwargs
+    if options.event_shape is not None or options.init_position is not None:
+        if model_args or model_kwargs:
+            raise TypeError(
+                "model_args/model_kwargs were given with event_shape/init_position: a target "
+                "is either an energy (event_shape or init_position) or a NumPyro model"
+            )
+        noise_conditional = (
+            "noise_conditional" in sampler.accepts and "energy" not in sampler.accepts
+        )
+        energy_options = {name: getattr(options, name) for name in _ENERGY_OPTIONS}
+        return energy_target(target, noise_conditional=noise_conditional, **energy_options)
+    _check_model_call(target, model_args, model_kwargs)
+    return model_target(
+        target,
+        *model_args,
+        key=options.key,
+        num_chains=DEFAULT_NUM_CHAINS if options.num_chains is None else options.num_chains,
+        subsample=sampler.minibatch,
+        **(model_kwargs or {}),
+    )
+
+
+def _check_model_call(target, model_args, model_kwargs) -> None:
+    """A callable given without ``event_shape``/``init_position`` is read as a NumPyro model;
+    refuse, in words, one that needs arguments it was not given (an energy ``E(x)`` whose
+    ``event_shape`` was forgotten), rather than let NumPyro call it and fail."""
+    try:
+        signature = inspect.signature(target)
+        signature.bind(*(model_args or ()), **(model_kwargs or {}))
+    except ValueError:  # no signature to read (a builtin): let the call tell
+        return
+    except TypeError as error:
+        raise TypeError(
+            f"{getattr(target, '__name__', target)!r} was read as a NumPyro model (neither "
+            f"event_shape nor init_position was given), but it cannot be called with "
+            f"model_args={tuple(model_args or ())} and model_kwargs={model_kwargs or {}}: "
+            f"{error}. For an energy give event_shape= (the shape of one configuration) or "
+            "init_position=; for a model, its arguments in model_args/model_kwargs"
+        ) from None

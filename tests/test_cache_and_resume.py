@@ -13,7 +13,7 @@ import pytest
 
 import numpyro_ebm as ne
 from numpyro_ebm import _arviz, diagnostics
-from numpyro_ebm.inference import _mixing_so_far
+from numpyro_ebm._mixing import mixing_so_far
 
 # Short MALA runs of a unit Gaussian in 2-D: a mean of 200 draws x 2 chains is within 0.5 of
 # the centre (about 5 standard errors at the ESS these runs reach), so a centre moved from 0
@@ -250,7 +250,7 @@ def test_until_compiles_its_mixing_check_once_for_all_blocks():
     )
     attrs = results[0].sample_stats.attrs
     assert attrs["until_num_draws"] == 100 and attrs["until_reason"] == "max_draws"  # 5 blocks
-    assert names.count("jit(_mixing_so_far)") == 1
+    assert names.count("jit(mixing_so_far)") == 1
     assert max(Counter(names).values()) == 1, names  # no program compiled twice
     assert _compiles(lambda: ne.sample(_gaussian, "mala", key=jax.random.key(5), **options)) == []
 
@@ -274,11 +274,11 @@ def test_the_until_check_equals_max_rhat_min_ess_of_the_draws_so_far(count):
         np.where(np.arange(60)[None, :, None] < count, x.reshape(3, 60, -1), np.nan)
         for x in draws.values()
     ]
-    ours = _mixing_so_far(buffers, np.int32(count))
+    ours = mixing_so_far(buffers, np.int32(count))
     exact = diagnostics.max_rhat_min_ess({k: v[:, :count] for k, v in draws.items()})
     np.testing.assert_allclose(np.asarray(ours), np.asarray(exact), rtol=2e-4)
     buffers[0][1, count // 2] = np.nan  # a broken chain fails the check
-    assert np.isnan(np.asarray(_mixing_so_far(buffers, np.int32(count)))).all()
+    assert np.isnan(np.asarray(mixing_so_far(buffers, np.int32(count)))).all()
 
 
 # --- what cannot be read two ways ---------------------------------------------------------

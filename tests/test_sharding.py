@@ -21,7 +21,7 @@ from stats import assert_covariance_close, assert_mean_close
 
 import numpyro_ebm as ne
 from numpyro_ebm import sharding
-from numpyro_ebm.inference import _build_programs
+from numpyro_ebm._programs import build_programs
 from numpyro_ebm.samplers import get_sampler
 from numpyro_ebm.training import objectives
 
@@ -135,9 +135,7 @@ def test_chains_stay_split_over_the_devices_and_nothing_is_gathered(sampler):
     chain_sampler = get_sampler(sampler).chain_sampler(target)
     positions = sharding.place(target.initial_position, sharding.sharded(mesh, "chains"))
     key = sharding.place(jax.random.key(0), sharding.replicated(mesh))
-    warmup, run_chunk = _build_programs(
-        chain_sampler, target, 5, 2, mesh, ("kept", "stats"), None
-    )
+    warmup, run_chunk = build_programs(chain_sampler, target, 5, 2, mesh, ("kept", "stats"), None)
     state, parameters = warmup(key, positions)
     for leaf in jax.tree.leaves((state, parameters)):
         assert leaf.sharding.spec == PartitionSpec("chains")

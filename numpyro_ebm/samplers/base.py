@@ -261,6 +261,18 @@ def finite(position, logdensity) -> jax.Array:
     return all_finite(position) & jnp.isfinite(logdensity)
 
 
+def untuned_warmup(move: Callable, state, rng_key, num_warmup: int):
+    """A warm-up that only runs the chain: ``num_warmup`` moves ``move(key, state) -> (state,
+    ...)`` from ``state``, one key each of ``split(rng_key, num_warmup)``, tuning nothing (the
+    samplers whose moves have no step to tune, or a fixed one). Returns the final state."""
+    state, _ = jax.lax.scan(
+        lambda state, key: (move(key, state)[0], None),
+        state,
+        jax.random.split(rng_key, num_warmup),
+    )
+    return state
+
+
 def dual_averaging_warmup(
     make_step: Callable, state, rng_key, num_warmup: int, initial_step_size, target: float
 ):

@@ -18,7 +18,13 @@ from numpyro_ebm.kernels import checkerboard as _checkerboard
 from numpyro_ebm.kernels import gibbs as _gibbs
 from numpyro_ebm.kernels import gibbs_with_gradients as _gwg
 from numpyro_ebm.kernels import swendsen_wang as _swendsen_wang
-from numpyro_ebm.samplers.base import ChainSampler, Sampler, register_sampler, stats
+from numpyro_ebm.samplers.base import (
+    ChainSampler,
+    Sampler,
+    register_sampler,
+    stats,
+    untuned_warmup,
+)
 
 __all__ = ["block_gibbs", "checkerboard", "gibbs", "gibbs_with_gradients", "swendsen_wang"]
 
@@ -32,12 +38,7 @@ def _chain(algorithm) -> ChainSampler:
     def warmup(rng_key, position, num_warmup):
         init_key, run_key = jax.random.split(rng_key)
         state = algorithm.init(position, init_key)
-        state, _ = jax.lax.scan(
-            lambda s, k: (algorithm.step(k, s)[0], None),
-            state,
-            jax.random.split(run_key, num_warmup),
-        )
-        return state, {}
+        return untuned_warmup(algorithm.step, state, run_key, num_warmup), {}
 
     def step(rng_key, state, parameters):
         state, info = algorithm.step(rng_key, state)

@@ -69,13 +69,24 @@ def _hmc_family(
     return ChainSampler(warmup, step, lambda state: state.position)
 
 
-def _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size) -> None:
-    check_probability("target_acceptance_rate", target_acceptance_rate)
-    if not isinstance(is_mass_matrix_diagonal, bool):
-        raise TypeError(
-            f"is_mass_matrix_diagonal must be True or False, got {is_mass_matrix_diagonal!r}"
-        )
-    check_positive("initial_step_size", initial_step_size)
+def _hmc_family_sampler(name: str, algorithm, options: dict) -> Sampler:
+    """The sampler ``name`` of the HMC family: BlackJAX's ``algorithm`` tuned by Stan's window
+    adaptation (:func:`_hmc_family`), with the options of its factory (in the order of its
+    signature, which its repr keeps), checked here."""
+    check_probability("target_acceptance_rate", options["target_acceptance_rate"])
+    diagonal = options["is_mass_matrix_diagonal"]
+    if not isinstance(diagonal, bool):
+        raise TypeError(f"is_mass_matrix_diagonal must be True or False, got {diagonal!r}")
+    check_positive("initial_step_size", options["initial_step_size"])
+    for trajectory in ("max_num_doublings", "num_integration_steps"):
+        if trajectory in options:
+            check_int(trajectory, options[trajectory])
+    return Sampler(
+        name,
+        options,
+        DENSITY_KINDS,
+        build=lambda target, **o: _hmc_family(target, algorithm=algorithm, **o),
+    )
 
 
 @register_sampler("nuts")
@@ -91,20 +102,8 @@ def nuts(
     ``target_acceptance_rate``) and of a diagonal (or, with ``is_mass_matrix_diagonal=False``,
     dense) mass matrix. Trajectories stop after at most ``max_num_doublings`` doublings. The
     per-draw Hamiltonian is reported as ``energy`` (for the BFMI, Betancourt 2016)."""
-    _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size)
-    check_int("max_num_doublings", max_num_doublings)
-    options = dict(
-        target_acceptance_rate=target_acceptance_rate,
-        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
-        initial_step_size=initial_step_size,
-        max_num_doublings=max_num_doublings,
-    )
-    return Sampler(
-        "nuts",
-        options,
-        DENSITY_KINDS,
-        build=lambda target, **o: _hmc_family(target, algorithm=blackjax.nuts, **o),
-    )
+    options = dict(locals())  # the arguments, nothing else yet
+    return _hmc_family_sampler("nuts", blackjax.nuts, options)
 
 
 @register_sampler("hmc")
@@ -117,17 +116,5 @@ def hmc(
 ) -> Sampler:
     """BlackJAX HMC (Duane et al. 1987; Neal 2011) with ``num_integration_steps`` leapfrog
     steps and Stan's window adaptation, as :func:`nuts`."""
-    _check_common(target_acceptance_rate, is_mass_matrix_diagonal, initial_step_size)
-    check_int("num_integration_steps", num_integration_steps)
-    options = dict(
-        num_integration_steps=num_integration_steps,
-        target_acceptance_rate=target_acceptance_rate,
-        is_mass_matrix_diagonal=is_mass_matrix_diagonal,
-        initial_step_size=initial_step_size,
-    )
-    return Sampler(
-        "hmc",
-        options,
-        DENSITY_KINDS,
-        build=lambda target, **o: _hmc_family(target, algorithm=blackjax.hmc, **o),
-    )
+    options = dict(locals())  # the arguments, nothing else yet
+    return _hmc_family_sampler("hmc", blackjax.hmc, options)

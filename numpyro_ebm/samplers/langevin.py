@@ -19,6 +19,7 @@ from numpyro_ebm.samplers.base import (
     finite,
     register_sampler,
     stats,
+    untuned_warmup,
 )
 
 __all__ = ["SGLD_SCHEDULES", "mala", "sgld", "ula"]
@@ -33,17 +34,15 @@ def _build_ula(target, *, step_size) -> ChainSampler:
     logdensity_fn = target.logdensity_fn
     kernel = langevin.build_kernel()
 
+    def move(key, state):
+        return kernel(key, state, logdensity_fn, step_size)
+
     def warmup(rng_key, position, num_warmup):
         state = langevin.init(position, logdensity_fn)
-        state, _ = jax.lax.scan(
-            lambda s, k: (kernel(k, s, logdensity_fn, step_size)[0], None),
-            state,
-            jax.random.split(rng_key, num_warmup),
-        )
-        return state, {}
+        return untuned_warmup(move, state, rng_key, num_warmup), {}
 
     def step(rng_key, state, parameters):
-        state, info = kernel(rng_key, state, logdensity_fn, step_size)
+        state, info = move(rng_key, state)
         return state, stats(
             step_size=step_size, logdensity=state.logdensity, grads=1, finite=info.is_finite
         )
@@ -144,10 +143,7 @@ def _build_sgld(target, *, step_size, schedule) -> ChainSampler:
 
     def warmup(rng_key, position, num_warmup):
         state = (position, jnp.asarray(1, jnp.int32))
-        state, _ = jax.lax.scan(
-            lambda s, k: (sgld_step(k, s)[0], None), state, jax.random.split(rng_key, num_warmup)
-        )
-        return state, {}
+        return untuned_warmup(sgld_step, state, rng_key, num_warmup), {}
 
     def step(rng_key, state, parameters):
         state, eps = sgld_step(rng_key, state)

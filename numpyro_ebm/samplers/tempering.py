@@ -17,6 +17,7 @@ from numpyro_ebm.samplers.base import (
     dual_averaging_warmup,
     register_sampler,
     stats,
+    untuned_warmup,
 )
 from numpyro_ebm.samplers.langevin import mala
 
@@ -83,11 +84,7 @@ def _build_parallel_tempering(
             )
             steps = num_warmup - _LADDER_ROUNDS * (num_warmup // (2 * _LADDER_ROUNDS))
         if not tuned:
-            state, _ = jax.lax.scan(
-                lambda s, k: (move(k, s, None, ladder)[0], None),
-                state,
-                jax.random.split(rng_key, steps),
-            )
+            state = untuned_warmup(lambda k, s: move(k, s, None, ladder), state, rng_key, steps)
             return state, {"temperatures": ladder}
 
         def make_step(step_size):
@@ -216,12 +213,7 @@ def _build_annealed_langevin(
 
     def warmup(rng_key, position, num_warmup):
         state = algorithm.init(position)
-        state, _ = jax.lax.scan(
-            lambda s, k: (algorithm.step(k, s)[0], None),
-            state,
-            jax.random.split(rng_key, num_warmup),
-        )
-        return state, {}
+        return untuned_warmup(algorithm.step, state, rng_key, num_warmup), {}
 
     def step(rng_key, state, parameters):
         state, info = algorithm.step(rng_key, state)

@@ -1,0 +1,177 @@
+"""The compiled programs of a Markov-chain run, cached by run signature.
+
+A run of :func:`~numpyro_ebm.sample` with a chain-by-chain sampler is two programs: the
+warm-up of every chain, and a chunk of draws, ``vmap``-ed over chains and scanned over draws
+(each device its own block of chains under a mesh). They are cached by (sampler, target
+content, shapes, warmup length, thinning, devices, statistics kept), so that a repeated call
+compiles nothing new (:mod:`numpyro_ebm._cache`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+from jax.sharding import NamedSharding, PartitionSpec
+
+from numpyro_ebm import _cache
+from numpyro_ebm.targets import shapes_of
+
+__all__ = ["Programs", "build_programs", "cached_programs", "kept_stat_names"]
+
+
+class Programs(NamedTuple):
+    """The programs of a run signature, built (compiled on their first call)."""
+
+    warmup: Callable  # (key, positions) -> (state, parameters)
+    run_chunk: Callable  # (state, parameters, sample_key, start, limit, length) -> (state, out)
+    state_treedef: Any  # of (state, parameters)
+    out_shapes: Any  # of one draw's out
+
+
+def _over_chains(fn, mesh, spec=None):
+    """``fn`` vmapped over chains; with a ``mesh``, each device vmaps its own block of chains
+    (``shard_map``), so that nothing is gathered and chains never wait for another device's
+    (a vmapped ``while_loop`` left to the partitioner would synchronize every iteration)."""
+    if mesh is None:
+        return fn
+    spec = PartitionSpec("chains") if spec is None else spec
+    return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
+def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names):
+    """The two compiled programs of a run: ``warmup(key, positions) -> (state, parameters)``
+    and ``run_chunk(state, parameters, sample_key, start, limit, length) -> (state, out)``.
+
+    ``run_chunk`` makes ``length`` draws, the draw of global index ``t`` with the key
+    ``fold_in(sample_key, t)`` (so a run continued from its final state makes the draws a
+    longer run would have made), and leaves the state untouched for ``t >= limit`` (the padding
+    of a last, shorter chunk). ``out`` holds, draw-major (draw, chain, ...), each of ``keep``
+    (``"kept"``: the draws, through the target's ``postprocess_fn``; ``"stats"``: the
+    statistics named in ``stat_names``, all if ``None``; ``"unconstrained"``: the draws as
+    sampled). The per-chain keys are ``split(key, num_chains)`` of one key per transition, the
+    same values whatever the mesh (partitionable Threefry draws each device's block in place).
+    """
+    num_chains = target.num_chains
+    if mesh is None:
+        per_chain = per_draw = lambda tree: tree
+    else:
+        chains = NamedSharding(mesh, PartitionSpec("chains"))
+        draws = NamedSharding(mesh, PartitionSpec(None, "chains"))
+        per_chain = lambda tree: jax.lax.with_sharding_constraint(tree, chains)
+        per_draw = lambda tree: jax.lax.with_sharding_constraint(tree, draws)
+    warm = _over_chains(jax.vmap(lambda k, x: chain_sampler.warmup(k, x, num_warmup)), mesh)
+    step = _over_chains(jax.vmap(chain_sampler.step), mesh)
+    position = _over_chains(jax.vmap(chain_sampler.position), mesh)
+    postprocess = target.postprocess_fn
+    if postprocess is not None:
+        postprocess = _over_chains(
+            jax.vmap(jax.vmap(postprocess)), mesh, PartitionSpec(None, "chains")
+        )
+
+    def warmup(key, positions):
+        return warm(per_chain(jax.random.split(key, num_chains)), positions)
+
+    def transition(parameters):
+        def one(state, key):
+            return step(per_chain(jax.random.split(key, num_chains)), state, parameters)
+
+        return one
+
+    def one_draw(state, key, parameters):
+        if thinning == 1:
+            state, stats = transition(parameters)(state, key)
+        else:
+            state, stats = jax.lax.scan(
+                transition(parameters), state, jax.random.split(key, thinning)
+            )
+            stats = jax.tree.map(lambda s: s[-1], stats) | {
+                "num_grad_evals": stats["num_grad_evals"].sum(0),
+                "nonfinite": stats["nonfinite"].any(0),
+                "diverging": stats["diverging"].any(0),
+            }
+        if stat_names is not None:
+            stats = {name: value for name, value in stats.items() if name in stat_names}
+        return state, stats
+
+    def run_chunk(state, parameters, sample_key, start, limit, length):
+        def draw(state, t):
+            state, stats = one_draw(state, jax.random.fold_in(sample_key, t), parameters)
+            return state, (position(state), stats)
+
+        shapes = jax.eval_shape(draw, state, start)[1]
+
+        def body(state, t):
+            def pad(state, t):  # past the last draw: the state stays as it is
+                return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+
+            return jax.lax.cond(t < limit, draw, pad, state, t)
+
+        state, (unconstrained, stats) = jax.lax.scan(body, state, start + jnp.arange(length))
+        out = {
+            "kept": unconstrained if postprocess is None else postprocess(unconstrained),
+            "stats": stats,
+            "unconstrained": unconstrained,
+        }
+        return state, per_draw({name: out[name] for name in keep})
+
+    return jax.jit(warmup), jax.jit(run_chunk, static_argnames="length")
+
+
+def cached_programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> Programs:
+    """The cached programs of a run signature (built, not compiled, on a miss)."""
+    signature = (
+        sampler,
+        target.cache_key,
+        shapes_of(target.initial_position),
+        num_warmup,
+        thinning,
+        mesh,
+        keep,
+        stat_names,
+    )
+
+    def build() -> Programs:
+        chain_sampler = sampler.chain_sampler(target)
+        warmup, run_chunk = build_programs(
+            chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
+        )
+        key = jax.random.key(0)
+        state, parameters = jax.eval_shape(warmup, key, target.initial_position)
+        out_shapes = jax.eval_shape(
+            lambda s, p, k: run_chunk(s, p, k, 0, 1, length=1), state, parameters, key
+        )[1]
+        return Programs(warmup, run_chunk, jax.tree.structure((state, parameters)), out_shapes)
+
+    return _cache.cached(signature, build)
+
+
+def kept_stat_names(sampler, target, keep_stats) -> frozenset | None:
+    """The statistics to keep (``nonfinite`` always), checked against those the sampler
+    reports (traced once per run signature)."""
+    if keep_stats is None:
+        return None
+    signature = ("stats", sampler, target.cache_key, shapes_of(target.initial_position))
+    known = _cache.cached(signature, lambda: _reported_stats(sampler, target))
+    unknown = sorted(set(keep_stats) - set(known))
+    if unknown:
+        raise ValueError(
+            f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
+            f"it reports {known}"
+        )
+    return frozenset({*keep_stats, "nonfinite"})
+
+
+def _reported_stats(sampler, target) -> list[str]:
+    chain_sampler = sampler.chain_sampler(target)
+    one = jax.tree.map(
+        lambda x: jax.ShapeDtypeStruct(x.shape[1:], x.dtype), target.initial_position
+    )
+
+    def probe(key, position):
+        state, parameters = chain_sampler.warmup(key, position, 1)
+        return chain_sampler.step(key, state, parameters)[1]
+
+    return sorted(jax.eval_shape(probe, jax.random.key(0), one))
