@@ -28,6 +28,7 @@ __all__ = [
     "check_probability",
     "check_real_array",
     "check_strictly_decreasing",
+    "check_temperatures",
 ]
 
 
@@ -92,6 +93,19 @@ def check_ladder(name: str, value, reverse: bool = False) -> jax.Array:
     ):
         raise ValueError(f"{name} must run from {expected}, got {value!r}")
     return jnp.asarray(array, jnp.result_type(float))
+
+
+def check_temperatures(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` is a replica-exchange ladder: a 1-D strictly
+    increasing sequence of finite temperatures starting at exactly 1 (the target's)."""
+    check_positive(name, value)
+    if isinstance(value, Tracer):
+        return
+    ladder = np.asarray(value)
+    if ladder.ndim != 1 or ladder.size < 1 or ladder[0] != 1 or np.any(np.diff(ladder) <= 0):
+        raise ValueError(
+            f"{name} must be a 1-D strictly increasing ladder starting at exactly 1, got {value!r}"
+        )
 
 
 def _concrete(value) -> np.ndarray | None:

@@ -12,7 +12,7 @@ import jax
 import jax.numpy as jnp
 from scipy.fft import next_fast_len
 
-from numpyro_ebm.diagnostics._ranks import _from_order_keys, _order_keys, _sort_keys
+from numpyro_ebm.diagnostics._ranks import sort_floats
 
 __all__ = ["mixing_so_far"]
 
@@ -82,7 +82,7 @@ def _normal_scores(values, valid, size):
     value's run of ties starts where a binary search finds it in the sorted values and ends
     where a reverse running minimum of the run ends says."""
     flat = jnp.where(valid, values, jnp.inf).reshape(-1)
-    ordered = _from_order_keys(_sort_keys(_order_keys(flat)), flat.dtype)
+    ordered = sort_floats(flat)
     first = jnp.searchsorted(ordered, flat, side="left", method="scan_unrolled")
     position = jnp.arange(flat.size)
     ends = jnp.append(ordered[1:] != ordered[:-1], True)

@@ -26,11 +26,11 @@ import numpy as np
 from numpyro_ebm import _arviz, _cache, _health
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._chain_run import run_chains
-from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm._checks import check_int, check_key, check_positive
 from numpyro_ebm._resume import STATE_GROUP
 from numpyro_ebm.samplers import Sampler, get_sampler
 from numpyro_ebm.samplers.base import DENSITY_KINDS
-from numpyro_ebm.targets import TargetOptions, build_target, shapes_of, typed_key
+from numpyro_ebm.targets import TargetOptions, build_target, shapes_of
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
@@ -203,7 +203,7 @@ def sample(
     if resume is None:
         if key is None:
             raise TypeError("sample() needs key=, a jax.random.key (e.g. jax.random.key(0))")
-        key = typed_key(key)
+        key = check_key(key)
     elif key is not None:
         raise TypeError(
             "resume= continues the earlier run with its own key; do not pass key= as well"

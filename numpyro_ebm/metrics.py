@@ -124,7 +124,7 @@ def density_mode_weights(energy, centers: ArrayLike, lower, upper, num: int = 25
     ``[lower, upper]``."""
     centers = _centers(centers)
     cells = exact.grid(lower, upper, num)
-    log_density = -np.asarray(exact._grid_energies(energy, cells.points), np.float64)
+    log_density = -np.asarray(exact.grid_energies(energy, cells.points), np.float64)
     density = np.exp(log_density - log_density.max())
     label = _nearest(np.asarray(cells.points, np.float64), centers)
     mass = np.bincount(label, weights=density, minlength=centers.shape[0])

@@ -35,7 +35,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_ebm import _cache
-from numpyro_ebm._checks import check_finite_array, check_int, check_positive
+from numpyro_ebm._checks import check_finite_array, check_int, check_key, check_positive
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm._spins import SPINS, check_spins
 
@@ -286,7 +286,7 @@ def energy_target(
     if init_position is None:
         if key is None:
             raise ValueError("energy_target needs key= to draw the initial positions")
-        key = typed_key(key)
+        key = check_key(key)
     if support != "real" and init_position is None:
         low, high = SUPPORTS[support]
         chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
@@ -405,18 +405,6 @@ def shapes_of(tree) -> tuple:
     return treedef, tuple((leaf.shape, leaf.dtype) for leaf in leaves)
 
 
-def typed_key(key) -> jax.Array:
-    """``key`` as one typed PRNG key (raw ``uint32`` key data of shape (2,) wrapped), else a
-    ``TypeError`` or ``ValueError`` in our words."""
-    if isinstance(key, jax.Array) and jnp.issubdtype(key.dtype, jax.dtypes.prng_key):
-        if key.shape != ():
-            raise ValueError(f"key must be a single PRNG key, got a key array of shape {key.shape}")
-        return key
-    if isinstance(key, jax.Array | np.ndarray) and key.dtype == np.uint32 and key.shape == (2,):
-        return jax.random.wrap_key_data(key)
-    raise TypeError(f"key must be a jax.random.key (e.g. jax.random.key(0)), got {key!r}")
-
-
 def model_target(
     model: Callable,
     *model_args,
@@ -442,7 +430,7 @@ def model_target(
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     num_chains = check_int("num_chains", num_chains)
-    keys = jax.random.split(typed_key(key), num_chains)
+    keys = jax.random.split(check_key(key), num_chains)
     cache_key = _model_key(model, model_args, model_kwargs)
     minibatch_fn = None
     try:

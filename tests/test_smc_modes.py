@@ -10,6 +10,7 @@ those ten errors. (Before this reference, a Laplace fit at one mode, keys 0 and 
 0.18 / 0.70 / 0.13 and 0.19 / 0.68 / 0.13, log Z 2.23 and 2.28 against 2.397.)
 """
 
+import inspect
 from functools import cache
 
 import jax
@@ -112,7 +113,10 @@ def test_rhat_and_ess_of_smc_particles_do_not_depend_on_their_order():
 
 def test_the_sampler_and_the_evidence_function_share_one_option_list():
     factory = ne.samplers.tempered_smc
-    assert factory.__kwdefaults__ == SMCOptions()._asdict()
+    parameters = inspect.signature(factory).parameters
+    assert {name: p.default for name, p in parameters.items()} == SMCOptions()._asdict()
     assert factory().options == SMCOptions()._asdict()
+    with pytest.raises(TypeError, match=r"no option\(s\) \['num_steps'\].*num_mcmc_steps"):
+        factory(num_steps=3)
     with pytest.raises(TypeError, match=r"no option\(s\) \['num_steps'\].*num_mcmc_steps"):
         smc(jax.random.key(0), lambda x: -energy(x), jnp.zeros(2), num_steps=3)

@@ -45,6 +45,12 @@ def _from_order_keys(keys: Array, dtype: jnp.dtype) -> Array:
     return jax.lax.bitcast_convert_type(u, dtype)
 
 
+def sort_floats(x: Array) -> Array:
+    """The floats ``x`` (1-D) sorted in increasing order by the diagnostics' sort (NumPy's on
+    CPU, see :func:`_sort_keys`), ``-0.0`` and ``+0.0`` as equals."""
+    return _from_order_keys(_sort_keys(_order_keys(x)), x.dtype)
+
+
 def _scan_1d(values: Array, op, identity, reverse: bool = False) -> Array:
     """Inclusive scan of a 1-D array with ``op``.
 

@@ -262,7 +262,7 @@ def grid_log_partition(
     ``ValueError`` if an energy on the grid is not finite (a NaN would poison the sum).
     """
     cells = grid(lower, upper, num)
-    log_density = -_grid_energies(energy, cells.points).astype(np.float64)
+    log_density = -grid_energies(energy, cells.points).astype(np.float64)
     peak = log_density.max()
     return float(peak + np.log(np.exp(log_density - peak).sum()) + math.log(cells.cell_volume))
 
@@ -271,7 +271,8 @@ def grid_log_partition(
 _GRID_CHUNK = 8192
 
 
-def _grid_energies(energy: Callable, points: jax.Array) -> np.ndarray:
+def grid_energies(energy: Callable, points: jax.Array) -> np.ndarray:
+    """``energy`` at each of ``points`` (shape ``(n, d)``), as a NumPy array ``(n,)``."""
     # op by op, a chunk at a time: under jit XLA would constant-fold an energy's parameters
     # against the broadcast grid, which takes longer than evaluating it
     values = np.concatenate(

@@ -71,9 +71,8 @@ import jax.numpy as jnp
 import numpy as np
 from blackjax.base import SamplingAlgorithm
 from blackjax.types import ArrayLikeTree, ArrayTree, PRNGKey
-from jax.core import Tracer
 
-from numpyro_ebm._checks import all_finite, check_int, check_positive
+from numpyro_ebm._checks import all_finite, check_int, check_positive, check_temperatures
 
 __all__ = [
     "ReplicaExchangeInfo",
@@ -134,18 +133,6 @@ class ReplicaExchangeInfo(NamedTuple):
     round_trips: jax.Array
     is_finite: jax.Array
     num_grad_evals: jax.Array
-
-
-def _check_ladder(temperatures) -> None:
-    check_positive("temperatures", temperatures)
-    if isinstance(temperatures, Tracer):
-        return
-    ladder = np.asarray(temperatures)
-    if ladder.ndim != 1 or ladder.size < 1 or ladder[0] != 1 or np.any(np.diff(ladder) <= 0):
-        raise ValueError(
-            "temperatures must be a 1-D strictly increasing ladder starting at exactly 1, "
-            f"got {temperatures!r}"
-        )
 
 
 def geometric_ladder(num_replicas: int, max_temperature: float) -> jax.Array:
@@ -240,7 +227,7 @@ def init(
 ) -> ReplicaExchangeState:
     """Initialise the replicas at ``positions`` (leading axis of length :math:`K`, one
     position per temperature); ``rng_key`` is passed to the inner ``init`` when given."""
-    _check_ladder(temperatures)
+    check_temperatures("temperatures", temperatures)
     temperatures = jnp.asarray(temperatures)
     make_algorithm = partial(_tempered_algorithm, logdensity_fn, kernel_factory)
     inner_states = _init_replicas(rng_key, positions, temperatures, make_algorithm)
@@ -381,7 +368,7 @@ def as_top_level_api(
         state, info = jax.jit(sampler.step)(key, state)
         draw = state.position
     """
-    _check_ladder(temperatures)
+    check_temperatures("temperatures", temperatures)
     temperatures = jnp.asarray(temperatures)
     num_replicas = temperatures.shape[0]
     kernel = build_kernel(kernel_factory)
@@ -435,7 +422,7 @@ def adapt_ladder(
     """
     check_int("num_rounds", num_rounds, minimum=1)
     check_int("steps_per_round", steps_per_round, minimum=2)
-    _check_ladder(temperatures)
+    check_temperatures("temperatures", temperatures)
     kernel = build_kernel(kernel_factory)
     make_algorithm = partial(_tempered_algorithm, logdensity_fn, kernel_factory)
 

@@ -44,6 +44,7 @@ so :math:`h = \epsilon / 2`: the conversion is made once, where our samplers cal
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -231,9 +232,7 @@ def get_sampler(sampler, **options) -> Sampler:
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; known samplers: {sorted(SAMPLERS)}")
     factory = SAMPLERS[sampler]
-    accepted = factory.__code__.co_varnames[
-        : factory.__code__.co_argcount + factory.__code__.co_kwonlyargcount
-    ]
+    accepted = inspect.signature(factory).parameters
     unknown = sorted(set(options) - set(accepted))
     if unknown:
         raise TypeError(
@@ -291,15 +290,3 @@ def dual_averaging_warmup(
     )
     step_size = da_final(da_state) if num_warmup > 0 else jnp.asarray(initial_step_size)
     return state, step_size
-
-
-def check_probability(name: str, value) -> float:
-    """``value`` as a float strictly between 0 and 1 (a target acceptance rate, an ESS
-    fraction), else a ``ValueError`` naming it."""
-    try:
-        as_float = float(value)
-    except (TypeError, ValueError):
-        raise TypeError(f"{name} must be a number in (0, 1), got {value!r}") from None
-    if not 0.0 < as_float < 1.0:
-        raise ValueError(f"{name} must lie strictly between 0 and 1, got {value!r}")
-    return as_float

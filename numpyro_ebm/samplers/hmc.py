@@ -8,12 +8,11 @@ import jax.flatten_util
 import jax.numpy as jnp
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 
-from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm._checks import check_int, check_positive, check_probability
 from numpyro_ebm.samplers.base import (
     DENSITY_KINDS,
     ChainSampler,
     Sampler,
-    check_probability,
     finite,
     register_sampler,
     stats,

@@ -7,14 +7,13 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import check_positive
+from numpyro_ebm._checks import check_positive, check_probability
 from numpyro_ebm.kernels import langevin
 from numpyro_ebm.samplers.base import (
     DENSITY_KINDS,
     ChainSampler,
     Sampler,
     blackjax_step_size,
-    check_probability,
     dual_averaging_warmup,
     finite,
     register_sampler,

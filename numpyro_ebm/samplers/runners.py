@@ -3,6 +3,7 @@ NUTS (the reference implementation) and adaptive tempered SMC."""
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -10,10 +11,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import all_finite, check_int
+from numpyro_ebm._checks import all_finite, check_int, check_probability
 from numpyro_ebm.evidence import smc
 from numpyro_ebm.evidence.references import GaussianMixture
-from numpyro_ebm.samplers.base import DENSITY_KINDS, Sampler, check_probability, register_sampler
+from numpyro_ebm.samplers.base import DENSITY_KINDS, Sampler, register_sampler
 
 __all__ = ["numpyro_nuts", "tempered_smc"]
 
@@ -113,25 +114,8 @@ def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **o
     return particles, stats, attrs
 
 
-_SMC = smc.SMCOptions()  # the defaults, declared once in numpyro_ebm.evidence.smc
-
-
 @register_sampler("tempered_smc")
-def tempered_smc(
-    *,
-    reference=_SMC.reference,
-    mutation: str = _SMC.mutation,
-    step_scale: float = _SMC.step_scale,
-    num_mcmc_steps: int = _SMC.num_mcmc_steps,
-    max_mcmc_steps: int = _SMC.max_mcmc_steps,
-    num_integration_steps: int = _SMC.num_integration_steps,
-    target_ess: float = _SMC.target_ess,
-    max_iterations: int = _SMC.max_iterations,
-    init_scale: float = _SMC.init_scale,
-    num_starts: int = _SMC.num_starts,
-    laplace_steps: int = _SMC.laplace_steps,
-    scale_check: bool = _SMC.scale_check,
-) -> Sampler:
+def tempered_smc(**options) -> Sampler:
     r"""Adaptive tempered SMC (Del Moral, Doucet & Jasra 2006; BlackJAX's
     ``adaptive_tempered_smc``) from a reference :math:`\pi_0` to the target :math:`p`
     through :math:`\pi_\lambda \propto \pi_0^{1-\lambda} p^\lambda`, each :math:`\lambda`
@@ -155,20 +139,7 @@ def tempered_smc(
     ``RuntimeWarning``, for a target that is improper or runs off (non-finite weights, the
     tempering not reaching 1 in ``max_iterations``, log Z depending on the reference's scale).
     """
-    options = smc.SMCOptions(
-        reference=reference,
-        mutation=mutation,
-        step_scale=step_scale,
-        num_mcmc_steps=num_mcmc_steps,
-        max_mcmc_steps=max_mcmc_steps,
-        num_integration_steps=num_integration_steps,
-        target_ess=target_ess,
-        max_iterations=max_iterations,
-        init_scale=init_scale,
-        num_starts=num_starts,
-        laplace_steps=laplace_steps,
-        scale_check=scale_check,
-    ).checked()
+    options = smc.SMCOptions.of(**options)
     return Sampler(
         "tempered_smc",
         options._asdict(),
@@ -180,3 +151,14 @@ def tempered_smc(
             max_mcmc_steps=2 * s.options["max_mcmc_steps"],
         ),
     )
+
+
+# the options and their defaults are SMCOptions' fields, read from there (one list) so that
+# help(), the command line and unknown-option errors see them by name
+tempered_smc.__signature__ = inspect.Signature(
+    [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+        for name, default in smc.SMCOptions._field_defaults.items()
+    ],
+    return_annotation=Sampler,
+)

@@ -6,14 +6,19 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
+from numpyro_ebm._checks import (
+    check_int,
+    check_positive,
+    check_probability,
+    check_strictly_decreasing,
+    check_temperatures,
+)
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm.kernels import annealed_langevin as _annealed
 from numpyro_ebm.kernels import replica_exchange
 from numpyro_ebm.samplers.base import (
     ChainSampler,
     Sampler,
-    check_probability,
     dual_averaging_warmup,
     register_sampler,
     stats,
@@ -165,7 +170,7 @@ def parallel_tempering(
         check_int("num_replicas", num_replicas, minimum=2)
         replica_exchange.geometric_ladder(num_replicas, max_temperature)  # checks both
     else:
-        replica_exchange._check_ladder(temperatures)
+        check_temperatures("temperatures", temperatures)
         temperatures = tuple(float(t) for t in jnp.asarray(temperatures))
     check_probability("target_acceptance_rate", target_acceptance_rate)
     if not isinstance(adapt_ladder, bool):

@@ -61,7 +61,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_ebm._checks import check_int, check_positive
+from numpyro_ebm._checks import check_int, check_positive, check_temperatures
 from numpyro_ebm.energy import BoundLogDensity
 from numpyro_ebm.kernels import replica_exchange
 from numpyro_ebm.training.objectives import Objective, _check_non_negative
@@ -168,7 +168,7 @@ def replica_exchange_pcd(
     """
     if temperatures is None:
         temperatures = replica_exchange.geometric_ladder(8, 40.0)
-    replica_exchange._check_ladder(temperatures)
+    check_temperatures("temperatures", temperatures)
     ladder = jnp.asarray(temperatures, jnp.float32)
     num_replicas = int(ladder.shape[0])
     num_chains = check_int("num_chains", num_chains)
