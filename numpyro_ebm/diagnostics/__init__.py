@@ -1,7 +1,8 @@
 r"""On-device MCMC convergence diagnostics, numerically identical to ArviZ 0.23.
 
-Every public function takes real draws of shape ``(chain, draw, *param_shape)`` and returns an array
-of shape ``param_shape`` (:func:`summary` returns a dict of them). The functions are pure JAX
+The ArviZ statistics (:func:`rhat`, the ESS, the MCSE and :func:`summary`) take real draws of
+shape ``(chain, draw, *param_shape)`` and return an array of shape ``param_shape``
+(:func:`summary` returns a dict of them). The functions are pure JAX
 with no Python branching on values, so they run under :func:`jax.jit`, inside
 :func:`jax.lax.scan` and on any device. Shapes are static, so the input checks (at least 2
 chains and 4 draws) raise eagerly even under ``jit``.
@@ -53,9 +54,23 @@ computed together share their work: :func:`summary` (all of them) and
 :func:`max_rhat_min_ess` (the mixing check of samplers and training: :math:`\hat R` and bulk
 ESS from one sort per coordinate).
 
-The package holds three parts: ``_ranks`` (integer sort keys, order statistics, rank
-normalization), ``_ess`` (split chains, autocovariances, ESS and :math:`\hat R` kernels) and
-``_summary`` (input checks, the loop over parameters, the public functions).
+Three more statistics, for what split-:math:`\hat R` and ESS do not see:
+
+* :func:`ksd`, the kernel Stein discrepancy of draws against the energy's score (Gorham &
+  Mackey 2017): how far the draws are from the target, not only from each other. It is blind
+  to the weights of well-separated modes, so it goes next to an :math:`\hat R` or a mode-weight
+  check, never alone.
+* :func:`nested_rhat` with :func:`nested_rhat_threshold`, :math:`\hat R` over superchains of
+  chains sharing a starting point (Margossian et al. 2024): the check for many short chains,
+  down to one draw per chain.
+* :func:`pareto_khat` with :func:`pareto_khat_threshold`, the Pareto :math:`\hat k` of
+  importance log-weights as ``arviz.psislw`` fits it (Vehtari et al. 2024): whether an
+  importance-sampling estimate (AIS, SMC, reweighting) can be trusted.
+
+The package holds these parts: ``_ranks`` (integer sort keys, order statistics, rank
+normalization), ``_ess`` (split chains, autocovariances, ESS and :math:`\hat R` kernels),
+``_summary`` (input checks, the loop over parameters, the ArviZ functions), ``_stein``
+(:func:`ksd`), ``_nested`` (:func:`nested_rhat`) and ``_pareto`` (:func:`pareto_khat`).
 
 References
 ----------
@@ -66,6 +81,9 @@ Rank-normalization, folding, and localization: an improved R-hat for assessing c
 MCMC. *Bayesian Analysis*, 16(2), 667-718.
 """
 
+from numpyro_ebm.diagnostics._nested import nested_rhat, nested_rhat_threshold
+from numpyro_ebm.diagnostics._pareto import pareto_khat, pareto_khat_threshold
+from numpyro_ebm.diagnostics._stein import ksd
 from numpyro_ebm.diagnostics._summary import (
     coordinate_names,
     ess_bulk,
@@ -83,9 +101,14 @@ __all__ = [
     "ess_bulk",
     "ess_mean",
     "ess_tail",
+    "ksd",
     "max_rhat_min_ess",
     "mcse_mean",
     "mcse_sd",
+    "nested_rhat",
+    "nested_rhat_threshold",
+    "pareto_khat",
+    "pareto_khat_threshold",
     "rhat",
     "summary",
 ]
