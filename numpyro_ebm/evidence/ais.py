@@ -27,6 +27,7 @@ Positions are vectors of shape ``(d,)`` (a model's pytree of sites is raveled by
 
 from __future__ import annotations
 
+import math
 import warnings
 from collections.abc import Callable
 from functools import partial
@@ -39,6 +40,7 @@ from jax.flatten_util import ravel_pytree
 from jax.scipy.special import logsumexp
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_ladder, check_positive
+from numpyro_ebm.diagnostics import pareto_khat, pareto_khat_threshold
 from numpyro_ebm.evidence import _checks
 from numpyro_ebm.evidence.mutations import check_mutation, transition
 from numpyro_ebm.evidence.references import Gaussian, check_gaussian, laplace
@@ -96,6 +98,10 @@ def annealing_schedule(num_steps: int, kind: str = "sigmoid", sharpness: float =
 # -- AIS --------------------------------------------------------------------------------
 
 
+#: the fewest log weights whose Pareto k-hat is estimated (a tail of 5 at ``reff=1``)
+KHAT_MIN_WEIGHTS = 21
+
+
 class AISResult(NamedTuple):
     r"""What :func:`ais` and :func:`reverse_ais` return.
 
@@ -131,8 +137,15 @@ class AISResult(NamedTuple):
         times wider (:func:`ais`'s ``scale_check``) agree with the others (``True`` when not
         checked): an improper target's :math:`\log \hat Z` grows with the base's scale.
     ok
-        Whether no problem was found (finite, scale-consistent); a problem is also reported
-        by a ``RuntimeWarning``.
+        Whether no problem was found (finite, scale-consistent, weights not heavy-tailed); a
+        problem is also reported by a ``RuntimeWarning``.
+    pareto_khat
+        The Pareto :math:`\hat k` of all the log weights
+        (:func:`~numpyro_ebm.diagnostics.pareto_khat`; Vehtari, Simpson, Gelman, Yao & Gabry
+        2024): above :func:`~numpyro_ebm.diagnostics.pareto_khat_threshold` (0.7 for 2154
+        weights or more) the weights' variance is too large for the estimate and its standard
+        error to be trusted, and ``ok`` is ``False``. NaN with fewer than 21 weights or
+        non-finite ones.
     """
 
     log_normalizer: jax.Array
@@ -147,6 +160,7 @@ class AISResult(NamedTuple):
     is_finite: jax.Array
     scale_consistent: bool = True
     ok: bool = True
+    pareto_khat: float = math.nan
 
 
 class Mutation(NamedTuple):
@@ -214,8 +228,9 @@ def _check_target(logdensity_fn, point: jax.Array, dimension: int | None = None)
     _checks.check_defined(value, "the base's point (its mean, or a draw)")
 
 
-def _problems(result: AISResult, reference_check) -> AISResult:
-    """``result`` with ``scale_consistent`` and ``ok`` set, and its problems warned."""
+def _problems(result: AISResult, reference_check, name: str = "ais") -> AISResult:
+    """``result`` with ``scale_consistent``, ``pareto_khat`` and ``ok`` set, and its problems
+    warned (the warning starts with ``name``)."""
     problems = []
     if not bool(result.is_finite):
         problems.append(
@@ -227,9 +242,20 @@ def _problems(result: AISResult, reference_check) -> AISResult:
         problem = reference_check(result)
         consistent = problem is None
         problems += [] if consistent else [problem]
+    khat = math.nan
+    weights = result.log_weights.reshape(-1)
+    if bool(result.is_finite) and weights.size >= KHAT_MIN_WEIGHTS:
+        khat = float(pareto_khat(weights))
+        limit = pareto_khat_threshold(weights.size)
+        if khat > limit:
+            problems.append(
+                f"the importance weights are heavy-tailed (Pareto k-hat {khat:.2f} > "
+                f"{limit:.2f}): log Z and its standard error are unreliable; anneal with more "
+                "steps or from a base closer to the target"
+            )
     if problems:
-        warnings.warn("ais: " + "; ".join(problems), RuntimeWarning, stacklevel=3)
-    return result._replace(scale_consistent=consistent, ok=not problems)
+        warnings.warn(f"{name}: " + "; ".join(problems), RuntimeWarning, stacklevel=3)
+    return result._replace(scale_consistent=consistent, ok=not problems, pareto_khat=khat)
 
 
 def _scale_check(result: AISResult) -> str | None:

@@ -37,13 +37,12 @@ ICML.
 from __future__ import annotations
 
 import math
-import warnings
 
 import jax
 import jax.numpy as jnp
 
 from numpyro_ebm._checks import check_int, check_ladder
-from numpyro_ebm.evidence.ais import AISResult, _summarize
+from numpyro_ebm.evidence.ais import AISResult, _problems, _summarize
 from numpyro_ebm.models.rbm import BernoulliRBM, RBMParams, base_rate_bias, check_params, check_rows
 
 __all__ = ["rbm_ais"]
@@ -86,7 +85,7 @@ def rbm_ais(
     AISResult
         ``particles`` are the final visible states ``(runs, chains, n_visible)``;
         ``acceptance_rate`` is 1 (Gibbs moves) and ``num_grad_evals`` 0. A ``RuntimeWarning``
-        when a weight is not finite.
+        when a weight is not finite or the weights are heavy-tailed (``pareto_khat``).
     """
     if not isinstance(model, BernoulliRBM):
         raise TypeError(f"model must be a BernoulliRBM, got {model!r}")
@@ -109,13 +108,7 @@ def rbm_ais(
         jnp.zeros(()),
         1.0,
     )
-    if not bool(result.is_finite):
-        warnings.warn(
-            "rbm_ais: non-finite log weights (parameters too large for this precision?)",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return result._replace(ok=bool(result.is_finite))
+    return _problems(result, None, name="rbm_ais")
 
 
 @jax.jit(static_argnums=4)
