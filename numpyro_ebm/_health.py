@@ -348,9 +348,12 @@ def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
 
 def probe_points(draws, chains: np.ndarray, key: jax.Array):
     """:data:`PROBE_POINTS` draws picked at random (with replacement) from ``chains`` of
-    ``draws``, a pytree of host arrays of shape (chain, draw, ...)."""
+    ``draws``, a pytree of host arrays of shape (chain, draw, ...). The pick is NumPy's, seeded
+    by ``key``'s data: the draws are on the host, and a device program would be compiled for
+    it on every first run."""
     num_draws = jax.tree.leaves(draws)[0].shape[1]
-    pick = np.asarray(jax.random.randint(key, (PROBE_POINTS,), 0, len(chains) * num_draws))
+    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
+    pick = np.random.default_rng(seed).integers(0, len(chains) * num_draws, PROBE_POINTS)
     return jax.tree.map(lambda x: np.asarray(x)[chains[pick // num_draws], pick % num_draws], draws)
 
 
