@@ -7,9 +7,15 @@
   is the default device, the CPU stays reachable for CPU-vs-GPU comparisons); an explicit
   ``JAX_PLATFORMS`` other than ``cpu`` (``cuda``, ``tpu``, ...) is respected as it is. In both
   cases nothing forces the CPU or a device count.
+* The command's compilation cache (under ``XDG_CACHE_HOME``) goes to a temporary folder of the
+  test session, removed at its end: tests never write to the user's cache, nor read programs
+  an earlier session compiled there.
 """
 
+import atexit
 import os
+import shutil
+import tempfile
 
 PLATFORMS = {"cpu": "cpu", "gpu": "cuda,cpu", "cuda": "cuda,cpu"}
 _FORCE_DEVICES = "--xla_force_host_platform_device_count=4"
@@ -33,3 +39,5 @@ def _configure(environ) -> None:
 
 
 _configure(os.environ)
+os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="numpyro-ebm-tests-cache-")
+atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)

@@ -3,6 +3,7 @@
 warnings, each answered in one line that names the flag or the file."""
 
 import json
+import os
 import subprocess
 import sys
 from argparse import Namespace
@@ -12,7 +13,7 @@ import numpy as np
 import pytest
 
 import numpyro_ebm
-from numpyro_ebm import _arviz, cli, storage
+from numpyro_ebm import _arviz, _cli_commands, _cli_inputs, _cli_interrupt, storage
 from numpyro_ebm.cli import main
 from numpyro_ebm.models import rbm
 from numpyro_ebm.training import rbm as rbm_training
@@ -21,6 +22,15 @@ from numpyro_ebm.training import rbm as rbm_training
 HANG_GUARD_S = 1800
 TRAIN_RBM = ["--no-progress", "train", "--model", "rbm", "--objective", "pcd", "--hidden", "4",
              "--batch-size", "20", "--lr", "0.05", "--checkpoint-every", "100"]  # fmt: skip
+
+
+@pytest.fixture(autouse=True, scope="module")
+def compilation_cache_of_this_module(tmp_path_factory):
+    """The command's compilation cache (XDG_CACHE_HOME) in a folder of this module's, not the
+    user's."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
+        yield
 
 
 def one_line_error(capsys, *argv) -> str:
@@ -83,9 +93,10 @@ def test_a_used_rbm_folder_names_the_flag_that_continues_it(capsys, saved_rbm, b
 
 def test_interrupted_says_whether_checkpoints_were_kept(tmp_path):
     args = Namespace(command="train", out=str(tmp_path))
-    assert cli._interrupted(args) == "interrupted before the first checkpoint: nothing was kept"
+    nothing = "interrupted before the first checkpoint: nothing was kept"
+    assert _cli_interrupt.interrupted(args) == nothing
     (tmp_path / "checkpoints" / "100").mkdir(parents=True)
-    assert cli._interrupted(args) == (
+    assert _cli_interrupt.interrupted(args) == (
         f"interrupted; the checkpoints written so far are kept in {tmp_path}/checkpoints "
         "(continue with train --resume)"
     )
@@ -201,7 +212,7 @@ def test_step_size_for_a_sampler_without_one_is_refused(
 def test_sizes_beyond_memory_are_refused_before_training(
     capsys, monkeypatch, bits, tmp_path, no_work, argv, message
 ):
-    monkeypatch.setattr(cli, "_available_memory", lambda: 8 * 2**30)
+    monkeypatch.setattr(_cli_inputs, "available_memory", lambda: 8 * 2**30)
     monkeypatch.setattr(storage, "build_network", lambda *a, **k: pytest.fail("built"))
     out = tmp_path / "o"
     err = one_line_error(capsys, "train", "--data", bits, "--out", out, *argv)
@@ -212,7 +223,7 @@ def test_an_out_of_memory_error_of_xla_ends_in_one_line(capsys, monkeypatch, tmp
     def exhausted(args):
         raise RuntimeError("RESOURCE_EXHAUSTED: Out of memory allocating 617600025736 bytes.\n...")
 
-    monkeypatch.setattr(cli, "_diagnose", exhausted)
+    monkeypatch.setattr(_cli_commands, "diagnose_command", exhausted)
     err = one_line_error(capsys, "diagnose", tmp_path / "x.nc")
     assert err == (
         "numpyro-ebm: error: RESOURCE_EXHAUSTED: Out of memory allocating 617600025736 bytes; "
@@ -314,7 +325,8 @@ def test_warnings_are_printed_in_one_line(saved_rbm, bits, tmp_path):
     result = subprocess.run(
         [sys.executable, "-m", "numpyro_ebm.cli", *TRAIN_RBM, "--data", str(bits), "--out",
          str(out), "--steps", "200", "--resume"],
-        capture_output=True, text=True, env={"JAX_PLATFORMS": "cpu", "PATH": ""},
+        capture_output=True, text=True,
+        env={"JAX_PLATFORMS": "cpu", "PATH": "", "XDG_CACHE_HOME": os.environ["XDG_CACHE_HOME"]},
         timeout=HANG_GUARD_S,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

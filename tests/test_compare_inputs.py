@@ -17,7 +17,8 @@ import pandas as pd
 import pytest
 
 import numpyro_ebm as ne
-from numpyro_ebm import comparison
+from numpyro_ebm import _compare_runs as runs
+from numpyro_ebm import _compare_verdicts as verdicts
 
 
 def quadratic(x):
@@ -36,7 +37,7 @@ def no_sampling(monkeypatch):
     def sample(*args, **kwargs):
         raise AssertionError("compare() sampled before refusing its input")
 
-    monkeypatch.setattr(comparison, "sample", sample)
+    monkeypatch.setattr(runs, "sample", sample)
 
 
 SMALL = dict(num_chains=2, num_samples=50, num_warmup=50)
@@ -134,10 +135,10 @@ def test_save_under_a_file_is_refused_naming_the_path(tmp_path):
     ],
 )
 def test_a_value_past_its_threshold_is_printed_with_the_digits_that_show_it(value, threshold, text):
-    assert comparison._past(value, threshold) == text
+    assert verdicts.printed_apart(value, threshold) == text
     row = {"max_rhat": value, "divergences": 0, "nonfinite_chains": 0, "min_bfmi": np.nan}
     healthy = SimpleNamespace(health=())  # a report whose health checks all passed
-    reasons = comparison._mixing_reasons(row, healthy, threshold, None)
+    reasons = verdicts.mixing_reasons(row, healthy, threshold, None)
     assert reasons == [f"R-hat {text} > {threshold}"]
 
 
@@ -146,7 +147,7 @@ def _attribution(mixed: list[bool]) -> str:
         {"sampler_error": [0.1, 0.3, 0.5][: len(mixed)], "mixed": mixed},
         index=["pt", "smc", "mala"][: len(mixed)],
     )
-    return comparison._attribution(table, {"error": 0.05, "mean_z": 1.0}, None)
+    return verdicts.attribution(table, {"error": 0.05, "mean_z": 1.0}, None)
 
 
 def test_the_attribution_says_which_samplers_its_error_speaks_for():
