@@ -170,10 +170,10 @@ def _describe(spec: dict) -> str:
     return ", ".join(f"{key}={value}" for key, value in spec.items() if key != "activation")
 
 
-_MODEL_FILE = "rbm.json"
-_PARAMS_FILE = "params.npz"
-_FORMAT = "numpyro-ebm/rbm"
-_KINDS = {
+_RBM_FILE = "rbm.json"
+_RBM_PARAMS_FILE = "params.npz"
+_RBM_FORMAT = "numpyro-ebm/rbm"
+_RBM_KINDS = {
     "BernoulliRBM": (BernoulliRBM, RBMParams),
     "GaussianBernoulliRBM": (GaussianBernoulliRBM, GaussianRBMParams),
 }
@@ -190,7 +190,7 @@ def save_rbm(directory: str | os.PathLike, model, params) -> Path:
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     spec: dict[str, Any] = {
-        "format": _FORMAT,
+        "format": _RBM_FORMAT,
         "version": 1,
         "kind": type(model).__name__,
         "n_visible": model.n_visible,
@@ -199,9 +199,9 @@ def save_rbm(directory: str | os.PathLike, model, params) -> Path:
     if isinstance(model, GaussianBernoulliRBM):
         spec["sigma"] = model.sigma
     arrays = {name: np.asarray(value) for name, value in params._asdict().items()}
-    _write_atomically(directory / _PARAMS_FILE, lambda handle: np.savez(handle, **arrays))
+    _write_atomically(directory / _RBM_PARAMS_FILE, lambda handle: np.savez(handle, **arrays))
     text = json.dumps(spec, indent=2).encode()
-    _write_atomically(directory / _MODEL_FILE, lambda handle: handle.write(text))
+    _write_atomically(directory / _RBM_FILE, lambda handle: handle.write(text))
     return directory
 
 
@@ -225,18 +225,18 @@ def load_rbm(directory: str | os.PathLike):
         real numbers. The message names the file.
     """
     directory = Path(directory)
-    spec_path = directory / _MODEL_FILE
+    spec_path = directory / _RBM_FILE
     if not spec_path.is_file():
-        raise ValueError(f"{os.fspath(directory)!r} holds no {_MODEL_FILE}: not a saved RBM")
-    spec = _read_spec(spec_path)
-    cls, params_cls = _KINDS[spec["kind"]]
+        raise ValueError(f"{os.fspath(directory)!r} holds no {_RBM_FILE}: not a saved RBM")
+    spec = _read_rbm_spec(spec_path)
+    cls, params_cls = _RBM_KINDS[spec["kind"]]
     extra = {"sigma": spec["sigma"]} if "sigma" in spec else {}
     try:
         model = cls(spec["n_visible"], spec["n_hidden"], **extra)
     except (TypeError, ValueError) as error:
         raise ValueError(f"{spec_path}: {error}") from None
-    params_path = directory / _PARAMS_FILE
-    params = params_cls(**_read_arrays(params_path, params_cls._fields))
+    params_path = directory / _RBM_PARAMS_FILE
+    params = params_cls(**_read_rbm_arrays(params_path, params_cls._fields))
     try:
         check_params(model, params, name="params")
     except ValueError as error:
@@ -244,7 +244,7 @@ def load_rbm(directory: str | os.PathLike):
     return model, params
 
 
-def _read_spec(path: Path) -> dict:
+def _read_rbm_spec(path: Path) -> dict:
     """``rbm.json``'s object, its format, kind and sizes present."""
     try:
         spec = json.loads(path.read_text())
@@ -255,9 +255,9 @@ def _read_spec(path: Path) -> dict:
         raise ValueError(
             f"{path} must hold a JSON object (the RBM's format, kind and sizes), got {found}"
         )
-    if spec.get("format") != _FORMAT:
+    if spec.get("format") != _RBM_FORMAT:
         raise ValueError(f"{path} is not an RBM file (format {spec.get('format')!r})")
-    if spec.get("kind") not in _KINDS:
+    if spec.get("kind") not in _RBM_KINDS:
         raise ValueError(f"unknown RBM kind {spec.get('kind')!r} in {path}")
     missing = [name for name in ("n_visible", "n_hidden") if name not in spec]
     if missing:
@@ -265,10 +265,10 @@ def _read_spec(path: Path) -> dict:
     return spec
 
 
-def _read_arrays(path: Path, names: Sequence[str]) -> dict[str, jax.Array]:
+def _read_rbm_arrays(path: Path, names: Sequence[str]) -> dict[str, jax.Array]:
     """The arrays ``names`` of ``params.npz``, checked to be finite real numbers."""
     if not path.is_file():
-        raise ValueError(f"{path.parent} holds {_MODEL_FILE} but no {_PARAMS_FILE}")
+        raise ValueError(f"{path.parent} holds {_RBM_FILE} but no {_RBM_PARAMS_FILE}")
     try:
         with np.load(path, allow_pickle=False) as archive:
             present = list(archive.keys())
