@@ -36,7 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 import numpyro_ebm as ne
-from numpyro_ebm.kernels import annealed_langevin, langevin
+from numpyro_ebm.kernels import annealed_langevin, ula
 
 SIGMAS = np.geomspace(1.0, 0.1, 4).astype(np.float32)
 
@@ -60,7 +60,7 @@ def kernels(energy, step_size, hmc_steps, per_level):
     return {
         "ula": (
             ne.samplers.ula(step_size=step_size),
-            langevin.as_top_level_api(logdensity, step_size),
+            ula.as_top_level_api(logdensity, step_size),
             1,
         ),
         "mala": (

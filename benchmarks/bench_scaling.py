@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Scaling of a Langevin sampler: time per step and peak memory vs chains and vs dimension.
 
-The sampler is the ULA kernel ``numpyro_ebm.kernels.langevin`` (BlackJAX form) vmapped over
+The sampler is the ULA kernel ``numpyro_ebm.kernels.ula`` (BlackJAX form) vmapped over
 chains inside a ``lax.scan`` of steps, one key per chain, in one ``jax.jit``: the peer
 benchmark's Langevin task (``peer_bench.py`` (a)), returning only the final state, so memory is
 the sampler's, not stored draws'. The energy is the peers' float32 MLP,
@@ -88,7 +88,7 @@ def run_point(chains: int, dim: int, args) -> dict:
     from flax import nnx
 
     import numpyro_ebm as ne
-    from numpyro_ebm.kernels import langevin
+    from numpyro_ebm.kernels import ula
 
     jax.block_until_ready(jax.jit(lambda x: x + 1)(jnp.ones(4)))
     baseline = _common.peak_rss_mib()
@@ -96,7 +96,7 @@ def run_point(chains: int, dim: int, args) -> dict:
     apply, params = ne.as_pure(
         ne.MLPEnergy((dim,), hidden=(HIDDEN, HIDDEN), rngs=nnx.Rngs(args.seed))
     )
-    algorithm = langevin.as_top_level_api(lambda x: -apply(params, x), step_size=STEP_SIZE)
+    algorithm = ula.as_top_level_api(lambda x: -apply(params, x), step_size=STEP_SIZE)
 
     @jax.jit
     def run(x0, key):
@@ -234,7 +234,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "scaling",
         "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
-        "sampler": "numpyro_ebm.kernels.langevin (ULA) vmapped over chains in lax.scan, jit",
+        "sampler": "numpyro_ebm.kernels.ula (ULA) vmapped over chains in lax.scan, jit",
         "config": {
             "hidden": HIDDEN,
             "step_size": STEP_SIZE,

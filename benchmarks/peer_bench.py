@@ -8,7 +8,7 @@ E(x) = Linear(dim,h)-SiLU-Linear(h,h)-SiLU-Linear(h,1) (``numpyro_ebm.MLPEnergy`
 from the same keys as the JAX reference: for one ``--seed`` the weights are bitwise the
 reference's) and the same data (8-Gaussian ring, 16 pre-made batches of ``--batch``):
 
-  (a) ``langevin_chain_steps_per_s``: the ULA kernel ``numpyro_ebm.kernels.langevin``
+  (a) ``langevin_chain_steps_per_s``: the ULA kernel ``numpyro_ebm.kernels.ula``
       (BlackJAX form) written the way a BlackJAX user writes it: ``vmap(init)``, then a
       ``lax.scan`` over steps of ``vmap(step)`` with one key per chain, in one ``jax.jit``;
       step size eps = 2 * --step-size (x + (eps/2) grad log p + sqrt(eps) z, the reference's
@@ -124,7 +124,7 @@ def main(argv=None):
 
     import numpyro_ebm as ne
     from numpyro_ebm import training
-    from numpyro_ebm.kernels import langevin
+    from numpyro_ebm.kernels import ula
 
     jax.config.update("jax_default_prng_impl", args.prng)
     f32 = jnp.float32
@@ -201,7 +201,7 @@ def main(argv=None):
 
     # (a) ULA, vmapped over chains in lax.scan, as a BlackJAX user writes it -----------------
     if args.only in ("all", "langevin"):
-        algorithm = langevin.as_top_level_api(lambda x: -apply(params0, x), step_size=eps)
+        algorithm = ula.as_top_level_api(lambda x: -apply(params0, x), step_size=eps)
 
         @jax.jit
         def run_langevin(x0, key):

@@ -242,7 +242,7 @@ def tables_markdown(summary: dict, libs, heading: str = "###") -> list[str]:
 
 
 NOTES = [
-    "Langevin: ours is `numpyro_ebm.kernels.langevin` (ULA) vmapped over chains in a "
+    "Langevin: ours is `numpyro_ebm.kernels.ula` (ULA) vmapped over chains in a "
     "`lax.scan`, one key per chain, as a BlackJAX user writes it; the bare loop draws one "
     "(chains, dim) normal per step and calls `vmap(grad(E))`; TorchEBM is "
     "`LangevinDynamics.sample` (PyTorch eager, all cores).",

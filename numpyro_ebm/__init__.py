@@ -32,12 +32,12 @@ if TYPE_CHECKING:  # the same names, for type checkers and the API documentation
         evaluate_energy,
         potential_fn,
     )
-    from numpyro_ebm.inference import Until, clear_cache, sample
     from numpyro_ebm.kernels.replica_exchange import geometric_ladder
-    from numpyro_ebm.model import ModelDensity, logdensity_from_model
+    from numpyro_ebm.model_density import ModelDensity, logdensity_from_model
     from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, as_pure
     from numpyro_ebm.report import MixingReport, mixing_report
     from numpyro_ebm.samplers import Sampler, register_sampler
+    from numpyro_ebm.sampling import Until, clear_cache, sample
     from numpyro_ebm.targets import Target, energy_target, model_target
     from numpyro_ebm.training import fit
 
@@ -67,12 +67,12 @@ _EXPORTS = {
     "energy_factor": "numpyro_ebm.energy",
     "evaluate_energy": "numpyro_ebm.energy",
     "potential_fn": "numpyro_ebm.energy",
-    "Until": "numpyro_ebm.inference",
-    "clear_cache": "numpyro_ebm.inference",
-    "sample": "numpyro_ebm.inference",
+    "Until": "numpyro_ebm.sampling",
+    "clear_cache": "numpyro_ebm.sampling",
+    "sample": "numpyro_ebm.sampling",
     "geometric_ladder": "numpyro_ebm.kernels.replica_exchange",
-    "ModelDensity": "numpyro_ebm.model",
-    "logdensity_from_model": "numpyro_ebm.model",
+    "ModelDensity": "numpyro_ebm.model_density",
+    "logdensity_from_model": "numpyro_ebm.model_density",
     "MLPEnergy": "numpyro_ebm.nets",
     "NoiseConditionalMLP": "numpyro_ebm.nets",
     "as_pure": "numpyro_ebm.nets",

@@ -167,7 +167,7 @@ def posterior_shapes(target, key, sample_kwargs: dict) -> dict[str, tuple] | Non
     """The shape of one draw of each posterior variable that :func:`sample` will report, found
     without sampling (``None`` where it cannot be: a pytree configuration of an energy, a
     model that subsamples its data)."""
-    from numpyro_ebm.model import SubsampledModelError, logdensity_from_model
+    from numpyro_ebm.model_density import SubsampledModelError, logdensity_from_model
 
     if isinstance(target, Target):
         if target.postprocess_fn is None:

@@ -14,9 +14,9 @@ import numpy as np
 
 from numpyro_ebm import _arviz
 from numpyro_ebm._checks import check_int
-from numpyro_ebm.inference import sample
 from numpyro_ebm.report import MixingReport
 from numpyro_ebm.samplers import Sampler, get_sampler
+from numpyro_ebm.sampling import sample
 
 _COMPILE_EVENTS = frozenset(
     {

@@ -1,5 +1,5 @@
 r"""Mixing statistics of the draws so far, on the device: what ``sample(..., until=...)`` checks
-between two blocks of draws (:class:`~numpyro_ebm.inference.Until`).
+between two blocks of draws (:class:`~numpyro_ebm.sampling.Until`).
 
 One compiled program serves every block of a run: the draws are read from the run's buffer of
 ``num_samples`` draws per chain and their count is traced. The statistics equal

@@ -41,7 +41,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from numpyro_ebm import _health, samplers
 from numpyro_ebm._precision import full_precision
-from numpyro_ebm.model import logdensity_from_model
+from numpyro_ebm.model_density import logdensity_from_model
 from numpyro_ebm.samplers import Sampler
 from numpyro_ebm.samplers.base import DENSITY_KINDS
 from numpyro_ebm.targets import Target

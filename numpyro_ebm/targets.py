@@ -384,7 +384,7 @@ def target_key(target: Target) -> TargetKey:
 
 
 def _model_key(model: Callable, args: tuple, kwargs: dict) -> TargetKey:
-    from numpyro_ebm.model import model_key
+    from numpyro_ebm.model_density import model_key
 
     return TargetKey("model", model_key(model, args, kwargs), 1.0, "real")
 
@@ -420,7 +420,7 @@ def model_target(
     ``subsample_size``): the target then carries an unbiased minibatch log density for
     stochastic-gradient samplers; exact samplers refuse it.
     """
-    from numpyro_ebm.model import (
+    from numpyro_ebm.model_density import (
         ModelDensity,
         SubsampledModelError,
         density_of,

@@ -28,7 +28,7 @@ from numpyro_ebm.evidence.ais import (
     reverse_ais,
 )
 from numpyro_ebm.evidence.references import Gaussian, laplace
-from numpyro_ebm.model import logdensity_from_model
+from numpyro_ebm.model_density import logdensity_from_model
 
 # an unnormalized 2-D Gaussian mixture: f = 3 * (0.3 N(-2, 0.5^2 I) + 0.7 N(1.5, I))
 WEIGHTS = jnp.array([0.3, 0.7])

@@ -83,7 +83,7 @@ def test_api_math_and_cross_references_render(site):
     # :func:`potential_fn` (same module) and :func:`numpyro_ebm.sample` (a re-export) link to
     # their API entries; the literal block of energy_factor is highlighted code
     assert 'href="#numpyro_ebm.energy.potential_fn"><code>potential_fn()</code></a>' in html
-    assert 'href="../inference/#numpyro_ebm.inference.sample"' in html
+    assert 'href="../sampling/#numpyro_ebm.sampling.sample"' in html
     assert re.search(r'<div class="highlight"><pre>.{0,300}?<span class="k">def</span>', html, re.S)
 
 

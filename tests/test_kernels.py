@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from numpyro_ebm.kernels import annealed_langevin, langevin, replica_exchange
+from numpyro_ebm.kernels import annealed_langevin, replica_exchange, ula
 
 Z = 4.0  # two-sided z of every tolerance: a false alarm per statistic has probability 6e-5
 
@@ -355,7 +355,7 @@ def test_replica_exchange_jit_vmap_no_retrace_and_even_odd_swaps():
     algorithm = replica_exchange.as_top_level_api(
         logdensity,
         replica_exchange.geometric_ladder(num_replicas, 20.0),
-        lambda ld, t: langevin.as_top_level_api(ld, 0.05 * t),
+        lambda ld, t: ula.as_top_level_api(ld, 0.05 * t),
     )
     step = jax.jit(jax.vmap(algorithm.step))
     states = jax.vmap(algorithm.init)(jnp.zeros((16, 2)))

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 import numpyro_ebm as ne
-from numpyro_ebm import inference
+from numpyro_ebm import sampling
 
 pytestmark = pytest.mark.skipif(
     not Path("/proc/self/status").exists(), reason="peak memory is read from /proc (Linux)"
@@ -94,7 +94,7 @@ def test_chunk_size_does_not_change_the_draws(monkeypatch):
         )
 
     whole = run()
-    monkeypatch.setattr(inference, "CHUNK_BYTES", 4 * (2 * 4 + 18) * 3)  # 3 draws a chunk
+    monkeypatch.setattr(sampling, "CHUNK_BYTES", 4 * (2 * 4 + 18) * 3)  # 3 draws a chunk
     chunked = run()
     for group in ("posterior", "sample_stats"):
         for name, value in getattr(whole, group).items():

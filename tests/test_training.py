@@ -12,7 +12,7 @@ import optax
 import pytest
 from flax import nnx
 
-from numpyro_ebm.kernels import langevin
+from numpyro_ebm.kernels import ula
 from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, as_pure
 from numpyro_ebm.training import buffer, objectives
 from numpyro_ebm.training.fit import fit
@@ -216,7 +216,7 @@ def _energy_distance(x, y):
 
 
 def _langevin_samples(energy_fn, params, starts, key, num_steps=500, step_size=1e-2):
-    algorithm = langevin.as_top_level_api(lambda x: -energy_fn(params, x), step_size)
+    algorithm = ula.as_top_level_api(lambda x: -energy_fn(params, x), step_size)
 
     def chain(start, chain_key):
         step = lambda state, k: (algorithm.step(k, state)[0], None)

@@ -565,7 +565,7 @@ def model_ais(
         The result, whose particles are raveled unconstrained vectors, and the function
         that maps one back to the model's dict of sites.
     """
-    from numpyro_ebm.model import logdensity_from_model
+    from numpyro_ebm.model_density import logdensity_from_model
 
     init_key, run_key = jax.random.split(rng_key)
     density = logdensity_from_model(model, *model_args, key=init_key, **(model_kwargs or {}))

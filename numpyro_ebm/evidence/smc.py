@@ -522,7 +522,7 @@ def model_smc(
     prior that is an ``EnergyDistribution`` works. ``options`` go to :func:`smc`;
     the particles are dicts of unconstrained sites.
     """
-    from numpyro_ebm.model import logdensity_from_model
+    from numpyro_ebm.model_density import logdensity_from_model
 
     init_key, run_key = jax.random.split(rng_key)
     density = logdensity_from_model(model, *model_args, key=init_key, **(model_kwargs or {}))

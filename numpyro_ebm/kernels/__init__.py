@@ -7,9 +7,9 @@ from numpyro_ebm.kernels import (
     checkerboard,
     gibbs,
     gibbs_with_gradients,
-    langevin,
     replica_exchange,
     swendsen_wang,
+    ula,
 )
 
 __all__ = [
@@ -18,7 +18,7 @@ __all__ = [
     "checkerboard",
     "gibbs",
     "gibbs_with_gradients",
-    "langevin",
     "replica_exchange",
     "swendsen_wang",
+    "ula",
 ]

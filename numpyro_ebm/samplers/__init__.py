@@ -19,8 +19,8 @@ from numpyro_ebm.samplers.discrete import (
 )
 from numpyro_ebm.samplers.hmc import hmc, nuts
 from numpyro_ebm.samplers.langevin import mala, sgld, ula
-from numpyro_ebm.samplers.runners import numpyro_nuts, tempered_smc
 from numpyro_ebm.samplers.tempering import annealed_langevin, parallel_tempering
+from numpyro_ebm.samplers.whole_runs import numpyro_nuts, tempered_smc
 
 __all__ = [
     "SAMPLERS",

@@ -8,7 +8,7 @@ import jax
 import jax.numpy as jnp
 
 from numpyro_ebm._checks import check_positive, check_probability
-from numpyro_ebm.kernels import langevin
+from numpyro_ebm.kernels import ula as ula_kernel
 from numpyro_ebm.samplers.base import (
     DENSITY_KINDS,
     ChainSampler,
@@ -31,13 +31,13 @@ def _mala_kernel(logdensity_fn, step_size):
 
 def _build_ula(target, *, step_size) -> ChainSampler:
     logdensity_fn = target.logdensity_fn
-    kernel = langevin.build_kernel()
+    kernel = ula_kernel.build_kernel()
 
     def move(key, state):
         return kernel(key, state, logdensity_fn, step_size)
 
     def warmup(rng_key, position, num_warmup):
-        state = langevin.init(position, logdensity_fn)
+        state = ula_kernel.init(position, logdensity_fn)
         return untuned_warmup(move, state, rng_key, num_warmup), {}
 
     def step(rng_key, state, parameters):
@@ -51,7 +51,7 @@ def _build_ula(target, *, step_size) -> ChainSampler:
 
 @register_sampler("ula")
 def ula(*, step_size: float = 1e-2) -> Sampler:
-    r"""The unadjusted Langevin algorithm (:mod:`numpyro_ebm.kernels.langevin`): no
+    r"""The unadjusted Langevin algorithm (:mod:`numpyro_ebm.kernels.ula`): no
     Metropolis correction, so the chain is biased by :math:`O(\epsilon)`; the short-run
     sampler of contrastive divergence, exposed for speed comparisons and quick looks."""
     check_positive("step_size", step_size)
@@ -60,7 +60,7 @@ def ula(*, step_size: float = 1e-2) -> Sampler:
         {"step_size": step_size},
         DENSITY_KINDS,
         build=_build_ula,
-        kernel=langevin.as_top_level_api,
+        kernel=ula_kernel.as_top_level_api,
     )
 
 

@@ -45,7 +45,7 @@ from blackjax.base import SamplingAlgorithm
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import check_int, check_positive, check_strictly_decreasing
 from numpyro_ebm.energy import BoundLogDensity
-from numpyro_ebm.kernels import langevin
+from numpyro_ebm.kernels import ula
 from numpyro_ebm.training import buffer as replay
 
 __all__ = [
@@ -167,7 +167,7 @@ def _kernel_factory(step_size, kernel) -> KernelFactory:
             )
         return kernel
     check_positive("step_size", step_size)
-    return functools.partial(langevin.as_top_level_api, step_size=step_size)
+    return functools.partial(ula.as_top_level_api, step_size=step_size)
 
 
 def _negatives(energy_fn, make_kernel, k, params, starts, key) -> jax.Array:
@@ -237,7 +237,7 @@ def cd(
         Kernel steps per update, >= 1.
     step_size
         Step size :math:`\epsilon > 0` of the default kernel, the unadjusted Langevin algorithm
-        of :mod:`numpyro_ebm.kernels.langevin`. Give exactly one of ``step_size`` and
+        of :mod:`numpyro_ebm.kernels.ula`. Give exactly one of ``step_size`` and
         ``kernel``.
     alpha
         Weight :math:`\alpha \ge 0` of the energy regularizer.
