@@ -192,4 +192,22 @@ def check_real_array(name: str, value) -> jax.Array:
             raise TypeError(f"{name} must be an array of real numbers: {error}") from None
     if not any(jnp.issubdtype(dtype, kind) for kind in (jnp.bool_, jnp.integer, jnp.floating)):
         raise TypeError(f"{name} must hold real numbers, got dtype {dtype}")
+    if np.dtype(dtype) == np.float64 and not jax.config.jax_enable_x64:
+        _check_float32_range(name, value)
     return jnp.asarray(value)
+
+
+def _check_float32_range(name: str, value) -> None:
+    """Raise ``ValueError`` if float64 ``value`` holds finite numbers beyond float32's range:
+    without 64-bit mode JAX casts them to infinities (NumPy warns, nothing raises)."""
+    array = _concrete(value)
+    if array is None:
+        return
+    with np.errstate(invalid="ignore"):
+        beyond = np.isfinite(array) & (np.abs(array) > np.finfo(np.float32).max)
+    if np.any(beyond):
+        raise ValueError(
+            f"{name} holds {int(beyond.sum())} value(s) beyond float32's range (|x| > 3.4e38), "
+            "which JAX turns into infinities without 64-bit mode (jax_enable_x64); first at "
+            f"index {tuple(int(i) for i in np.argwhere(beyond)[0])}"
+        )

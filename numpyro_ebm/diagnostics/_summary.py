@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
+from numpyro_ebm._checks import check_real_array
 from numpyro_ebm.diagnostics._ess import _ess_of_indicators, _ess_of_series, _split_chains
 from numpyro_ebm.diagnostics._ranks import _order_statistics, _quantile_ranks, _rank_normalized
 
@@ -29,9 +30,7 @@ def _check_draws(name: str, x: ArrayLike) -> Array:
             f"{name} must hold real draws, got complex dtype {jnp.result_type(x)}; pass the real "
             "and imaginary parts (or the modulus) as separate parameters"
         )
-    x = jnp.asarray(x)
-    if not (jnp.issubdtype(x.dtype, jnp.number) or x.dtype == jnp.bool_):
-        raise TypeError(f"{name} must hold real numbers, got dtype {x.dtype}")
+    x = check_real_array(name, x)
     if x.ndim < 2 or x.shape[0] < 2 or x.shape[1] < 4:
         raise ValueError(
             f"{name} must have shape (chain, draw, *param_shape) with at least 2 chains and "
