@@ -4,8 +4,9 @@
 
 Each variant runs in its own fresh interpreter (nothing cached in memory; JAX's persistent
 compilation cache off, as it is for a library call), on the peers' MLP energy
-(``numpyro_ebm.MLPEnergy``, dim 2, hidden (128, 128)), 1024 chains, 200 warm-up steps, 1000 kept
-draws:
+(``numpyro_ebm.MLPEnergy``, dim 2, hidden (128, 128)) plus :math:`|x|^2/2` (an untrained MLP
+alone is not normalizable: it grows linearly, downwards in half the directions), 1024 chains,
+200 warm-up steps, 1000 kept draws:
 
 * **sample()**: ``import numpyro_ebm``; ``ne.sample(energy, "mala", num_warmup=200,
   num_samples=1000)``: step size adapted in the warm-up, every statistic kept, the post-run
@@ -50,6 +51,7 @@ OURS = (
     _PRELUDE
     + """
 import jax, json
+import jax.numpy as jnp
 import numpyro_ebm as ne
 ne_MLPEnergy = ne.MLPEnergy
 T_IMPORT = time.perf_counter()
@@ -57,7 +59,7 @@ T_IMPORT = time.perf_counter()
     + _ENERGY
     + """
 apply, params = ne.as_pure(net)
-energy = lambda x: apply(params, x)
+energy = lambda x: apply(params, x) + 0.5 * jnp.sum(x**2)
 def call(seed):
     data = ne.sample(energy, "mala", key=jax.random.key(seed), event_shape=(2,),
                      num_chains=CHAINS, num_warmup=WARMUP, num_samples=DRAWS)
@@ -88,7 +90,7 @@ T_IMPORT = time.perf_counter()
     + _ENERGY
     + """
 apply, params = as_pure(net)
-logdensity = lambda x: -apply(params, x)
+logdensity = lambda x: -apply(params, x) - 0.5 * jnp.sum(x**2)
 mala = blackjax.mala(logdensity, STEP)
 @jax.jit
 def run(key):
@@ -179,7 +181,7 @@ def main(argv=None) -> int:
         "load_average_before": load_before,
         "load_average_after": os.getloadavg(),
         "config": {
-            "energy": "MLPEnergy dim 2, hidden (128, 128)",
+            "energy": "MLPEnergy dim 2, hidden (128, 128), plus |x|^2 / 2",
             "chains": args.chains,
             "warmup": args.warmup,
             "draws": args.draws,
