@@ -99,6 +99,8 @@ DRIFT_LEVEL = 1e-6
 DRIFT_SHARE = 0.8
 #: points of the non-finite energy probe
 PROBE_POINTS = 1024
+#: chains whose draws the post-run checks read at a time (bounds their memory)
+CHAINS_PER_BLOCK = 1024
 #: float32's relative resolution (its machine epsilon, 2^-23)
 FLOAT32_RESOLUTION = float(np.finfo(np.float32).eps)
 
@@ -310,40 +312,53 @@ def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
     """The failed checks of a finished run: ``draws`` and ``stats`` hold arrays of shape
     (chain, draw, ...) (``potential_energy``, ``acceptance_rate``, ``step_size`` where kept;
     of one value per replica, the first, the target's, is read). Chains that reached a
-    non-finite position (``nonfinite``) are reported as such and left out. Memory: one
-    chain's draws in float64 at a time."""
+    non-finite position (``nonfinite``) are reported as such and left out. Memory: the draws
+    of :data:`CHAINS_PER_BLOCK` chains in float64 at a time, whatever the run's size."""
     kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))
     num_draws = np.shape(stats["nonfinite"])[1]
     if kept.size == 0 or num_draws < 2:
         return []
     leaves = [np.asarray(x) for x in draws.values()]
 
-    def changed(c):
-        return np.any(
-            [(x[c, 1:] != x[c, :-1]).reshape(num_draws - 1, -1).any(1) for x in leaves], 0
-        )
-
-    def norms(c):  # in float64: the draws of a flat target reach 1e20, whose square float32 lacks
-        squares = (np.square(x[c].reshape(num_draws, -1), dtype=np.float64).sum(1) for x in leaves)
-        return np.sqrt(sum(squares))
-
-    def per_draw(name):
+    def per_draw(name, block):
         if name not in stats:
-            return np.full((kept.size, num_draws), np.nan)
-        values = np.asarray(stats[name], np.float64)[kept]
-        return values.reshape(kept.size, num_draws, -1)[..., 0]
+            return np.full((block.size, num_draws), np.nan)
+        values = np.asarray(np.asarray(stats[name])[block], np.float64)
+        return values.reshape(block.size, num_draws, -1)[..., 0]
 
-    energy = per_draw("potential_energy")
-    tally = counts(
-        np.stack([changed(c) for c in kept]),
-        np.diff(energy, axis=1),
-        np.diff(np.stack([norms(c) for c in kept]), axis=1),
-        per_draw("acceptance_rate")[:, 1:],
-        axis=1,
-    )
-    with np.errstate(all="ignore"):
-        scale = np.nanmedian(np.abs(energy), axis=1) if np.isfinite(energy).any() else np.nan
-    return findings(tally, per_draw("step_size")[:, -1], initial, scale)
+    def one_block(block):
+        changed = np.any(
+            [(x[block, 1:] != x[block, :-1]).reshape(block.size, num_draws - 1, -1).any(2)
+             for x in leaves],
+            axis=0,
+        )  # fmt: skip
+        # in float64: the draws of a flat target reach 1e20, whose square float32 lacks
+        squares = sum(
+            np.square(x[block].reshape(block.size, num_draws, -1), dtype=np.float64).sum(2)
+            for x in leaves
+        )
+        energy = per_draw("potential_energy", block)
+        tally = counts(
+            changed,
+            np.diff(energy, axis=1),
+            np.diff(np.sqrt(squares), axis=1),
+            per_draw("acceptance_rate", block)[:, 1:],
+            axis=1,
+        )
+        scale = np.full(block.size, np.nan)
+        if np.isfinite(energy).any():  # else nanmedian warns of all-NaN rows
+            with np.errstate(all="ignore"):
+                scale = np.nanmedian(np.abs(energy), axis=1)
+        return tally, per_draw("step_size", block)[:, -1], scale
+
+    blocks = [
+        one_block(kept[start : start + CHAINS_PER_BLOCK])
+        for start in range(0, kept.size, CHAINS_PER_BLOCK)
+    ]
+    tally = Tally(*(np.concatenate(field) for field in zip(*(b[0] for b in blocks), strict=True)))
+    step = np.concatenate([b[1] for b in blocks])
+    scale = np.concatenate([b[2] for b in blocks])
+    return findings(tally, step, initial, scale if np.isfinite(scale).any() else np.nan)
 
 
 def probe_points(draws, chains: np.ndarray, key: jax.Array):

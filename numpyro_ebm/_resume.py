@@ -14,6 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_ebm import _arviz
+from numpyro_ebm import sharding as _sharding
 from numpyro_ebm.samplers import Sampler
 from numpyro_ebm.targets import Target, event_shapes
 
@@ -28,7 +29,8 @@ def state_record(
     """The ``sampler_state`` group of a run (``arrays`` and ``attrs``) that ended in
     ``(state, parameters)`` before its draw ``next_draw``."""
     leaves = jax.tree.leaves((state, parameters))
-    arrays = {f"leaf_{i:03d}": np.asarray(jax.device_get(leaf)) for i, leaf in enumerate(leaves)}
+    # gathered from every process when the chains span several (a multi-host run)
+    arrays = {f"leaf_{i:03d}": _sharding.to_host(leaf) for i, leaf in enumerate(leaves)}
     attrs = {
         "sampler": repr(sampler),
         "next_draw": int(next_draw),
