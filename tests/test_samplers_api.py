@@ -1,6 +1,8 @@
 """Samplers as values, explicit targets, continuable runs, one compile per run signature, one
 meaning of step_size, and our samplers inside NumPyro's MCMC."""
 
+import inspect
+
 import blackjax
 import jax
 import jax.numpy as jnp
@@ -319,3 +321,16 @@ def test_models_the_samplers_cannot_take_are_refused_in_our_words():
         ne.sample(discrete_latent, "nuts", key=jax.random.key(0))
     with pytest.raises(ValueError, match="not finite at any of the initial points"):
         ne.sample(nowhere_finite, "nuts", key=jax.random.key(0))
+
+
+@pytest.mark.parametrize("name", ["mala", "block_gibbs", "tempered_smc", "parallel_tempering"])
+def test_a_factory_called_directly_lists_its_options_on_a_typo(name):
+    factory = getattr(ne.samplers, name)
+    options = sorted(inspect.signature(factory).parameters)
+    with pytest.raises(TypeError) as raised:
+        factory(stepsize=0.1)
+    assert str(raised.value) == (
+        f"sampler {name!r} takes no option(s) ['stepsize']; its options are {options}"
+    )
+    with pytest.raises(TypeError, match=rf"^{name}\(\) takes its options by name, got \(0.1,\)"):
+        factory(0.1)

@@ -44,6 +44,7 @@ so :math:`h = \epsilon / 2`: the conversion is made once, where our samplers cal
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -207,8 +208,23 @@ def register_sampler(name: str) -> Callable:
     command line and :func:`~numpyro_ebm.compare`)."""
 
     def decorate(factory: Callable[..., Sampler]) -> Callable[..., Sampler]:
-        SAMPLERS[name] = factory
-        return factory
+        @functools.wraps(factory)
+        def checked(*args, **options) -> Sampler:
+            # options by name only, and an unknown one refused with the list of the known,
+            # whether the factory is called directly or through its name
+            if args:
+                raise TypeError(f"{name}() takes its options by name, got {args!r}")
+            accepted = inspect.signature(checked).parameters
+            unknown = sorted(set(options) - set(accepted))
+            if unknown:
+                raise TypeError(
+                    f"sampler {name!r} takes no option(s) {unknown}; its options are "
+                    f"{sorted(accepted)}"
+                )
+            return factory(**options)
+
+        SAMPLERS[name] = checked
+        return checked
 
     return decorate
 
@@ -231,14 +247,7 @@ def get_sampler(sampler, **options) -> Sampler:
         )
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}; known samplers: {sorted(SAMPLERS)}")
-    factory = SAMPLERS[sampler]
-    accepted = inspect.signature(factory).parameters
-    unknown = sorted(set(options) - set(accepted))
-    if unknown:
-        raise TypeError(
-            f"sampler {sampler!r} takes no option(s) {unknown}; its options are {sorted(accepted)}"
-        )
-    return factory(**options)
+    return SAMPLERS[sampler](**options)
 
 
 def stats(
