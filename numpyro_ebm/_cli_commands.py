@@ -177,7 +177,7 @@ def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
     units, by block Gibbs (MALA for a Gaussian RBM's real values) unless ``--sampler`` names
     another sampler of their kind."""
     import numpyro_ebm as ne
-    from numpyro_ebm import _arviz, storage
+    from numpyro_ebm import storage
 
     model, params = storage.load_rbm(args.checkpoint)
     sampler = args.sampler or ("block_gibbs" if model.binary_visible else "mala")
@@ -193,6 +193,14 @@ def _sample_rbm(args: argparse.Namespace, out: Path) -> int:
         progress=not args.no_progress,
         **_step_size(args, sampler),
     )
+    return _write_draws(data, out)
+
+
+def _write_draws(data, out: Path) -> int:
+    """Write ``sample``'s draws as netCDF to ``out`` and print their mixing report."""
+    import numpyro_ebm as ne
+    from numpyro_ebm import _arviz
+
     out.parent.mkdir(parents=True, exist_ok=True)
     _arviz.to_netcdf(data, out)
     ne.mixing_report(data)
@@ -276,7 +284,7 @@ def sample_command(args: argparse.Namespace) -> int:
     if (Path(args.checkpoint) / "rbm.json").is_file():
         return _sample_rbm(args, out)
     import numpyro_ebm as ne
-    from numpyro_ebm import _arviz, workflow
+    from numpyro_ebm import workflow
 
     trained = _load_network(args.checkpoint)
     sampler = args.sampler or "annealed_langevin"
@@ -291,11 +299,7 @@ def sample_command(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **_sample_args(args, sampler, trained),
     )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    _arviz.to_netcdf(data, out)
-    ne.mixing_report(data)
-    print(f"wrote {out}")
-    return 0
+    return _write_draws(data, out)
 
 
 def compare_command(args: argparse.Namespace) -> int:

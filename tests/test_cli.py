@@ -23,15 +23,6 @@ def run(*args, cwd=None):
     )
 
 
-@pytest.fixture(autouse=True, scope="module")
-def compilation_cache_of_this_module(tmp_path_factory):
-    """The command's compilation cache (XDG_CACHE_HOME) in a folder of this module's, not the
-    user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def ring(tmp_path_factory):
     """A small .npy file: 500 points on a noisy ring of radius 1.5."""

@@ -24,15 +24,6 @@ TRAIN_RBM = ["--no-progress", "train", "--model", "rbm", "--objective", "pcd", "
              "--batch-size", "20", "--lr", "0.05", "--checkpoint-every", "100"]  # fmt: skip
 
 
-@pytest.fixture(autouse=True, scope="module")
-def compilation_cache_of_this_module(tmp_path_factory):
-    """The command's compilation cache (XDG_CACHE_HOME) in a folder of this module's, not the
-    user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 def one_line_error(capsys, *argv) -> str:
     """Run the command in this process; check the one-line error (exit status 2)."""
     code = main([str(a) for a in argv])

@@ -22,15 +22,6 @@ from numpyro_ebm.cli import main
 SPEC = {"network": "NoiseConditionalMLP", "event_shape": [2], "hidden": [8]}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def compilation_cache_of_this_module(tmp_path_factory):
-    """The command's compilation cache (XDG_CACHE_HOME) in a folder of this module's, not the
-    user's."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("cache")))
-        yield
-
-
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     """A `train` output folder holding an (untrained) noise-conditional network."""

@@ -139,7 +139,7 @@ def tempered_smc(**options) -> Sampler:
     ``RuntimeWarning``, for a target that is improper or runs off (non-finite weights, the
     tempering not reaching 1 in ``max_iterations``, log Z depending on the reference's scale).
     """
-    options = smc.SMCOptions.of(**options)
+    options = smc.SMCOptions(**options).checked()  # unknown names: refused by the registry
     return Sampler(
         "tempered_smc",
         options._asdict(),
