@@ -16,19 +16,30 @@ all chains are pooled; the run is flagged when both one-sided sign tests reject 
 level :data:`DRIFT_LEVEL` (the exact binomial tail :math:`P(\mathrm{Bin}(M, 1/2) \ge D)` of
 :math:`D` moves one way out of :math:`M`, so at least 20 moves are needed) *and* at least a
 share :data:`DRIFT_SHARE` of the moves goes that way: the test guards against chance, the share
-against the mild asymmetry of schemes that are not reversible move by move (the swaps of
-parallel tempering raise the target replica's energy, its own moves lower it). Chains that had
-not reached their target when sampling began (no warm-up, a start far from the mass) drift the
-same way for a while; the message names that cause too.
+against the mild asymmetry of moves that are not exactly reversible (a discretized Langevin
+step). Parallel tempering counts the inner moves of *every* replica, per temperature (its
+``drift`` statistic, :func:`drift_counts`): each is reversible for its tempered target
+:math:`p^{1/T}`, whose energy :math:`E/T` falls exactly when :math:`E` does, so each
+temperature's moves are balanced at equilibrium; the swaps, which are not reversible slot by
+slot (they raise the target replica's energy), are left out. On an improper target the swaps
+hand the states that fell furthest to the coldest replicas, whose moves all run off, while the
+hot ones wander near the start both ways; so the test is made on the moves of the coldest
+:math:`k` replicas pooled, for each :math:`k = 1, \dots, K`, each at level
+:data:`DRIFT_LEVEL` / :math:`K` (Bonferroni over the :math:`K` pools). Chains that had not
+reached their target when sampling began (no warm-up, a start far from the mass) drift the same
+way for a while; the message names that cause too.
 
 **Frozen chains** (``"frozen"``). A chain whose draws changed in fewer than a share
 :data:`FROZEN_FRACTION` of its transitions, and in so few that a chain moving in even a quarter
 of them (:data:`MOVING_SHARE`; a tuned chain moves in 57-80 %) would make so few moves with a
 chance below :data:`FROZEN_LEVEL` (the binomial tail: no move in 49 transitions, at most 4 in
-100, 9 in 200): its draws repeat a few points, its acceptance is near 0 (or its moves are too
-small to change a float32 position). The message gives the acceptance, the step size
-(collapsed when the tuning shrank it more than :data:`STEP_RANGE`-fold) and the size of the
-energy at the draws: float32 resolves an energy of size :math:`|E|` only to
+100, 9 in 200), or whose own acceptance rates (the chance of a move that its kernel computes at
+each transition) average below :data:`FROZEN_FRACTION` over at least
+:data:`ACCEPTANCE_TRANSITIONS` transitions: the kernel itself says it rejects what it proposes,
+where a tuned chain accepts 57-80 %. Its draws repeat a few points, its acceptance is near 0
+(or its moves are too small to change a float32 position). The message gives the acceptance,
+the step size (collapsed when the tuning shrank it more than :data:`STEP_RANGE`-fold) and the
+size of the energy at the draws: float32 resolves an energy of size :math:`|E|` only to
 :math:`2^{-23} |E|`, so beyond :math:`|E| \approx 10^7` the differences of order one that
 Metropolis acceptance weighs are rounded away (an energy of :math:`10^{30}`).
 
@@ -63,6 +74,8 @@ import numpy as np
 import scipy.special
 
 __all__ = [
+    "ACCEPTANCE_TRANSITIONS",
+    "DRIFT_FIELDS",
     "DRIFT_LEVEL",
     "DRIFT_SHARE",
     "FLAT_ACCEPTANCE",
@@ -75,12 +88,14 @@ __all__ = [
     "Tally",
     "chain_findings",
     "counts",
+    "drift_counts",
     "findings",
     "flags",
     "initial_step_size",
     "nonfinite_finding",
     "probe_points",
     "probe_program",
+    "with_drift",
 ]
 
 #: the share of transitions that move a chain, below which it may count as frozen
@@ -89,6 +104,8 @@ FROZEN_FRACTION = 0.05
 MOVING_SHARE = 0.25
 #: the largest chance that such a chain makes as few moves as a frozen one
 FROZEN_LEVEL = 1e-6
+#: the fewest transitions over which a mean acceptance below FROZEN_FRACTION marks a frozen chain
+ACCEPTANCE_TRANSITIONS = 20
 #: the factor, either way, by which tuning moved the step size beyond any proper target's need
 STEP_RANGE = 1e8
 #: the acceptance that a step grown by STEP_RANGE still has on a flat target
@@ -101,6 +118,8 @@ DRIFT_SHARE = 0.8
 PROBE_POINTS = 1024
 #: chains whose draws the post-run checks read at a time (bounds their memory)
 CHAINS_PER_BLOCK = 1024
+#: the counts of a ``drift`` statistic, in order: :class:`Tally` fields
+DRIFT_FIELDS = ("energy_falls", "energy_rises", "norm_rises", "norm_falls")
 #: float32's relative resolution (its machine epsilon, 2^-23)
 FLOAT32_RESOLUTION = float(np.finfo(np.float32).eps)
 
@@ -151,6 +170,39 @@ def counts(changed, energy_change, norm_change, acceptance, axis=None, xp=np) ->
     )
 
 
+def drift_counts(energy_change, norm_change) -> jax.Array:
+    """The ``drift`` statistic of moves (one per replica, coldest first) given by their changes
+    of potential energy and of norm (NaN: not counted): which way each move changed them, a 0
+    or 1 per :data:`DRIFT_FIELDS` on a last axis (traced, int32)."""
+    ways = (energy_change < 0, energy_change > 0, norm_change > 0, norm_change < 0)
+    return jnp.stack(ways, axis=-1).astype(jnp.int32)
+
+
+def with_drift(tally: Tally, drift, axis=None, xp=np) -> Tally:
+    """``tally`` with its counts of :data:`DRIFT_FIELDS` taken from ``drift`` statistics,
+    summed over ``axis``: per chain and replica (a replica axis last)."""
+    return tally._replace(
+        **{
+            name: xp.sum(drift[..., i], axis=axis, dtype=np.int32)
+            for i, name in enumerate(DRIFT_FIELDS)
+        }
+    )
+
+
+def _cold_pools(tally: Tally, xp) -> dict:
+    """The counts of :data:`DRIFT_FIELDS` pooled over chains and over the coldest 1, 2, ..., K
+    replicas (one pool where the counts have no replica axis, no more axes than
+    ``transitions``)."""
+    chain_ndim = xp.ndim(tally.transitions)
+
+    def pools(count):
+        if xp.ndim(count) == chain_ndim:
+            return xp.reshape(xp.sum(count), (1,))
+        return xp.cumsum(xp.sum(xp.reshape(count, (-1, count.shape[-1])), axis=0))
+
+    return {name: pools(getattr(tally, name)) for name in DRIFT_FIELDS}
+
+
 def _mean_acceptance(tally: Tally, xp):
     return tally.acceptance_sum / xp.maximum(tally.acceptance_count, 1)
 
@@ -164,12 +216,21 @@ def _binomial_cdf(k, n, p, xp):
 
 
 def _one_way(way, back, xp):
-    r"""Whether ``way`` moves out of ``way + back`` reject the balance of a reversible chain: at
-    least :data:`DRIFT_SHARE` of them, and :math:`P(\mathrm{Bin}(M, 1/2) \ge D) \le`
-    :data:`DRIFT_LEVEL`."""
+    r"""Whether ``way`` moves out of ``way + back`` (arrays of :math:`K` pools) reject the
+    balance of a reversible chain: at least :data:`DRIFT_SHARE` of them, and
+    :math:`P(\mathrm{Bin}(M, 1/2) \ge D) \le` :data:`DRIFT_LEVEL` / :math:`K`."""
     moves = way + back
     tail = _binomial_cdf(back, moves, 0.5, xp)  # P(Bin(M, 1/2) >= D), by symmetry
-    return (way > 0) & (way >= DRIFT_SHARE * moves) & (tail <= DRIFT_LEVEL)
+    level = DRIFT_LEVEL / way.shape[-1]
+    return (way > 0) & (way >= DRIFT_SHARE * moves) & (tail <= level)
+
+
+def _improper_pools(tally: Tally, xp):
+    """Per pool of :func:`_cold_pools`, whether its moves run off (energy and norm)."""
+    pools = _cold_pools(tally, xp)
+    return _one_way(pools["energy_falls"], pools["energy_rises"], xp) & _one_way(
+        pools["norm_rises"], pools["norm_falls"], xp
+    )
 
 
 def flags(tally: Tally, step_ratio, xp=np) -> dict:
@@ -179,12 +240,13 @@ def flags(tally: Tally, step_ratio, xp=np) -> dict:
     acceptance = _mean_acceptance(tally, xp)
     measured = tally.acceptance_count > 0
     rare = _binomial_cdf(tally.moves, tally.transitions, MOVING_SHARE, xp) <= FROZEN_LEVEL
-    pooled = Tally(*(xp.sum(count) for count in tally))
+    rejecting = (
+        measured & (acceptance < FROZEN_FRACTION) & (tally.transitions >= ACCEPTANCE_TRANSITIONS)
+    )
     return {
-        "frozen": (tally.moves < FROZEN_FRACTION * tally.transitions) & rare,
+        "frozen": (tally.moves < FROZEN_FRACTION * tally.transitions) & (rare | rejecting),
         "flat": (step_ratio > STEP_RANGE) & measured & (acceptance >= FLAT_ACCEPTANCE),
-        "improper": _one_way(pooled.energy_falls, pooled.energy_rises, xp)
-        & _one_way(pooled.norm_rises, pooled.norm_falls, xp),
+        "improper": xp.any(_improper_pools(tally, xp)),
     }
 
 
@@ -195,7 +257,8 @@ def findings(
 
     ``step_size`` and ``energy_scale`` (the size of the potential energy at the draws) are per
     chain; ``initial`` is the step size the tuning started from (NaN when unknown)."""
-    tally = Tally(*(np.atleast_1d(np.asarray(count)) for count in tally))
+    one_chain = np.ndim(tally.transitions) == 0  # a chain axis first, keeping a replica axis
+    tally = Tally(*(np.asarray(count)[None] if one_chain else np.asarray(count) for count in tally))
     shape = tally.transitions.shape
     step_size = np.broadcast_to(np.asarray(step_size, np.float64), shape)
     energy_scale = np.broadcast_to(np.asarray(energy_scale, np.float64), shape)
@@ -271,14 +334,15 @@ def _flat(tally, chains, step_size, initial) -> Finding:
 
 
 def _improper(tally) -> Finding:
-    pooled = Tally(*(int(np.sum(count)) for count in tally))
-    energy_moves = pooled.energy_falls + pooled.energy_rises
-    norm_moves = pooled.norm_rises + pooled.norm_falls
+    pools = _cold_pools(tally, np)
+    k = int(np.argmax(_improper_pools(tally, np)))  # the first pool that ran off
+    falls, rises, grew, shrank = (int(pools[name][k]) for name in DRIFT_FIELDS)
+    which = "" if pools["energy_falls"].size == 1 else f" of the {k + 1} coldest replica(s)"
     return Finding(
         "improper",
-        f"the draws run off: the energy fell in {pooled.energy_falls} of {energy_moves} moves "
-        f"and the norm of the draws grew in {pooled.norm_rises} of {norm_moves} (a chain at "
-        "its target rises as often as it falls): the target looks improper (an energy "
+        f"the draws run off: the energy fell in {falls} of {falls + rises} moves{which} and "
+        f"the norm of the draws grew in {grew} of {grew + shrank} (a "
+        "chain at its target rises as often as it falls): the target looks improper (an energy "
         "unbounded below, falling without end as |x| grows), or the chains had not reached "
         "it when sampling began (warm up longer)",
         "draws run off: the target looks improper",
@@ -311,7 +375,8 @@ def initial_step_size(sampler) -> float:
 def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
     """The failed checks of a finished run: ``draws`` and ``stats`` hold arrays of shape
     (chain, draw, ...) (``potential_energy``, ``acceptance_rate``, ``step_size`` where kept;
-    of one value per replica, the first, the target's, is read). Chains that reached a
+    of one value per replica, the first, the target's, is read; ``drift`` where kept, for the
+    drift check). Chains that reached a
     non-finite position (``nonfinite``) are reported as such and left out. Memory: the draws
     of :data:`CHAINS_PER_BLOCK` chains in float64 at a time, whatever the run's size."""
     kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))
@@ -345,6 +410,8 @@ def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
             per_draw("acceptance_rate", block)[:, 1:],
             axis=1,
         )
+        if "drift" in stats:
+            tally = with_drift(tally, np.asarray(stats["drift"])[block, 1:], axis=1)
         scale = np.full(block.size, np.nan)
         if np.isfinite(energy).any():  # else nanmedian warns of all-NaN rows
             with np.errstate(all="ignore"):

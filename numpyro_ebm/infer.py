@@ -186,6 +186,11 @@ class SamplerKernel(MCMCKernel):
         inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
         nan = jnp.asarray(jnp.nan, jnp.float32)
         zero = jnp.zeros((), jnp.int32)
+        health = _health.Tally(zero, zero, jnp.zeros((), jnp.float32), *[zero] * 5)
+        drift = jax.eval_shape(self._chain.step, rng_key, inner, parameters)[1].get("drift")
+        if drift is not None:  # counted per replica
+            zeros = jnp.zeros(drift.shape[:-1], jnp.int32)
+            health = health._replace(**dict.fromkeys(_health.DRIFT_FIELDS, zeros))
         return SamplerKernelState(
             z=self._chain.position(inner),
             inner=inner,
@@ -195,7 +200,7 @@ class SamplerKernel(MCMCKernel):
             accept_prob=nan,
             diverging=jnp.zeros((), bool),
             rng_key=rng_key,
-            health=_health.Tally(zero, zero, jnp.zeros((), jnp.float32), *[zero] * 5),
+            health=health,
             warned=jnp.zeros(len(HEALTH_CHECKS), bool),
         )
 
@@ -212,6 +217,8 @@ class SamplerKernel(MCMCKernel):
                 jnp.ravel(stats["acceptance_rate"])[0],  # the target replica's
                 xp=jnp,
             )
+            if "drift" in stats:  # every replica's inner moves, per replica
+                counts = _health.with_drift(counts, stats["drift"], axis=(), xp=jnp)
             return state._replace(
                 z=z,
                 inner=inner,

@@ -176,20 +176,26 @@ def test_infer_mala_refuses_a_potential_that_is_nan_at_the_start():
         two.run(jax.random.key(0), init_params=jnp.zeros((2, 2)))
 
 
-@pytest.mark.parametrize("kernel,num_chains", [(ne.infer.MALA, 1), (ne.infer.ParallelTempering, 2)])
-def test_infer_kernels_name_an_improper_potential(kernel, num_chains):
+@pytest.mark.parametrize("seed", [0, 1, 2])
+@pytest.mark.parametrize(
+    "kernel,num_chains,num_samples",
+    [(ne.infer.MALA, 1, 200), (ne.infer.MALA, 2, 50), (ne.infer.ParallelTempering, 2, 50)],
+)
+def test_infer_kernels_name_an_improper_potential(kernel, num_chains, num_samples, seed):
+    """Short runs too (the probe's 2 chains x 50 draws): MALA's steps overshoot far out, where
+    its own acceptance rates fall near 0 (frozen); the inner moves of the coldest replicas of
+    replica exchange all run off."""
     mcmc = MCMC(
         kernel(potential_fn=improper),  # U = E = -|x|^4
-        num_warmup=100,
-        num_samples=200,
+        num_warmup=50,
+        num_samples=num_samples,
         num_chains=num_chains,
         chain_method="vectorized",
         progress_bar=False,
     )
     start = jnp.full((num_chains, 2) if num_chains > 1 else (2,), 0.1)
     with pytest.warns(RuntimeWarning) as record:
-        mcmc.run(jax.random.key(0), init_params=start)
-    # MALA's steps overshoot far out, where the chain freezes; replica exchange drifts on
+        mcmc.run(jax.random.key(seed), init_params=start)
     assert any(re.search(IMPROPER, m) for m in _messages(record))
     assert mcmc.last_state.warned.any()
 
@@ -321,6 +327,35 @@ def test_the_drift_check_needs_20_moves_one_way_or_4_in_5_of_many():
     assert _flag("improper", falls=20) and not _flag("improper", falls=19)  # 2^-20 < 1e-6
     assert _flag("improper", falls=80, rises=20) and not _flag("improper", falls=70, rises=30)
     assert not _flag("improper", falls=600, rises=400)  # significant, but a mild asymmetry
+
+
+def test_the_drift_check_of_replica_exchange_pools_the_coldest_replicas_first():
+    def replicas(falls, rises):  # one chain, counts per replica (coldest first)
+        tally = _tally()._replace(energy_falls=np.array([falls]), energy_rises=np.array([rises]))
+        return tally._replace(norm_rises=tally.energy_falls, norm_falls=tally.energy_rises)
+
+    def improper(falls, rises) -> bool:
+        return bool(_health.flags(replicas(falls, rises), np.nan)["improper"])
+
+    # the cold pair ran off (30 of 30), the hot pair wanders (60 of 120): pooled only 90 of 150
+    assert improper([15, 15, 30, 30], [0, 0, 30, 30])
+    assert not improper([15, 15, 30, 30], [15, 15, 30, 30])  # balanced
+    # Bonferroni over the 4 pools: 2^-22 < 1e-6 / 4 < 2^-21
+    assert improper([22, 0, 0, 0], [0, 0, 0, 0]) and not improper([21, 0, 0, 0], [0, 0, 0, 0])
+    message = _health.findings(replicas([15, 15, 30, 30], [0, 0, 30, 30]), 1.0, 1.0, 1.0)
+    assert "the energy fell in 30 of 30 moves of the 2 coldest replica(s)" in message[0].message
+
+
+def test_a_chain_whose_own_acceptance_averages_below_5_percent_is_frozen():
+    def frozen(transitions, moves, acceptance) -> bool:
+        tally = _tally(transitions=transitions, moves=moves)
+        tally = tally._replace(acceptance_sum=np.array([acceptance * transitions]))
+        return bool(_health.flags(tally, np.nan)["frozen"][0])
+
+    assert frozen(50, 1, 0.02)  # 1 move: P(Bin(50, 1/4) <= 1) = 1e-5 alone is not rare
+    assert not frozen(50, 1, 0.06)  # the kernel expects to move 3 times
+    assert not frozen(19, 0, 0.0)  # too few transitions to judge
+    assert not frozen(50, 3, 0.02)  # moved in 6 % of the transitions
 
 
 def test_a_chain_is_frozen_only_when_a_chain_moving_a_quarter_of_the_time_rarely_moves_so_little():

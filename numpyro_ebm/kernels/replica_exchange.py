@@ -124,7 +124,11 @@ class ReplicaExchangeInfo(NamedTuple):
     step, over all walkers; ``is_finite``: whether every replica's position and log density are
     finite; ``num_grad_evals``: evaluations spent by the exchange move on top of the inner
     kernels, :math:`K` re-initialisations (one gradient evaluation each for gradient-based
-    kernels; the inner kernels' own cost is :math:`K` times that of one inner step)."""
+    kernels; the inner kernels' own cost is :math:`K` times that of one inner step);
+    ``inner_logdensity_change`` and ``inner_norm_change``: each replica's change of the
+    untempered :math:`\\log p` and of the Euclidean norm of its position by its inner move,
+    before the swaps, shape ``(K,)`` (each inner move is reversible for its tempered target,
+    so at equilibrium either change is as likely positive as negative)."""
 
     swap_acceptance: jax.Array
     swap_attempted: jax.Array
@@ -133,6 +137,18 @@ class ReplicaExchangeInfo(NamedTuple):
     round_trips: jax.Array
     is_finite: jax.Array
     num_grad_evals: jax.Array
+    inner_logdensity_change: jax.Array
+    inner_norm_change: jax.Array
+
+
+def _norms(positions: ArrayTree) -> jax.Array:
+    """The Euclidean norm of each replica's position (all leaves), in float32."""
+    return jnp.sqrt(
+        sum(
+            jnp.sum(jnp.square(leaf.astype(jnp.float32)).reshape(leaf.shape[0], -1), axis=1)
+            for leaf in jax.tree.leaves(positions)
+        )
+    )
 
 
 def geometric_ladder(num_replicas: int, max_temperature: float) -> jax.Array:
@@ -302,6 +318,8 @@ def build_kernel(kernel_factory: Callable) -> Callable:
             jax.random.split(step_key, num_replicas), state.inner_states, temperatures
         )
         logdensity = jax.vmap(logdensity_fn)(inner_states.position)
+        inner_logdensity_change = logdensity - state.logdensity
+        inner_norm_change = _norms(inner_states.position) - _norms(state.inner_states.position)
         permutation, acceptance, attempted, swapped = _even_odd_swaps(
             swap_key, logdensity, temperatures, state.step % 2
         )
@@ -335,6 +353,8 @@ def build_kernel(kernel_factory: Callable) -> Callable:
             round_trips=completed,
             is_finite=all_finite(inner_states.position) & jnp.all(jnp.isfinite(logdensity)),
             num_grad_evals=jnp.asarray(num_replicas, jnp.int32),
+            inner_logdensity_change=inner_logdensity_change,
+            inner_norm_change=inner_norm_change,
         )
         return new_state, info
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from numpyro_ebm import _health
 from numpyro_ebm._checks import (
     check_int,
     check_positive,
@@ -119,6 +120,7 @@ def _build_parallel_tempering(
         )
         out["swap_acceptance"] = info.swap_acceptance
         out["round_trips"] = info.round_trips
+        out["drift"] = _health.drift_counts(-info.inner_logdensity_change, info.inner_norm_change)
         return state, out
 
     return ChainSampler(warmup, step, lambda state: state.position)
@@ -148,7 +150,10 @@ def parallel_tempering(
     :math:`\epsilon` tuned during warmup by dual averaging of the cold replica's acceptance
     rate towards ``target_acceptance_rate``. Swap acceptance rates per neighbour pair are
     reported as the statistic ``swap_acceptance`` (NaN for pairs not attempted at a draw), and
-    the round trips (cold to hot to cold) completed so far as ``round_trips``.
+    the round trips (cold to hot to cold) completed so far as ``round_trips``; ``drift`` counts
+    the inner moves of all replicas that lowered and raised the energy and raised and lowered
+    the norm of the position (the post-run check of an improper target reads it: every inner
+    move is reversible for its tempered target).
 
     ``adapt_ladder=True`` spends the first half of warm-up (at least 32 steps) placing the
     ladder so that the swap rejection rates are equal (Syed, Bouchard-Côté, Deligiannidis &
