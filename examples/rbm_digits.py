@@ -51,11 +51,14 @@ import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
+import optax
+from _digits import DigitClasses, describe, plot_class_histogram, show_images, summary
 
+import numpyro_ebm as ne
+from numpyro_ebm.energy import BoundEnergy
 from numpyro_ebm.evidence.rbm_ais import rbm_ais
-from numpyro_ebm.kernels import block_gibbs
 from numpyro_ebm.models.rbm import BernoulliRBM
-from numpyro_ebm.training.rbm import train_rbm
+from numpyro_ebm.training.rbm import fit_rbm, rbm_optimizer, train_rbm
 
 NAME = "rbm_digits"
 NUM_TRAIN = 1500  # the peer benchmark's split: 1500 training digits, 297 held out
@@ -71,8 +74,16 @@ class Config(NamedTuple):
     ais_chains: int
     ais_runs: int
     ais_betas: int
-    num_samples: int
-    gibbs_sweeps: int
+    ladders: int  # replica exchange PCD's persistent ladders
+    ladder_size: int
+    class_chains: int  # block Gibbs chains whose draws are classified
+    class_warmup: int
+    class_draws: int
+    thinning: int
+    pt_chains: int  # parallel tempering over block Gibbs, against plain block Gibbs
+    pt_replicas: int
+    pt_warmup: int
+    pt_draws: int
 
 
 FULL = Config(
@@ -83,8 +94,16 @@ FULL = Config(
     ais_chains=100,
     ais_runs=5,
     ais_betas=2000,
-    num_samples=50,
-    gibbs_sweeps=1000,
+    ladders=100,
+    ladder_size=8,
+    class_chains=50,
+    class_warmup=1000,
+    class_draws=1000,
+    thinning=10,
+    pt_chains=20,
+    pt_replicas=32,
+    pt_warmup=1000,
+    pt_draws=2000,
 )
 SMOKE = Config(
     epochs=1,
@@ -94,25 +113,39 @@ SMOKE = Config(
     ais_chains=10,
     ais_runs=2,
     ais_betas=20,
-    num_samples=10,
-    gibbs_sweeps=20,
+    ladders=4,
+    ladder_size=3,
+    class_chains=4,
+    class_warmup=10,
+    class_draws=20,
+    thinning=1,
+    pt_chains=2,
+    pt_replicas=3,
+    pt_warmup=40,
+    pt_draws=20,
 )
 BATCH_SIZE = 10
 LEARNING_RATE = 0.05
 MOMENTUM = 0.5
 WEIGHT_DECAY = 1e-4
 METHODS = {"CD-1": ("cd", 1), "CD-10": ("cd", 10), "PCD-1": ("pcd", 1)}
+#: replica exchange PCD's ladder: geometric temperatures from 1 to this
+LADDER_MAX_TEMPERATURE = 10.0
+#: parallel tempering's hottest temperature when sampling a trained RBM (its ladder adapted)
+PT_MAX_TEMPERATURE = 4.0
 
 
-def binarized_digits(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+def binarized_digits(seed: int = 0) -> tuple[np.ndarray, ...]:
     """scikit-learn's digits with pixel >= 8 set to 1, shuffled by NumPy's
     ``default_rng(seed)`` and split into 1500 training and 297 held-out images (the peer
-    benchmark's split, ``shared/peers/sklearn_rbm_bench.py``)."""
+    benchmark's split, ``shared/peers/sklearn_rbm_bench.py``): ``(train, test, train_labels,
+    test_labels)``."""
     from sklearn.datasets import load_digits
 
-    images = (load_digits().data >= 8).astype(np.float32)
-    images = images[np.random.default_rng(seed).permutation(len(images))]
-    return images[:NUM_TRAIN], images[NUM_TRAIN:]
+    digits = load_digits()
+    order = np.random.default_rng(seed).permutation(len(digits.data))
+    images, labels = (digits.data[order] >= 8).astype(np.float32), digits.target[order]
+    return images[:NUM_TRAIN], images[NUM_TRAIN:], labels[:NUM_TRAIN], labels[NUM_TRAIN:]
 
 
 def train_with_eval(train, test, method, k, hidden, epochs, key, progress=False):
@@ -146,23 +179,74 @@ def train_with_eval(train, test, method, k, hidden, epochs, key, progress=False)
     return result, curve
 
 
-def gibbs_samples(model, params, key, num_samples, sweeps) -> np.ndarray:
-    """``num_samples`` independent chains of ``sweeps`` block Gibbs sweeps from noise; the
-    visible probabilities :math:`p(v = 1 \\mid h)` of each chain's last hidden draw (the
-    usual way to show an RBM's samples)."""
-    algorithm = block_gibbs.as_top_level_api(model=model, params=params)
+def train_large(train, config, key, method, progress=False):
+    """The large RBM with a learning rate decaying linearly to 0 over the same number of
+    updates as the constant-rate runs (Tieleman 2008): PCD-1 with ``BATCH_SIZE`` chains, or PCD
+    over ``config.ladders`` replica-exchange ladders of ``config.ladder_size`` temperatures."""
+    num_steps = config.large_epochs * (train.shape[0] // BATCH_SIZE)
+    model = BernoulliRBM(train.shape[1], config.large_hidden)
+    init_key, fit_key = jax.random.split(key)
+    options = {}
+    if method == "replica_exchange":
+        options = {
+            "num_chains": config.ladders,
+            "temperatures": np.geomspace(1.0, LADDER_MAX_TEMPERATURE, config.ladder_size),
+        }
+    schedule = optax.linear_schedule(LEARNING_RATE, 0.0, num_steps)
+    return fit_rbm(
+        model,
+        model.init(init_key, 0.01, data=train),
+        train,
+        key=fit_key,
+        method=method,
+        optimizer=rbm_optimizer(schedule, MOMENTUM, WEIGHT_DECAY),
+        num_steps=num_steps,
+        batch_size=BATCH_SIZE,
+        steps_per_chunk=num_steps // config.large_epochs,
+        progress=progress,
+        **options,
+    )
 
-    def chain(chain_key):
-        key_start, key_run = jax.random.split(chain_key)
-        start = jax.random.bernoulli(key_start, 0.5, (model.n_visible,)).astype(jnp.float32)
 
-        def sweep(state, step_key):
-            return algorithm.step(step_key, state)[0], None
+def block_gibbs_draws(fit, key, config) -> np.ndarray:
+    """Draws of ``config.class_chains`` block Gibbs chains from noise, ``(chains, draws, 64)``,
+    after ``config.class_warmup`` sweeps, every ``config.thinning``-th sweep."""
+    data = ne.sample(
+        BoundEnergy(fit.model.free_energy, fit.params),
+        "block_gibbs",
+        key=key,
+        event_shape=(fit.model.n_visible,),
+        support="01",
+        num_chains=config.class_chains,
+        num_warmup=config.class_warmup,
+        num_samples=config.class_draws,
+        thinning=config.thinning,
+    )
+    return np.asarray(data.posterior["x"])
 
-        state, _ = jax.lax.scan(sweep, algorithm.init(start), jax.random.split(key_run, sweeps))
-        return model.visible_probs(params, state.hidden)
 
-    return np.asarray(jax.jit(jax.vmap(chain))(jax.random.split(key, num_samples)))
+def sampler_or_model(fit, key, config):
+    """Plain block Gibbs against parallel tempering over block Gibbs on the same RBM, through
+    :func:`numpyro_ebm.compare`: the tempered chains (an adapted ladder of
+    ``config.pt_replicas`` temperatures up to :data:`PT_MAX_TEMPERATURE`) cross between the
+    classes; if they mix and their class weights agree with block Gibbs', the samples show the
+    model, not a sampler stuck in one class."""
+    tempered = ne.samplers.parallel_tempering(
+        inner=ne.samplers.block_gibbs(),
+        num_replicas=config.pt_replicas,
+        max_temperature=PT_MAX_TEMPERATURE,
+        adapt_ladder=True,
+    )
+    return ne.compare(
+        BoundEnergy(fit.model.free_energy, fit.params),
+        ["block_gibbs", tempered],
+        key=key,
+        event_shape=(fit.model.n_visible,),
+        support="01",
+        num_chains=config.pt_chains,
+        num_warmup=config.pt_warmup,
+        num_samples=config.pt_draws,
+    )
 
 
 def ais_log_likelihood(model, params, train, test, key, config) -> dict[str, float]:
@@ -186,33 +270,19 @@ def ais_log_likelihood(model, params, train, test, key, config) -> dict[str, flo
     }
 
 
-def show_images(ax, images: np.ndarray, ncols: int, title: str, signed: bool = False) -> None:
-    """Tile ``images`` (rows of 64 pixels) into one grid on ``ax``, 1 pixel apart."""
-    nrows = -(-images.shape[0] // ncols)
-    canvas = np.full((9 * nrows + 1, 9 * ncols + 1), np.nan)
-    for i, image in enumerate(images):
-        if signed:
-            image = image / (np.abs(image).max() + 1e-12)
-        row, col = divmod(i, ncols)
-        canvas[1 + 9 * row : 9 * row + 9, 1 + 9 * col : 9 * col + 9] = image.reshape(8, 8)
-    cmap = plt.get_cmap("RdBu_r" if signed else "gray_r").with_extremes(bad="#d8e4f0")
-    low = -1.0 if signed else 0.0
-    ax.imshow(canvas, cmap=cmap, vmin=low, vmax=1.0, interpolation="nearest")
-    ax.set_title(title, fontsize=9)
-    ax.axis("off")
-
-
 def main(argv=None) -> dict:
     args = _setup.parse_args(NAME, __doc__, argv)
     config = SMOKE if args.smoke else FULL
-    train, test = binarized_digits(args.seed)
-    keys = jax.random.split(jax.random.key(args.seed), 8)
+    train, test, train_labels, test_labels = binarized_digits(args.seed)
+    keys = iter(jax.random.split(jax.random.key(args.seed), 16))
+    classes = DigitClasses(train, train_labels, test, test_labels)
+    print(f"classifier (logistic regression): held-out accuracy {classes.accuracy:.3f}")
 
     curves, fits, seconds = {}, {}, {}
-    for (label, (method, k)), key in zip(METHODS.items(), keys[:3], strict=True):
+    for label, (method, k) in METHODS.items():
         started = time.perf_counter()
         fits[label], curves[label] = train_with_eval(
-            train, test, method, k, config.hidden, config.epochs, key, progress=not args.smoke
+            train, test, method, k, config.hidden, config.epochs, next(keys), not args.smoke
         )
         seconds[label] = time.perf_counter() - started
         print(
@@ -221,37 +291,52 @@ def main(argv=None) -> dict:
         )
 
     small = fits["PCD-1"]
-    small_ais = ais_log_likelihood(small.model, small.params, train, test, keys[3], config)
+    small_ais = ais_log_likelihood(small.model, small.params, train, test, next(keys), config)
     small_exact = curves["PCD-1"][-1][1]
-
-    started = time.perf_counter()
-    large, _ = train_with_eval(
-        train,
-        test,
-        "pcd",
-        1,
-        config.large_hidden,
-        config.large_epochs,
-        keys[4],
-        progress=not args.smoke,
-    )
-    large_seconds = time.perf_counter() - started
-    large_ais = ais_log_likelihood(large.model, large.params, train, test, keys[5], config)
-    print(
-        f"PCD-1, {config.large_hidden} hidden units: AIS held-out log-likelihood "
-        f"{large_ais['test_loglik']:.3f} +- {large_ais['log_z_stderr']:.3f} nats "
-        f"(training {large_seconds:.1f} s, AIS {large_ais['seconds']:.1f} s)"
-    )
     print(
         f"AIS check on the {config.hidden}-unit PCD RBM: {small_ais['test_loglik']:.3f} +- "
         f"{small_ais['log_z_stderr']:.3f} vs exact {small_exact:.3f}"
     )
 
-    samples_small = gibbs_samples(
-        small.model, small.params, keys[6], config.num_samples, config.gibbs_sweeps
-    )
-    samples_large = gibbs_samples(
-        large.model, large.params, keys[7], config.num_samples, config.gibbs_sweeps
+    # the large RBM three ways, at the same number of updates
+    large, large_seconds = {}, {}
+    for label, train_fn in {
+        "PCD-1": lambda key: train_with_eval(
+            train, test, "pcd", 1, config.large_hidden, config.large_epochs, key, not args.smoke
+        )[0],
+        "PCD-1, decaying rate": lambda key: train_large(train, config, key, "pcd"),
+        "replica exchange": lambda key: train_large(train, config, key, "replica_exchange"),
+    }.items():
+        started = time.perf_counter()
+        large[label] = train_fn(next(keys))
+        large_seconds[label] = time.perf_counter() - started
+    large_ais, draws, weights = {}, {}, {}
+    for label, fit in large.items():
+        large_ais[label] = ais_log_likelihood(
+            fit.model, fit.params, train, test, next(keys), config
+        )
+        draws[label] = block_gibbs_draws(fit, next(keys), config)
+        weights[label] = classes.weights(draws[label])
+        print(
+            f"{label}, {config.large_hidden} hidden: AIS held-out log-likelihood "
+            f"{large_ais[label]['test_loglik']:.3f} +- {large_ais[label]['log_z_stderr']:.3f} "
+            f"nats (training {large_seconds[label]:.1f} s); samples: {describe(weights[label])}"
+        )
+    draws_small = block_gibbs_draws(small, next(keys), config)
+    weights_small = classes.weights(draws_small)
+    print(f"PCD-1, {config.hidden} hidden: samples: {describe(weights_small)}")
+
+    # the sampler or the model? tempered chains on the constant-rate PCD-1 RBM
+    started = time.perf_counter()
+    comparison = sampler_or_model(large["PCD-1"], next(keys), config)
+    pt_seconds = time.perf_counter() - started
+    tempered_run = comparison.idata["parallel_tempering"]
+    weights_pt = classes.weights(np.asarray(tempered_run.posterior["x"]))
+    round_trips = int(tempered_run.sample_stats["round_trips"].sum())
+    print(comparison)
+    print(
+        f"parallel tempering on the PCD-1 {config.large_hidden}-hidden RBM: {round_trips} round "
+        f"trips; {describe(weights_pt)} (block Gibbs: {describe(weights['PCD-1'])})"
     )
 
     metrics = {
@@ -263,43 +348,66 @@ def main(argv=None) -> dict:
         "learning_rate": LEARNING_RATE,
         "momentum": MOMENTUM,
         "weight_decay": WEIGHT_DECAY,
+        "classifier_accuracy": classes.accuracy,
         "curves": {label: [[e, ll] for e, ll in curve] for label, curve in curves.items()},
         "final_test_loglik": {label: curve[-1][1] for label, curve in curves.items()},
         "best_test_loglik": {label: max(ll for _, ll in curve) for label, curve in curves.items()},
         "train_seconds_with_eval": seconds,
         "ais_check_small": small_ais | {"exact_test_loglik": small_exact},
+        "small_classes": summary(weights_small),
         "large_hidden": config.large_hidden,
         "large_epochs": config.large_epochs,
         "large_train_seconds": large_seconds,
         "large_ais": large_ais,
+        "large_classes": {label: summary(w) for label, w in weights.items()},
+        "ladders": config.ladders,
+        "ladder_size": config.ladder_size,
         "ais": {"chains": config.ais_chains, "runs": config.ais_runs, "betas": config.ais_betas},
+        "sampler_or_model": {
+            "table": json.loads(comparison.table.to_json(orient="index")),
+            "notes": list(comparison.notes),
+            "parallel_tempering_classes": summary(weights_pt),
+            "round_trips": round_trips,
+            "seconds": pt_seconds,
+        },
     }
 
     fig, ax = plt.subplots(figsize=(5.5, 3.6))
     for label, curve in curves.items():
         ax.plot(*np.asarray(curve).T, marker=".", label=label)
-    ax.axhline(
-        large_ais["test_loglik"],
-        color="k",
-        ls="--",
-        lw=1,
-        label=f"PCD-1, {config.large_hidden} hidden (AIS)",
-    )
+    for (label, result), style in zip(large_ais.items(), ["--", "-.", ":"], strict=True):
+        ax.axhline(
+            result["test_loglik"],
+            color="k",
+            ls=style,
+            lw=1,
+            label=f"{label}, {config.large_hidden} hidden (AIS)",
+        )
     ax.set(
         xlabel="epoch (150 updates of 10)",
         ylabel="held-out log-likelihood (nats)",
         title=f"{config.hidden} hidden units, exact log Z",
     )
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(args.out / "loglik.png", dpi=110)
     plt.close(fig)
 
     ncols = 10
-    fig, axes = plt.subplots(1, 3, figsize=(11, 4.2))
-    show_images(axes[0], samples_small, ncols, f"PCD-1, {config.hidden} hidden: samples")
-    show_images(axes[1], samples_large, ncols, f"PCD-1, {config.large_hidden} hidden: samples")
-    show_images(axes[2], test[: config.num_samples], ncols, "held-out digits")
+    last = {label: d[:, -1] for label, d in draws.items()}  # each chain's last draw
+    fig, axes = plt.subplots(1, 4, figsize=(15, 4.2), width_ratios=[1, 1, 1, 1.3])
+    show_images(axes[0], last["PCD-1"], ncols, f"PCD-1, {config.large_hidden} hidden")
+    show_images(axes[1], last["replica exchange"], ncols, "replica exchange PCD, same updates")
+    show_images(axes[2], test[: config.class_chains], ncols, "held-out digits")
+    plot_class_histogram(
+        axes[3],
+        {
+            "PCD-1": weights["PCD-1"],
+            "PCD-1, tempered sampler": weights_pt,
+            "PCD-1, decaying rate": weights["PCD-1, decaying rate"],
+            "replica exchange PCD": weights["replica exchange"],
+        },
+    )
     fig.tight_layout()
     fig.savefig(args.out / "samples.png", dpi=110)
     plt.close(fig)
@@ -311,9 +419,9 @@ def main(argv=None) -> dict:
     shown = min(100, config.large_hidden)
     show_images(
         axes[1],
-        np.asarray(large.params.W).T[:shown],
+        np.asarray(large["replica exchange"].params.W).T[:shown],
         10,
-        f"first {shown} of {config.large_hidden} filters",
+        f"replica exchange PCD: first {shown} of {config.large_hidden} filters",
         signed=True,
     )
     fig.tight_layout()

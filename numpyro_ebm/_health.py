@@ -173,9 +173,9 @@ def counts(changed, energy_change, norm_change, acceptance, axis=None, xp=np) ->
 def drift_counts(energy_change, norm_change) -> jax.Array:
     """The ``drift`` statistic of moves (one per replica, coldest first) given by their changes
     of potential energy and of norm (NaN: not counted): which way each move changed them, a 0
-    or 1 per :data:`DRIFT_FIELDS` on a last axis (traced, int32)."""
+    or 1 per :data:`DRIFT_FIELDS` on a last axis (traced, int8: kept per draw)."""
     ways = (energy_change < 0, energy_change > 0, norm_change > 0, norm_change < 0)
-    return jnp.stack(ways, axis=-1).astype(jnp.int32)
+    return jnp.stack(ways, axis=-1).astype(jnp.int8)
 
 
 def with_drift(tally: Tally, drift, axis=None, xp=np) -> Tally:

@@ -5,10 +5,14 @@ A learned energy is a density, not only a score: :func:`density_mode_weights` in
 :math:`e^{-E}` over the Voronoi cells of known mode centres (quadrature on a grid, for 2-D
 energies), :func:`mode_weights` counts draws in the same cells. Against the data's weights
 they tell a wrong density (the model's error) from a sampler that did not mix.
+:func:`class_weights` does the same for images: a classifier names the class of each
+generated sample, and the samples' class frequencies are compared with the data's (KL
+divergence with its Monte Carlo error, and R-hat of the class indicators across chains).
 """
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import jax
@@ -16,10 +20,18 @@ import jax.numpy as jnp
 import numpy as np
 from jax.typing import ArrayLike
 
-from numpyro_ebm._checks import check_finite_array, check_real_array
+from numpyro_ebm._checks import check_finite_array, check_int, check_real_array
+from numpyro_ebm.diagnostics import rhat
 from numpyro_ebm.evidence import exact
 
-__all__ = ["ModeWeights", "density_mode_weights", "energy_distance", "mode_weights"]
+__all__ = [
+    "ClassWeights",
+    "ModeWeights",
+    "class_weights",
+    "density_mode_weights",
+    "energy_distance",
+    "mode_weights",
+]
 
 
 def _mean_distance(a: jax.Array, b: jax.Array) -> jax.Array:
@@ -129,3 +141,112 @@ def density_mode_weights(energy, centers: ArrayLike, lower, upper, num: int = 25
     label = _nearest(np.asarray(cells.points, np.float64), centers)
     mass = np.bincount(label, weights=density, minlength=centers.shape[0])
     return mass / mass.sum()
+
+
+class ClassWeights(NamedTuple):
+    r"""What :func:`class_weights` measures. ``frequencies``: the share of the samples in each
+    class, ``(K,)``, with its ``standard_error``; ``reference``: the data's shares; ``kl``:
+    :math:`\mathrm{KL}(p \,\|\, q)` of the samples' shares :math:`p` from the data's
+    :math:`q`, in nats, with ``kl_standard_error``; ``rhat``: per class, the rank-normalized
+    split R-hat of its indicator across chains (NaN with fewer than 2 chains of 4 draws, or
+    for a class that every draw or none falls in); ``num_chains`` and ``num_draws``."""
+
+    frequencies: np.ndarray
+    standard_error: np.ndarray
+    reference: np.ndarray
+    kl: float
+    kl_standard_error: float
+    rhat: np.ndarray
+    num_chains: int
+    num_draws: int
+
+
+def _labels(name: str, labels, num_classes: int) -> np.ndarray:
+    array = np.asarray(check_real_array(name, labels))
+    if array.size == 0 or not np.all(array == np.round(array)):
+        raise ValueError(f"{name} must be non-empty integer class labels, got {labels!r}")
+    array = array.astype(np.int64)
+    if array.min() < 0 or array.max() >= num_classes:
+        raise ValueError(
+            f"{name} must lie in 0..{num_classes - 1} (num_classes={num_classes}), got labels "
+            f"from {array.min()} to {array.max()}"
+        )
+    return array
+
+
+def class_weights(labels, reference, num_classes: int) -> ClassWeights:
+    r"""How generated samples spread over classes, against the data's class frequencies.
+
+    A learned density that puts the right shapes in the wrong proportions is a wrong density,
+    as a prior or as a generator (mode weights, :func:`mode_weights`); for images the modes
+    are classes, named by a classifier. Either the model's mass is misplaced or its chains did
+    not mix: the R-hat of the class indicators tells the second from the first (chains stuck
+    in one class each disagree), and a tempered sampler that mixes then shows the model.
+
+    Parameters
+    ----------
+    labels
+        The class of each sample: ``(chains, draws)`` from independent Markov chains (the
+        standard errors then hold however correlated each chain's draws are), or ``(n,)``
+        independent samples.
+    reference
+        The data's labels, ``(m,)`` (every class present, or the KL divergence is infinite
+        where the samples fall in an absent one).
+    num_classes
+        :math:`K`; labels lie in ``0..K-1``.
+
+    Returns
+    -------
+    ClassWeights
+        :math:`p_k` is the share of all samples in class :math:`k`, its standard error that of
+        the mean of the per-chain shares over chains (binomial for independent samples).
+        :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k \log(p_k / q_k)` (0 where :math:`p_k = 0`);
+        its standard error is the delta method's,
+        :math:`\sqrt{g^	op \hat\Sigma g / C}` with :math:`g_k = \log(p_k / q_k)` and
+        :math:`\hat\Sigma` the covariance of the :math:`C` per-chain share vectors (the
+        :math:`+1` of the derivative drops out, as the shares sum to 1). The plug-in estimate
+        is biased upwards by about :math:`(K - 1) / (2 N_{\mathrm{eff}})` nats.
+
+    References
+    ----------
+    A. Vehtari, A. Gelman, D. Simpson, B. Carpenter and P.-C. Bürkner (2021). Rank-normalization,
+    folding, and localization: an improved R-hat for assessing convergence of MCMC. Bayesian
+    Analysis 16(2).
+    """
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    labels = _labels("labels", labels, num_classes)
+    reference = _labels("reference", reference, num_classes)
+    if labels.ndim not in (1, 2) or reference.ndim != 1:
+        raise ValueError(
+            f"labels must have shape (chains, draws) or (n,) and reference (m,), got "
+            f"{labels.shape} and {reference.shape}"
+        )
+    chains = labels if labels.ndim == 2 else labels[:, None]
+    onehot = chains[..., None] == np.arange(num_classes)  # (chains, draws, K)
+    per_chain = onehot.mean(1)
+    p = per_chain.mean(0)
+    q = np.bincount(reference, minlength=num_classes) / reference.size
+    num_chains, num_draws = chains.shape
+    if labels.ndim == 1:
+        cov = (np.diag(p) - np.outer(p, p)) / num_chains
+    else:
+        cov = np.cov(per_chain, rowvar=False, ddof=1) / num_chains
+    with np.errstate(divide="ignore"):
+        g = np.where(p > 0, np.log(np.where(p > 0, p, 1.0)) - np.log(q), 0.0)
+    kl = float(np.sum(np.where(p > 0, p * g, 0.0)))
+    kl_se = float(np.sqrt(max(g @ cov @ g, 0.0))) if np.isfinite(kl) else math.nan
+    if num_chains >= 2 and num_draws >= 4:
+        with np.errstate(all="ignore"):
+            r = np.asarray(rhat(onehot.astype(np.float32)), np.float64)
+    else:
+        r = np.full(num_classes, math.nan)
+    return ClassWeights(
+        frequencies=p,
+        standard_error=np.sqrt(np.diag(cov)),
+        reference=q,
+        kl=kl,
+        kl_standard_error=kl_se,
+        rhat=r,
+        num_chains=num_chains,
+        num_draws=num_draws,
+    )

@@ -111,7 +111,9 @@ def test_ncsn_digits_smoke(smoke_runs):
     # the reference distances do not depend on the model: held-out digits are far closer to
     # the training set than uniform noise images are
     assert metrics["nn_distance_heldout_digits"] < 0.5 * metrics["nn_distance_uniform_noise"]
-    assert 1 <= metrics["num_classes_of_nearest_neighbours"] <= 10
+    classes = metrics["classes"]
+    assert 0.0 <= classes["kl"] and abs(sum(classes["frequencies"]) - 1.0) < 1e-6
+    assert metrics["classifier_accuracy"] > 0.8
 
 
 @pytest.mark.slow
@@ -176,7 +178,14 @@ def test_rbm_digits_smoke(smoke_runs):
         # 64 binary pixels: any model is above 64 log(1/2) only if it learned something,
         # and a log-likelihood is never positive
         assert _is_finite(value) and -64 * math.log(2) < value < 0
-    assert _is_finite(metrics["large_ais"]["test_loglik"], metrics["large_ais"]["log_z_stderr"])
+    assert set(metrics["large_ais"]) == {"PCD-1", "PCD-1, decaying rate", "replica exchange"}
+    for result in metrics["large_ais"].values():
+        assert _is_finite(result["test_loglik"], result["log_z_stderr"])
+    assert metrics["classifier_accuracy"] > 0.8
+    for classes in [*metrics["large_classes"].values(), metrics["small_classes"]]:
+        assert _is_finite(classes["kl"], classes["kl_standard_error"]) and classes["kl"] >= 0.0
+    table = metrics["sampler_or_model"]["table"]
+    assert set(table) == {"block_gibbs", "parallel_tempering"}
 
 
 @pytest.mark.slow

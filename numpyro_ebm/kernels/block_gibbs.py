@@ -27,11 +27,23 @@ negative-phase kernel of :func:`numpyro_ebm.training.cd` and
 
 References
 ----------
+**Tempered, on the joint.** Replica exchange cannot temper the visible marginal of an RBM by
+:math:`F(v) / T` and keep block Gibbs: :math:`e^{-F(v)/T}` is no RBM's marginal. It tempers the
+joint instead, :math:`p_T(v, h) \propto e^{-E(v, h) / T}`, the RBM of parameters
+:math:`\theta / T` (the energy is linear in them), whose replicas are :math:`(v, h)` pairs and
+whose swaps weigh the joint energy (Desjardins, Courville, Bengio, Vincent & Delalleau 2010):
+:func:`tempered_factory` and :func:`joint_logdensity` are the two halves that
+:func:`numpyro_ebm.kernels.replica_exchange.build_kernel` takes. The cold replica's :math:`v`
+is a draw of :math:`p(v)`.
+
 S. Geman and D. Geman (1984). Stochastic relaxation, Gibbs distributions, and the Bayesian
 restoration of images. IEEE TPAMI 6(6).
 
 G. E. Hinton (2002). Training products of experts by minimizing contrastive divergence.
 Neural Computation 14(8).
+
+G. Desjardins, A. Courville, Y. Bengio, P. Vincent and O. Delalleau (2010). Tempered Markov
+chain Monte Carlo for training of restricted Boltzmann machines. AISTATS.
 """
 
 from __future__ import annotations
@@ -51,10 +63,13 @@ from numpyro_ebm.energy import BoundLogDensity
 __all__ = [
     "BlockGibbsInfo",
     "BlockGibbsState",
+    "JointState",
     "as_top_level_api",
     "build_kernel",
     "init",
+    "joint_logdensity",
     "kernel_factory",
+    "tempered_factory",
 ]
 
 _MODEL_METHODS = ("free_energy", "hidden_probs", "sample_hidden", "sample_visible")
@@ -186,3 +201,57 @@ def kernel_factory(model) -> Callable[[BoundLogDensity], SamplingAlgorithm]:
     (``functools.partial(as_top_level_api, model=model)``, checked now)."""
     _check_model(model)
     return functools.partial(as_top_level_api, model=model)
+
+
+class JointState(NamedTuple):
+    """A replica of the tempered joint: ``position``, the pair ``(v, h)``."""
+
+    position: tuple[jax.Array, jax.Array]
+
+
+def _check_tempered(model) -> None:
+    _check_model(model)
+    if not callable(getattr(model, "tempered", None)) or not callable(
+        getattr(model, "energy", None)
+    ):
+        raise TypeError(
+            "replica exchange over block Gibbs tempers the joint p(v, h) through the model's "
+            f"tempered(params, T) and energy(params, v, h), which {model!r} lacks (a "
+            "BernoulliRBM has them)"
+        )
+
+
+def joint_logdensity(model, params) -> Callable:
+    """:math:`\\log p(v, h) = -E(v, h)` up to a constant, of a ``(v, h)`` pair: the untempered
+    log density of replica exchange over :func:`tempered_factory`'s moves."""
+    _check_tempered(model)
+    return lambda position: -model.energy(params, *position)
+
+
+def tempered_factory(model, params) -> Callable[[Callable, jax.Array], SamplingAlgorithm]:
+    """``factory(logdensity_fn, T)`` for :func:`numpyro_ebm.kernels.replica_exchange.build_kernel`:
+    a block Gibbs sweep of the joint of the RBM ``model.tempered(params, T)``, :math:`h \\sim
+    p_T(h \\mid v)` then :math:`v \\sim p_T(v \\mid h)`, on ``(v, h)`` positions (the pair
+    after a sweep is a draw of :math:`p_T(v, h)` when :math:`v` was one of :math:`p_T(v)`).
+    ``logdensity_fn`` (the tempered :func:`joint_logdensity`) is not read: the conditionals
+    are the model's. Every move is accepted; no gradient is evaluated."""
+    _check_tempered(model)
+
+    def factory(logdensity_fn, temperature) -> SamplingAlgorithm:
+        del logdensity_fn
+        scaled = model.tempered(params, temperature)
+
+        def init_fn(position, rng_key: PRNGKey | None = None) -> JointState:
+            return JointState(tuple(position))
+
+        def step_fn(rng_key: PRNGKey, state: JointState):
+            key_hidden, key_visible = jax.random.split(rng_key)
+            hidden = model.sample_hidden(key_hidden, scaled, state.position[0])
+            visible = model.sample_visible(key_visible, scaled, hidden)
+            one = jnp.ones((), visible.dtype)
+            info = BlockGibbsInfo(one, all_finite(visible), jnp.asarray(0, jnp.int32))
+            return JointState((visible, hidden)), info
+
+        return SamplingAlgorithm(init_fn, step_fn)
+
+    return factory

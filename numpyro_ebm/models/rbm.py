@@ -318,6 +318,12 @@ class BernoulliRBM:
         """A draw :math:`v \\sim p(v \\mid h)` (0/1 floats)."""
         return _bernoulli(rng_key, self.visible_probs(params, h))
 
+    def tempered(self, params: RBMParams, temperature) -> RBMParams:
+        r"""The parameters of the RBM whose joint density is :math:`p(v, h)^{1/T}`: the energy
+        is linear in the parameters, so :math:`E(v, h) / T` is the energy of ``params / T``
+        (the tempered joint of replica exchange for RBMs, Desjardins et al. 2010)."""
+        return jax.tree.map(lambda p: p / temperature, params)
+
     # ---- exact normalizer ------------------------------------------------------------------
 
     def log_partition(

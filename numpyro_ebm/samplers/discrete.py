@@ -109,7 +109,10 @@ def swendsen_wang() -> Sampler:
     return Sampler("swendsen_wang", {}, DISCRETE, build=_build_swendsen_wang)
 
 
-def _build_block_gibbs(target) -> ChainSampler:
+def bipartite(target) -> tuple:
+    """The ``(model, params)`` of an RBM target of :func:`block_gibbs` (a
+    ``BoundEnergy(rbm.free_energy, params)`` at temperature 1 on bits), or a ``ValueError``
+    saying what block Gibbs needs."""
     fn = target.fn
     model = getattr(getattr(fn, "energy_fn", None), "__self__", None)
     if not isinstance(fn, BoundEnergy) or model is None or target.temperature != 1.0:
@@ -128,7 +131,12 @@ def _build_block_gibbs(target) -> ChainSampler:
             "block_gibbs draws an RBM's visible units in {0, 1}, so the target's support must "
             f"be '01', got support={target.support!r}"
         )
-    logdensity = BoundLogDensity(fn.energy_fn, fn.params)
+    return model, fn.params
+
+
+def _build_block_gibbs(target) -> ChainSampler:
+    model, params = bipartite(target)
+    logdensity = BoundLogDensity(model.free_energy, params)
     return _chain(_block_gibbs.as_top_level_api(logdensity, model=model))
 
 

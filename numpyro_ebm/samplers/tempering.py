@@ -16,7 +16,7 @@ from numpyro_ebm._checks import (
 )
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm.kernels import annealed_langevin as _annealed
-from numpyro_ebm.kernels import replica_exchange
+from numpyro_ebm.kernels import block_gibbs, replica_exchange
 from numpyro_ebm.samplers.base import (
     ChainSampler,
     Sampler,
@@ -25,6 +25,7 @@ from numpyro_ebm.samplers.base import (
     stats,
     untuned_warmup,
 )
+from numpyro_ebm.samplers.discrete import bipartite
 from numpyro_ebm.samplers.langevin import mala
 
 __all__ = ["annealed_langevin", "parallel_tempering"]
@@ -50,7 +51,14 @@ def _build_parallel_tempering(
     tuned = "step_size" in inner.options
     fixed = ("step_size", "target_acceptance_rate")
     extra = {k: v for k, v in inner.options.items() if k not in fixed}
-    if "discrete" in inner.accepts:
+    joint = inner.name == "block_gibbs"
+    if joint:
+        # an RBM's replicas temper its joint p(v, h) (kernels.block_gibbs): (v, h) positions,
+        # swaps on the joint energy, the cold replica's v the draw
+        model, params = bipartite(target)
+        logdensity_fn = block_gibbs.joint_logdensity(model, params)
+        tempered = block_gibbs.tempered_factory(model, params)
+    elif "discrete" in inner.accepts:
         # The replicas' log densities are tempered under vmap, where a discrete move's checks
         # of its target's structure (checkerboard's colouring) cannot evaluate them: run its
         # init once on the untempered target, which has the same structure.
@@ -59,6 +67,8 @@ def _build_parallel_tempering(
 
     def factory(step_size):
         # replica k moves with step size (noise variance) step_size * T_k
+        if joint:
+            return tempered
         if tuned:
             return lambda ld, t: inner.kernel(ld, step_size * t, **extra)
         if "discrete" in inner.accepts:
@@ -69,7 +79,12 @@ def _build_parallel_tempering(
         kernel = replica_exchange.build_kernel(factory(step_size))
         return kernel(key, state, logdensity_fn, ladder)
 
+    def draw(state):
+        return state.position[0] if joint else state.position
+
     def warmup(rng_key, position, num_warmup):
+        if joint:  # the first sweep draws h afresh
+            position = (position, model.hidden_probs(params, position))
         positions = jax.tree.map(
             lambda x: jnp.broadcast_to(x, (temperatures.shape[0], *jnp.shape(x))), position
         )
@@ -108,14 +123,14 @@ def _build_parallel_tempering(
     def step(rng_key, state, parameters):
         ladder = parameters["temperatures"]
         state, info = move(rng_key, state, parameters.get("step_size"), ladder)
+        inner_grads = getattr(info.inner_info, "num_grad_evals", 1)
         out = stats(
             acceptance_rate=getattr(info.inner_info, "acceptance_rate", jnp.nan),
             step_size=parameters.get("step_size", jnp.nan),
-            logdensity=state.logdensity[0],
+            logdensity=target.logdensity_fn(draw(state)) if joint else state.logdensity[0],
             # K inner moves (one gradient each unless the move says otherwise) and the
-            # exchange's re-initialisations
-            grads=temperatures.shape[0] * getattr(info.inner_info, "num_grad_evals", 1)
-            + info.num_grad_evals,
+            # exchange's re-initialisations (free for a move that evaluates no gradient)
+            grads=temperatures.shape[0] * inner_grads + info.num_grad_evals * (inner_grads > 0),
             finite=info.is_finite,
         )
         out["swap_acceptance"] = info.swap_acceptance
@@ -123,7 +138,7 @@ def _build_parallel_tempering(
         out["drift"] = _health.drift_counts(-info.inner_logdensity_change, info.inner_norm_change)
         return state, out
 
-    return ChainSampler(warmup, step, lambda state: state.position)
+    return ChainSampler(warmup, step, draw)
 
 
 @register_sampler("parallel_tempering")
@@ -145,7 +160,9 @@ def parallel_tempering(
     odd pairs on odd steps) swap with the Metropolis probability. The draw is the cold
     replica. ``inner`` is a sampler value with a move of its own (default
     ``mala(step_size=0.2)``; ``step_size=`` is a shortcut for ``inner=mala(step_size=...)``;
-    for discrete targets ``gibbs()``, ``checkerboard()`` or ``gibbs_with_gradients()``).
+    for discrete targets ``gibbs()``, ``checkerboard()`` or ``gibbs_with_gradients()``; for an
+    RBM ``block_gibbs()``, whose replicas temper the joint :math:`p(v, h)^{1/T_k}` (the RBM of
+    parameters :math:`\theta / T_k`) and swap on the joint energy, Desjardins et al. 2010).
     An inner move with a step size uses :math:`\epsilon T_k` in replica :math:`k`, with
     :math:`\epsilon` tuned during warmup by dual averaging of the cold replica's acceptance
     rate towards ``target_acceptance_rate``. Swap acceptance rates per neighbour pair are
@@ -166,10 +183,10 @@ def parallel_tempering(
             raise ValueError("give either inner= or step_size= (a shortcut for inner=mala(...))")
         inner = mala(step_size=step_size)
     inner = mala() if inner is None else inner
-    if not isinstance(inner, Sampler) or inner.kernel is None:
+    if not isinstance(inner, Sampler) or (inner.kernel is None and inner.name != "block_gibbs"):
         raise TypeError(
             "inner must be a sampler value with a move of its own (mala, ula, gibbs, "
-            f"checkerboard, gibbs_with_gradients), got {inner!r}"
+            f"checkerboard, gibbs_with_gradients, block_gibbs), got {inner!r}"
         )
     if temperatures is None:
         check_int("num_replicas", num_replicas, minimum=2)

@@ -16,12 +16,20 @@ from numpyro_ebm.training.objectives import (
     score_matching,
     sliced_score_matching,
 )
-from numpyro_ebm.training.tempered import TemperedNegatives, combine, replica_exchange_pcd
+from numpyro_ebm.training.tempered import (
+    TemperedMove,
+    TemperedNegatives,
+    combine,
+    langevin_move,
+    rbm_move,
+    replica_exchange_pcd,
+)
 
 __all__ = [
     "FitResult",
     "Objective",
     "ReplayBuffer",
+    "TemperedMove",
     "TemperedNegatives",
     "buffer",
     "cd",
@@ -30,10 +38,12 @@ __all__ = [
     "fit",
     "from_loss",
     "geometric_sigmas",
+    "langevin_move",
     "nce",
     "ncsn",
     "pcd",
     "rbm",
+    "rbm_move",
     "replica_exchange_pcd",
     "score_matching",
     "sliced_score_matching",

@@ -20,6 +20,12 @@ likelihood gradient. ICML.
 G. E. Hinton, S. Osindero and Y.-W. Teh (2006). A fast learning algorithm for deep belief
 nets. Neural Computation 18(7).
 
+G. Desjardins, A. Courville, Y. Bengio, P. Vincent and O. Delalleau (2010). Tempered Markov
+chain Monte Carlo for training of restricted Boltzmann machines. AISTATS.
+
+K. Cho, T. Raiko and A. Ilin (2010). Parallel tempering is efficient for learning restricted
+Boltzmann machines. IJCNN.
+
 G. E. Hinton (2010). A practical guide to training restricted Boltzmann machines. UTML TR
 2010-003.
 """
@@ -48,6 +54,7 @@ from numpyro_ebm.models.rbm import (
 )
 from numpyro_ebm.training.fit import fit
 from numpyro_ebm.training.objectives import cd, pcd
+from numpyro_ebm.training.tempered import rbm_move, replica_exchange_pcd
 
 __all__ = ["DBNFit", "RBMFit", "fit_dbn", "fit_rbm", "rbm_optimizer", "train_rbm"]
 
@@ -65,12 +72,16 @@ class RBMFit(NamedTuple):
 
 
 def rbm_optimizer(
-    learning_rate: float, momentum: float = 0.0, weight_decay: float = 0.0
+    learning_rate: float | optax.Schedule, momentum: float = 0.0, weight_decay: float = 0.0
 ) -> optax.GradientTransformation:
     r"""Hinton's guide's update as an optax chain: L2 weight decay on ``W`` only (not the
     biases), then SGD with (heavy-ball) momentum,
-    ``optax.chain(optax.add_decayed_weights(weight_decay, mask), optax.sgd(lr, momentum))``."""
-    check_positive("learning_rate", learning_rate)
+    ``optax.chain(optax.add_decayed_weights(weight_decay, mask), optax.sgd(lr, momentum))``.
+    ``learning_rate`` is a positive number or an optax schedule, such as the linear decay to 0
+    that lets persistent chains catch up with a model that moves ever less (Tieleman 2008):
+    ``optax.linear_schedule(0.05, 0.0, num_steps)``."""
+    if not callable(learning_rate):
+        check_positive("learning_rate", learning_rate)
     if not 0.0 <= float(momentum) < 1.0:
         raise ValueError(f"momentum must lie in [0, 1), got {momentum!r}")
     if not (math.isfinite(float(weight_decay)) and float(weight_decay) >= 0.0):
@@ -85,7 +96,7 @@ def rbm_optimizer(
     )
 
 
-_METHODS = ("cd", "pcd")
+_METHODS = ("cd", "pcd", "replica_exchange")
 
 
 def fit_rbm(
@@ -100,6 +111,7 @@ def fit_rbm(
     num_steps: int = 3000,
     batch_size: int = 10,
     num_chains: int | None = None,
+    temperatures=None,
     steps_per_chunk: int = 100,
     callbacks: Sequence[Callable] = (),
     checkpoint_dir: str | os.PathLike | None = None,
@@ -107,7 +119,7 @@ def fit_rbm(
     resume: bool = False,
     progress: bool = False,
 ) -> RBMFit:
-    r"""Train an RBM from ``params`` on ``data`` with CD-k or PCD-k.
+    r"""Train an RBM from ``params`` on ``data`` with CD-k, PCD-k or PCD over replica exchange.
 
     The objective is :func:`numpyro_ebm.training.cd` or :func:`~numpyro_ebm.training.pcd` on
     the free energy (the Rao-Blackwellized gradient, see the module docstring), with
@@ -115,6 +127,15 @@ def fit_rbm(
     :func:`numpyro_ebm.training.fit`. PCD keeps ``num_chains`` persistent chains (default
     ``batch_size``, Tieleman 2008) in a replay buffer that is never re-initialized (chains start
     at Bernoulli(1/2) noise); each update advances ``batch_size`` of them by ``k`` sweeps.
+
+    ``method="replica_exchange"`` keeps ``num_chains`` persistent ladders of replicas of the
+    tempered joint :math:`p(v, h)^{1/T_k}` (``temperatures``; default
+    :func:`~numpyro_ebm.training.replica_exchange_pcd`'s), each update advancing every ladder
+    by ``k`` block Gibbs sweeps and swaps, the cold replicas being the negatives
+    (:func:`~numpyro_ebm.training.replica_exchange_pcd` with
+    :func:`~numpyro_ebm.training.rbm_move`; Desjardins et al. 2010, Cho, Raiko & Ilin 2010):
+    the negatives cross between the modes (digit classes) that one block Gibbs chain leaves
+    only rarely, so the gradient sees their relative masses.
 
     Parameters
     ----------
@@ -128,7 +149,7 @@ def fit_rbm(
     key
         PRNG key; the run is a function of it.
     method
-        ``"pcd"`` or ``"cd"``.
+        ``"pcd"``, ``"cd"`` or ``"replica_exchange"``.
     k
         Block Gibbs sweeps per update, >= 1.
     optimizer
@@ -140,7 +161,10 @@ def fit_rbm(
         optimizer state and PCD's persistent chains; ``resume=True`` continues the latest one
         bit for bit.
     num_chains
-        PCD's persistent chains, at least ``batch_size``.
+        PCD's persistent chains, at least ``batch_size``; replica exchange's ladders (default
+        ``batch_size``; every ladder gives a negative at each update).
+    temperatures
+        Replica exchange's ladder :math:`1 = T_0 < \dots < T_{K-1}`.
 
     Returns
     -------
@@ -151,8 +175,18 @@ def fit_rbm(
     data = np.asarray(check_rows("data", data, model.n_visible, False), np.float32)
     optimizer = rbm_optimizer(0.05) if optimizer is None else optimizer
     kernel = block_gibbs.kernel_factory(model)
+    if temperatures is not None and method != "replica_exchange":
+        raise ValueError(f"temperatures is an option of method='replica_exchange', not {method!r}")
     if method == "cd":
         objective = cd(model.free_energy, k=k, kernel=kernel)
+    elif method == "replica_exchange":
+        objective = replica_exchange_pcd(
+            model.free_energy,
+            temperatures=temperatures,
+            num_chains=batch_size if num_chains is None else num_chains,
+            k=k,
+            move=rbm_move(model),
+        )
     else:
         batch_size = check_int("batch_size", batch_size)
         num_chains = batch_size if num_chains is None else check_int("num_chains", num_chains)

@@ -63,10 +63,17 @@ import numpy as np
 
 from numpyro_ebm._checks import check_int, check_positive, check_temperatures
 from numpyro_ebm.energy import BoundLogDensity
-from numpyro_ebm.kernels import replica_exchange
+from numpyro_ebm.kernels import block_gibbs, replica_exchange
 from numpyro_ebm.training.objectives import Objective, _check_non_negative
 
-__all__ = ["TemperedNegatives", "combine", "replica_exchange_pcd"]
+__all__ = [
+    "TemperedMove",
+    "TemperedNegatives",
+    "combine",
+    "langevin_move",
+    "rbm_move",
+    "replica_exchange_pcd",
+]
 
 #: Gain of the step-size adaptation (log step size per unit of acceptance error and update).
 _ADAPT_GAIN = 0.05
@@ -74,13 +81,14 @@ _ADAPT_GAIN = 0.05
 
 class TemperedNegatives(NamedTuple):
     """The state of :func:`replica_exchange_pcd`: ``positions`` of every replica of every
-    chain, shape ``(num_chains, K, *event_shape)`` (replica ``k`` at temperature
-    :math:`T_k`); ``log_step_size``: the log of the inner MALA step at :math:`T = 1` (replica
-    ``k`` moves with ``step_size * T_k``); ``swap_rate`` and ``acceptance``: the last update's
-    mean swap acceptance per neighbour pair ``(K - 1,)`` and the cold replicas' mean MALA
-    acceptance; ``round_trips``: round trips (cold -> hot -> cold) completed by all walkers
-    since ``init``, tracked across updates by ``walkers``, ``direction`` (each ``(num_chains,
-    K)``) and ``step`` (which sets the parity of the even-odd swaps), as in
+    chain, shape ``(num_chains, K, *event_shape)`` (replica ``k`` at temperature :math:`T_k`; a
+    pair of such arrays, :math:`(v, h)`, for :func:`rbm_move`); ``log_step_size``: the log of
+    the inner MALA step at :math:`T = 1` (replica ``k`` moves with ``step_size * T_k``);
+    ``swap_rate`` and ``acceptance``: the last update's mean swap acceptance per neighbour pair
+    ``(K - 1,)`` and the cold replicas' mean MALA acceptance; ``round_trips``: round trips
+    (cold -> hot -> cold) completed by all walkers since ``init``, tracked across updates by
+    ``walkers``, ``direction`` (each ``(num_chains, K)``) and ``step`` (which sets the parity
+    of the even- odd swaps), as in
     :class:`~numpyro_ebm.kernels.replica_exchange.ReplicaExchangeState`."""
 
     positions: jax.Array
@@ -93,8 +101,52 @@ class TemperedNegatives(NamedTuple):
     step: jax.Array
 
 
-def _mala(logdensity_fn, temperature, step_size):
-    return blackjax.mala(logdensity_fn, step_size * temperature)
+class TemperedMove(NamedTuple):
+    """How :func:`replica_exchange_pcd` moves its ladders at given parameters ``params``.
+
+    ``factory(params, step_size)``: the ``kernel_factory(logdensity_fn, T)`` of
+    :func:`~numpyro_ebm.kernels.replica_exchange.build_kernel`; ``logdensity(params)``: the
+    untempered log density of a replica's position, which the swaps weigh;
+    ``negative(positions)``: the configurations that ``energy_fn`` scores, of a batch of
+    positions; ``start(params, x)``: a replica's position at configuration ``x``;
+    ``noise(key, shape)``: configurations where the ladders start by default; ``tuned``: whether
+    the step size is adapted towards the target acceptance rate."""
+
+    factory: Callable
+    logdensity: Callable
+    negative: Callable
+    start: Callable
+    noise: Callable
+    tuned: bool
+
+
+def langevin_move(energy_fn: Callable) -> TemperedMove:
+    """MALA in replica :math:`k` with step :math:`\\epsilon T_k` on
+    :math:`e^{-E_\\theta(x) / T_k}`, positions the configurations themselves (the default)."""
+    return TemperedMove(
+        factory=lambda params, eps: lambda ld, t: blackjax.mala(ld, eps * t),
+        logdensity=lambda params: BoundLogDensity(energy_fn, params),
+        negative=lambda positions: positions,
+        start=lambda params, x: x,
+        noise=lambda key, shape: jax.random.normal(key, shape, jnp.result_type(float)),
+        tuned=True,
+    )
+
+
+def rbm_move(model) -> TemperedMove:
+    """Block Gibbs on the tempered joint :math:`p_\\theta(v, h)^{1/T_k}` of a Bernoulli RBM
+    (:func:`~numpyro_ebm.kernels.block_gibbs.tempered_factory`; Desjardins et al. 2010), with
+    ``(v, h)`` positions whose swaps weigh the joint energy; the negatives are the cold
+    replicas' :math:`v`, scored by ``model.free_energy``. Nothing is tuned."""
+    block_gibbs.joint_logdensity(model, None)  # checks the model
+    return TemperedMove(
+        factory=lambda params, eps: block_gibbs.tempered_factory(model, params),
+        logdensity=lambda params: block_gibbs.joint_logdensity(model, params),
+        negative=lambda positions: positions[0],
+        start=lambda params, v: (v, jax.vmap(model.hidden_probs, (None, 0))(params, v)),
+        noise=lambda key, shape: jax.random.bernoulli(key, 0.5, shape).astype(jnp.float32),
+        tuned=False,
+    )
 
 
 def replica_exchange_pcd(
@@ -108,6 +160,7 @@ def replica_exchange_pcd(
     data_noise: float = 0.0,
     alpha: float = 0.0,
     init_positions: jax.Array | None = None,
+    move: TemperedMove | None = None,
 ) -> Objective:
     r"""Persistent contrastive divergence whose negative chains are replica-exchange ladders
     (Desjardins et al. 2010; Cho, Raiko & Ilin 2010), for energies whose modes short chains
@@ -125,7 +178,8 @@ def replica_exchange_pcd(
     :math:`\sigma_L` are the data smoothed by :math:`\mathcal{N}(0, \sigma_L^2 I)`, the
     density that the energy at that level models). Each update runs ``k`` replica-exchange
     steps (one MALA step per replica at the current parameters, then even-odd neighbour swaps,
-    :mod:`numpyro_ebm.kernels.replica_exchange`) on each of ``num_chains`` persistent ladders.
+    :mod:`numpyro_ebm.kernels.replica_exchange`; ``move`` for another inner move) on each of
+    ``num_chains`` persistent ladders.
     MALA's step size :math:`\epsilon T_k` is adapted between updates towards
     ``target_acceptance_rate`` of the cold replicas (a Robbins-Monro step on
     :math:`\log\epsilon`, Andrieu & Thoms 2008), since the energy changes as it trains.
@@ -152,7 +206,12 @@ def replica_exchange_pcd(
         Weight :math:`\alpha \ge 0` of the energy regularizer of IGEBM (Du & Mordatch 2019).
     init_positions
         Starts of the ladders, ``(num_chains, *event_shape)`` (every replica of a ladder
-        starts there), e.g. a random subset of the data; default standard normal noise.
+        starts there), e.g. a random subset of the data; default the move's noise (standard
+        normal; bits for :func:`rbm_move`).
+    move
+        The replicas' move (:class:`TemperedMove`): default :func:`langevin_move`;
+        :func:`rbm_move` for a Bernoulli RBM (with ``energy_fn = model.free_energy``, as
+        ``fit_rbm(method="replica_exchange")`` passes).
 
     Returns
     -------
@@ -189,11 +248,14 @@ def replica_exchange_pcd(
                 f"{init_positions.shape}"
             )
 
+    move = langevin_move(energy_fn) if move is None else move
+    if not isinstance(move, TemperedMove):
+        raise TypeError(f"move must be a TemperedMove (langevin_move, rbm_move), got {move!r}")
+
     def init(key, params, example) -> TemperedNegatives:
-        del params
         shape = (num_chains, *np.shape(example))
         if init_positions is None:
-            starts = jax.random.normal(key, shape, jnp.result_type(float))
+            starts = move.noise(key, shape)
         elif init_positions.shape != shape:
             raise ValueError(
                 f"init_positions must have shape {shape} (num_chains, *event_shape), got "
@@ -201,7 +263,10 @@ def replica_exchange_pcd(
             )
         else:
             starts = init_positions.astype(jnp.result_type(float))
-        positions = jnp.broadcast_to(starts[:, None], (num_chains, num_replicas, *shape[1:]))
+        positions = jax.tree.map(
+            lambda x: jnp.broadcast_to(x[:, None], (num_chains, num_replicas, *x.shape[1:])),
+            move.start(params, starts),
+        )
         walkers = jnp.broadcast_to(jnp.arange(num_replicas), (num_chains, num_replicas))
         direction = jnp.where(walkers == 0, replica_exchange.UP, replica_exchange.UNSEEN)
         return TemperedNegatives(
@@ -216,12 +281,9 @@ def replica_exchange_pcd(
         )
 
     def negatives(params, state: TemperedNegatives, key):
-        logdensity_fn = BoundLogDensity(energy_fn, jax.lax.stop_gradient(params))
-        eps = jnp.exp(state.log_step_size)
-
-        def factory(ld, t):
-            return _mala(ld, t, eps)
-
+        params = jax.lax.stop_gradient(params)
+        logdensity_fn = move.logdensity(params)
+        factory = move.factory(params, jnp.exp(state.log_step_size))
         kernel = replica_exchange.build_kernel(factory)
 
         def ladder_run(positions, walkers, direction, chain_key):
@@ -248,13 +310,15 @@ def replica_exchange_pcd(
         noise_key, chain_key = jax.random.split(key)
         replicas, acceptance, swap_rate = negatives(params, state, chain_key)
         positions = jax.lax.stop_gradient(replicas.inner_states.position)
-        cold = positions[:, 0]
+        cold = move.negative(jax.tree.map(lambda x: x[:, 0], positions))
         positives = batch + data_noise * jax.random.normal(noise_key, batch.shape, batch.dtype)
         energies = jax.vmap(energy_fn, (None, 0))
         e_pos, e_neg = energies(params, positives), energies(params, cold)
         value = jnp.mean(e_pos) - jnp.mean(e_neg)
         value = value + alpha * (jnp.mean(e_pos**2) + jnp.mean(e_neg**2))
-        adapted = state.log_step_size + _ADAPT_GAIN * (acceptance - target_acceptance_rate)
+        adapted = state.log_step_size + move.tuned * _ADAPT_GAIN * (
+            acceptance - target_acceptance_rate
+        )
         new_state = TemperedNegatives(
             positions=positions,
             log_step_size=jnp.where(jnp.isfinite(adapted), adapted, state.log_step_size),
@@ -269,8 +333,8 @@ def replica_exchange_pcd(
             "energy_pos": jnp.mean(e_pos),
             "energy_neg": jnp.mean(e_neg),
             "acceptance": acceptance,
-            "swap_rate_min": jnp.min(swap_rate),
-            "step_size": jnp.exp(state.log_step_size),
+            "swap_rate_min": jnp.nanmin(swap_rate),  # pairs of the other parity: NaN
+            "step_size": jnp.exp(state.log_step_size) if move.tuned else jnp.nan,
         }
         return value, (aux, new_state)
 
