@@ -135,3 +135,96 @@ def peak_rss_mib() -> float:
 def write_json(path: Path, obj) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(obj, indent=1, default=float) + "\n")
+
+
+def _jiffies() -> int:
+    """Busy CPU jiffies of the whole machine (user, nice, system, irq, softirq)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return v[0] + v[1] + v[2] + v[5] + v[6]
+
+
+def _own_cpu_s() -> float:
+    """CPU seconds of this process (all threads) and its reaped children."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
+def busy_cores(seconds: float = 3.0) -> float:
+    """Cores the whole machine kept busy over ``seconds`` (this process included)."""
+    import time
+
+    hz = os.sysconf("SC_CLK_TCK")
+    before = _jiffies()
+    time.sleep(seconds)
+    return (_jiffies() - before) / hz / seconds
+
+
+class Contention:
+    """The contention guard of a standalone benchmark script (``run.py`` guards its sections
+    the same way): on entry, wait up to ``max_wait`` seconds for a machine where other
+    processes keep at most ``max_foreign`` cores busy; inside, time the measurement and count
+    the CPU time other processes used meanwhile (the machine's busy jiffies minus this
+    process's and its children's), with the load averages at both ends.
+
+    ``record()`` is what a result file keeps: ``wall_s``, ``cpu_s`` (this process),
+    ``foreign_cores`` (others' mean load while measuring), ``busy_before``, ``waited_s``,
+    ``loadavg_start`` / ``loadavg_end`` and ``contaminated`` (others above ``max_foreign``
+    cores). A script writes its result either way, marked; the README renders a contaminated
+    figure as such. Usage::
+
+        with _common.Contention() as guard:
+            ...  # the measurement
+        result["contention"] = guard.record()
+    """
+
+    def __init__(self, max_foreign: float = 0.3, max_wait: float = 600.0):
+        self.max_foreign, self.max_wait = max_foreign, max_wait
+
+    def __enter__(self):
+        import time
+
+        start = time.perf_counter()
+        self.busy_before = busy_cores()
+        while (
+            self.busy_before > self.max_foreign + 0.05
+            and time.perf_counter() - start < self.max_wait
+        ):
+            time.sleep(5.0)
+            self.busy_before = busy_cores()
+        self.waited_s = time.perf_counter() - start
+        self.load_start = os.getloadavg()
+        self._jiffies, self._cpu = _jiffies(), _own_cpu_s()
+        self._t0 = time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        import time
+
+        self.wall_s = time.perf_counter() - self._t0
+        hz = os.sysconf("SC_CLK_TCK")
+        self.cpu_s = _own_cpu_s() - self._cpu
+        machine = (_jiffies() - self._jiffies) / hz
+        self.foreign_cores = max(0.0, machine - self.cpu_s) / max(self.wall_s, 1e-9)
+        self.load_end = os.getloadavg()
+        return False
+
+    @property
+    def contaminated(self) -> bool:
+        return self.foreign_cores > self.max_foreign
+
+    def record(self) -> dict:
+        return {
+            "wall_s": round(self.wall_s, 3),
+            "cpu_s": round(self.cpu_s, 3),
+            "foreign_cores": round(self.foreign_cores, 3),
+            "busy_before": round(self.busy_before, 3),
+            "waited_s": round(self.waited_s, 1),
+            "loadavg_start": [round(x, 2) for x in self.load_start],
+            "loadavg_end": [round(x, 2) for x in self.load_end],
+            "max_foreign": self.max_foreign,
+            "contaminated": self.contaminated,
+        }

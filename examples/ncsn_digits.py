@@ -30,8 +30,9 @@ digits as the data do.
 after NCSN, which this example does not run (``inverse_problem.py`` does): see
 :class:`Likelihood`.
 
-Writes ``samples.png`` (samples beside training images, and their class histogram) and ``loss.png`` to ``--out``, and
-``metrics.json``; prints the numbers. ``--smoke`` runs a tiny configuration in seconds.
+Writes ``samples.png`` (samples beside training images, and their class histogram) and
+``loss.png`` to ``--out``, and ``metrics.json``; prints the numbers. ``--smoke`` runs a tiny
+configuration in seconds.
 
 Run: ``python examples/ncsn_digits.py [--smoke] [--out DIR] [--seed N]``.
 
