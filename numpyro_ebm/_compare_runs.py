@@ -82,6 +82,9 @@ def table_row(report: MixingReport, data, run_s: float, compile_s: float, floor:
         "divergences": report.divergences,
         "nonfinite_chains": report.nonfinite_chains,
         "min_bfmi": min(report.bfmi) if report.bfmi else float("nan"),
+        "max_nested_rhat": float(report.table["nested_rhat"].max())
+        if "nested_rhat" in report.table
+        else float("nan"),
     }
 
 

@@ -22,6 +22,11 @@ def mixing_reasons(row: dict, report: MixingReport, rhat_threshold: float, rule)
         reasons.append("R-hat undefined (fewer than 2 chains of 4 draws, or NaN draws)")
     elif row["max_rhat"] > rhat_threshold:
         reasons.append(f"R-hat {printed_apart(row['max_rhat'], rhat_threshold)} > {rhat_threshold}")
+    nested = report.nested_rhat_threshold
+    if np.isfinite(nested) and not row["max_nested_rhat"] <= nested:
+        reasons.append(
+            f"nested R-hat {printed_apart(row['max_nested_rhat'], nested)} > {nested:.4g}"
+        )
     if row["divergences"]:
         reasons.append(f"{row['divergences']} divergent transition(s)")
     if row["nonfinite_chains"]:

@@ -7,13 +7,15 @@ positions), chains, draws and warm-up. The table reports cost and quality side b
   spending on tracing, lowering and XLA compilation during the call (``jax.monitoring``
   duration events), which ``wall_s`` excludes;
 * ``grad_evals``: gradient evaluations of the log density while drawing (warm-up excluded);
-* ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over all posterior coordinates, and the
+* ``max_rhat``, ``min_ess_bulk``, ``min_ess_tail`` over all posterior coordinates (and
+  ``max_nested_rhat`` with ``superchains``, Margossian et al. 2024), and the
   efficiencies ``ess_per_s`` (min bulk ESS per second of ``wall_s``) and ``ess_per_1k_grads``;
   a ``wall_s`` below the timer's floor (:func:`timer_floor`) is not a measurement and gives
   no rate (NaN);
 * ``divergences``, ``nonfinite_chains`` and ``min_bfmi`` (the smallest E-BFMI of a chain,
   Betancourt 2016, when the run records the Hamiltonian ``sample_stats.energy``);
-* ``mixed`` and ``reason``: whether the chains mixed (max R-hat <= ``rhat_threshold``, no
+* ``mixed`` and ``reason``: whether the chains mixed (max R-hat <= ``rhat_threshold``, max
+  nested R-hat at most its threshold with ``superchains``, no
   divergence, no non-finite chain, E-BFMI >= 0.3, no failed health check of
   :func:`~numpyro_ebm.sample` (frozen chains, an exploded step size, draws running off an
   improper energy), a passed bias check, and the caller's own ``mixing_rule``), and why
@@ -180,6 +182,7 @@ def compare(
     sampler_options: dict[str, dict] | None = None,
     var_names: Sequence[str] | None = None,
     rhat_threshold: float = 1.01,
+    superchains=None,
     mixing_rule: Callable[[MixingReport], str | None] | None = None,
     budgets: dict[str, dict] | None = None,
     against_data: Sequence[str] = (),
@@ -232,6 +235,11 @@ def compare(
     rhat_threshold
         A run mixed only if its largest R-hat is at most this (1.01, Vehtari et al. 2021); at
         least 1, which chains that agree reach.
+    superchains
+        For many short chains started in groups (superchains) from one point each: the layout
+        of :func:`~numpyro_ebm.diagnostics.nested_rhat`; a run then mixed only if its largest
+        nested R-hat is at most the threshold of Margossian et al. (2024) too (column
+        ``max_nested_rhat``).
     mixing_rule
         An extra rule: ``mixing_rule(report) -> reason`` with the run's
         :class:`~numpyro_ebm.report.MixingReport`; a non-empty reason marks it not mixed.
@@ -335,7 +343,9 @@ def compare(
             target, sampler, key=key, budget=size, progress=progress, **sample_kwargs
         )
         runs[label] = run
-        reports[label] = mixing_report(run, var_names=var_names, display=False)
+        reports[label] = mixing_report(
+            run, var_names=var_names, superchains=superchains, display=False
+        )
         rows[label] = table_row(reports[label], run, run_s, compile_s, floor)
         reasons[label] = mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
         if sampler.refine is not None and check_bias:

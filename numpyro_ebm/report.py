@@ -56,6 +56,10 @@ class MixingReport:
     round_trip_rate
         Replica round trips (cold -> hot -> cold) per draw and chain when the run records them
         (``sample_stats.round_trips``, parallel tempering), else NaN.
+    nested_rhat_threshold
+        With ``superchains``, the threshold that the table's ``nested_rhat`` column is held to
+        (:func:`~numpyro_ebm.diagnostics.nested_rhat_threshold` of the chains per
+        superchain), else NaN.
     health
         The failed health checks that the run recorded (:func:`~numpyro_ebm.sample`'s
         ``sample_stats`` attribute ``health``: frozen chains, an exploded step size, draws
@@ -73,6 +77,7 @@ class MixingReport:
     bfmi: tuple[float, ...] = field(default=())
     round_trip_rate: float = float("nan")
     health: tuple[str, ...] = field(default=())
+    nested_rhat_threshold: float = float("nan")
 
     @property
     def ok(self) -> bool:
@@ -148,6 +153,28 @@ def bfmi(energy) -> np.ndarray:
         raise ValueError(f"energy must have shape (chain, draw) with draw >= 2, got {energy.shape}")
     centred = energy - energy.mean(axis=1, keepdims=True)
     return np.sum(np.diff(energy, axis=1) ** 2, axis=1) / np.sum(centred**2, axis=1)
+
+
+def _nested_findings(table, posterior, names, superchains, num_chains) -> tuple[float, list]:
+    """Add the ``nested_rhat`` column to ``table``; its threshold and warning."""
+    layout = np.asarray(superchains)
+    groups = int(layout) if layout.ndim == 0 else np.unique(layout).size
+    per_superchain = num_chains // max(groups, 1)
+    values = [
+        np.asarray(diagnostics.nested_rhat(posterior[name].values, superchains)).reshape(-1)
+        for name in names
+    ]
+    table["nested_rhat"] = np.concatenate(values)
+    threshold = diagnostics.nested_rhat_threshold(per_superchain)
+    high = table["nested_rhat"][table["nested_rhat"] > threshold]
+    if high.empty:
+        return threshold, []
+    return threshold, [
+        f"nested R-hat > {threshold:.4g} for {len(high)} of {len(table)} coordinate(s) (worst "
+        f"{_worst(table, 'nested_rhat', True)}; {groups} superchains of {per_superchain} "
+        "chains, Margossian et al. 2024): the superchains, each started from its own point, "
+        "disagree: the chains have not forgotten their starts. Run longer (more warm-up)"
+    ]
 
 
 def _worst(table: pd.DataFrame, column: str, largest: bool) -> str:
@@ -238,6 +265,7 @@ def mixing_report(
     min_ess_per_chain: float = 100.0,
     min_swap_acceptance: float = 0.1,
     min_bfmi: float = 0.3,
+    superchains=None,
     display: bool = True,
     file: TextIO | None = None,
 ) -> MixingReport:
@@ -259,7 +287,11 @@ def mixing_report(
       words as its warnings: chains frozen, a step size that exploded on a flat target, draws
       that run off an improper one, an energy NaN or infinite near the draws;
       :mod:`numpyro_ebm._health`);
-    * draws are NaN, or the run is too short for the statistics.
+    * draws are NaN, or the run is too short for the statistics;
+    * with ``superchains`` (many short chains in groups that each started from one point),
+      nested :math:`\hat R` (Margossian et al. 2024) exceeds its threshold
+      :math:`\sqrt{1 + 1/M + 10^{-4}}` for :math:`M` chains per superchain (a table column
+      ``nested_rhat``).
 
     Parameters
     ----------
@@ -268,6 +300,9 @@ def mixing_report(
         ``xarray.DataTree``); any such object with a ``posterior`` group.
     var_names
         Posterior variables to report; default: all.
+    superchains
+        The superchain layout of :func:`~numpyro_ebm.diagnostics.nested_rhat`: an integer
+        :math:`K` (consecutive groups of chains) or a label per chain.
     display
         Print the report.
     file
@@ -288,6 +323,12 @@ def mixing_report(
     found = _statistics_warnings(
         table, num_chains, num_draws, rhat_threshold, min_ess_per_chain * num_chains
     )
+    nested_threshold = float("nan")
+    if superchains is not None:
+        nested_threshold, nested_warnings = _nested_findings(
+            table, posterior, names, superchains, num_chains
+        )
+        found += nested_warnings
 
     divergences = nonfinite = 0
     swaps: tuple[float, ...] = ()
@@ -339,6 +380,7 @@ def mixing_report(
         fractions,
         round_trip_rate,
         health,
+        nested_threshold,
     )
     if display:
         print(report, file=file or sys.stdout)

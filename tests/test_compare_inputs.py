@@ -137,7 +137,8 @@ def test_save_under_a_file_is_refused_naming_the_path(tmp_path):
 def test_a_value_past_its_threshold_is_printed_with_the_digits_that_show_it(value, threshold, text):
     assert verdicts.printed_apart(value, threshold) == text
     row = {"max_rhat": value, "divergences": 0, "nonfinite_chains": 0, "min_bfmi": np.nan}
-    healthy = SimpleNamespace(health=())  # a report whose health checks all passed
+    # a report whose health checks all passed, run without superchains
+    healthy = SimpleNamespace(health=(), nested_rhat_threshold=np.nan)
     reasons = verdicts.mixing_reasons(row, healthy, threshold, None)
     assert reasons == [f"R-hat {text} > {threshold}"]
 
