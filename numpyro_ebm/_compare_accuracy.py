@@ -114,6 +114,41 @@ def _energy_distance(key: jax.Array, draws: np.ndarray, truth: np.ndarray) -> fl
     )
 
 
+def stein_discrepancy(target, sampler, run, key: jax.Array, sample_kwargs: dict) -> float:
+    """The kernel Stein discrepancy (:func:`numpyro_ebm.diagnostics.ksd`) of at most
+    :data:`ENERGY_DISTANCE_DRAWS` of a run's draws against the energy it sampled, of an array
+    configuration on real numbers; NaN for a model (its draws are constrained values, its
+    density unconstrained), a noise-conditional or discrete energy, or non-finite draws."""
+    from numpyro_ebm.diagnostics import ksd
+
+    if isinstance(target, Target):
+        usable = target.kind == "energy" and target.postprocess_fn is None
+        leaves = jax.tree.leaves(target.initial_position)
+        if not usable or len(leaves) != 1:
+            return float("nan")
+        logdensity, name = target.logdensity_fn, target.var_name
+    else:
+        energy_call = sample_kwargs.get("event_shape") is not None or (
+            hasattr(sample_kwargs.get("init_position"), "shape")
+        )
+        real = sample_kwargs.get("support", "real") == "real"
+        if not (energy_call and real and "energy" in sampler.accepts):
+            return float("nan")
+        temperature = float(sample_kwargs.get("temperature", 1.0))
+        name = sample_kwargs.get("var_name", "x")
+
+        def logdensity(x):
+            return -target(x) / temperature
+
+    posterior = _arviz.group(run, "posterior")
+    draws = np.asarray(posterior[name].values)
+    shape = draws.shape[2:]
+    flat = draws.reshape(-1, int(np.prod(shape, dtype=int)))
+    if not np.all(np.isfinite(flat)):
+        return float("nan")
+    return float(ksd(_subsample(key, flat), energy=lambda z: -logdensity(z.reshape(shape))))
+
+
 def with_errors(table, key, runs, reports, variables, truth, source, name) -> pd.DataFrame:
     """``table`` with each run's errors against ``truth`` (moments) and its energy distance to
     the draws of ``source``; ``name`` the column of the larger standardized error."""

@@ -12,6 +12,11 @@ positions), chains, draws and warm-up. The table reports cost and quality side b
   efficiencies ``ess_per_s`` (min bulk ESS per second of ``wall_s``) and ``ess_per_1k_grads``;
   a ``wall_s`` below the timer's floor (:func:`timer_floor`) is not a measurement and gives
   no rate (NaN);
+* ``ksd``: for an energy on real arrays, the kernel Stein discrepancy (Gorham & Mackey 2017,
+  IMQ kernel) of at most 1000 of the run's draws against the energy itself, which needs no
+  reference: lower is closer to :math:`p \propto e^{-E}`. It is blind to the weights of
+  well-separated modes (Wenliang & Kanagawa 2020), so it does not decide ``mixed``: read it
+  next to R-hat. NaN for models and discrete or noise-conditional energies;
 * ``divergences``, ``nonfinite_chains`` and ``min_bfmi`` (the smallest E-BFMI of a chain,
   Betancourt 2016, when the run records the Hamiltonian ``sample_stats.energy``);
 * ``mixed`` and ``reason``: whether the chains mixed (max R-hat <= ``rhat_threshold``, max
@@ -38,6 +43,9 @@ positions), chains, draws and warm-up. The table reports cost and quality side b
   with half the step size and twice the steps, and ``bias_z``, the same in Monte Carlo
   standard errors (about N(0, 1) when the discretization bias is negligible).
 
+Gorham, J. and Mackey, L. (2017). Measuring sample quality with kernels. ICML.
+Wenliang, L. K. and Kanagawa, H. (2020). Blindness of score-based methods to isolated components
+and mixing proportions. arXiv:2008.10087.
 Betancourt, M. (2016). Diagnosing suboptimal cotangent disintegrations in Hamiltonian Monte
 Carlo. arXiv:1604.00695.
 Székely, G. J. and Rizzo, M. L. (2013). Energy statistics: a class of statistics based on
@@ -69,6 +77,7 @@ from numpyro_ebm._compare_accuracy import (
     posterior_shapes,
     report_moments,
     standardized_errors,
+    stein_discrepancy,
     with_errors,
 )
 from numpyro_ebm._compare_runs import (
@@ -347,6 +356,7 @@ def compare(
             run, var_names=var_names, superchains=superchains, display=False
         )
         rows[label] = table_row(reports[label], run, run_s, compile_s, floor)
+        rows[label]["ksd"] = stein_discrepancy(target, sampler, run, key, sample_kwargs)
         reasons[label] = mixing_reasons(rows[label], reports[label], rhat_threshold, mixing_rule)
         if sampler.refine is not None and check_bias:
             refined, _, _ = timed_sample(

@@ -18,11 +18,14 @@ import jax
 import numpy as np
 from jax.core import Tracer
 from numpyro import handlers
+from numpyro.distributions import biject_to
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import constrain_fn, initialize_model, log_density, potential_energy
 
 from numpyro_ebm import _cache
 from numpyro_ebm._precision import full_precision
+from numpyro_ebm._spins import spin_values
+from numpyro_ebm.energy import EnergyDistribution
 
 __all__ = [
     "ModelDensity",
@@ -160,6 +163,7 @@ def _model_pieces(model: Callable, args, kwargs):
             )
     fixed = {k: site["value"] for k, site in prototype.items() if site["type"] in PARAM_SITES}
     prepared = handlers.substitute(handlers.seed(model, rng_seed=0), data=fixed)
+    _check_normalizers(prepared, args, kwargs, prototype)
 
     @full_precision
     def logdensity_fn(z):
@@ -174,6 +178,89 @@ def _model_pieces(model: Callable, args, kwargs):
         return tuple(info.param_info)
 
     return logdensity_fn, postprocess_fn, initialize
+
+
+#: Random configurations at which an energy site's log density is compared (plus its own value).
+NORMALIZER_PROBES = 4
+
+
+def _check_normalizers(model, args, kwargs, prototype) -> None:
+    r"""Refuse a model with an energy site (:class:`~numpyro_ebm.EnergyDistribution`) whose
+    normalizer depends on a latent site: an observed configuration whose energy or temperature
+    depends on a latent, or an energy prior whose temperature (or energy) does. Its density
+    :math:`e^{-E_\theta(x)/T_\theta} / Z(\theta)` enters the model without :math:`Z(\theta)`, so a
+    density-based sampler targets the wrong posterior (doubly intractable: Murray, Ghahramani &
+    MacKay 2006).
+
+    Each energy site's log density is evaluated at its own value and at
+    :data:`NORMALIZER_PROBES` random configurations of its support, with the model's other
+    latent sites at their initial values and then each of them moved (on its unconstrained
+    scale): any change means :math:`E_\theta` varies with that latent, hence :math:`Z(\theta)`."""
+    sites = {
+        name: site
+        for name, site in prototype.items()
+        if site["type"] == "sample" and isinstance(_base(site["fn"]), EnergyDistribution)
+    }
+    latents = {
+        name: site["value"]
+        for name, site in prototype.items()
+        if site["type"] == "sample" and not site["is_observed"]
+    }
+    if not sites or not latents:
+        return
+    rng = np.random.default_rng(0)
+
+    def probes(site):
+        value = np.asarray(site["value"])
+        support = site["fn"].support
+        noise = rng.normal(size=(NORMALIZER_PROBES, *value.shape))
+        if support.is_discrete:  # a DiscreteEnergyDistribution: its two spin values
+            spins = spin_values(_base(site["fn"]).spins)
+            random = rng.choice(spins, size=(NORMALIZER_PROBES, *value.shape))
+        else:
+            random = value + noise
+        return np.concatenate([value[None], random]).astype(value.dtype)
+
+    points = {name: probes(site) for name, site in sites.items()}
+
+    def log_probs(values):
+        trace = handlers.trace(handlers.substitute(model, data=values)).get_trace(*args, **kwargs)
+        return {
+            name: np.asarray(jax.vmap(trace[name]["fn"].log_prob)(points[name])) for name in sites
+        }
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
+        base = log_probs(latents)
+        for latent, value in latents.items():
+            support = prototype[latent]["fn"].support
+            if support.is_discrete:
+                continue
+            transform = biject_to(support)
+            unconstrained = transform.inv(value)
+            moved = transform(unconstrained + 0.5 + rng.normal(size=np.shape(unconstrained)))
+            changed = log_probs({**latents, latent: moved})
+            for name in sites:
+                if name == latent:
+                    continue
+                if not np.allclose(changed[name], base[name], rtol=1e-5, atol=1e-6):
+                    raise ValueError(
+                        f"the energy site {name!r} has a normalizer that depends on the latent "
+                        f"site {latent!r}: its energy or temperature changes with {latent!r}, "
+                        f"so log Z({latent}) belongs in the posterior and no density-based "
+                        "sampler (nuts, hmc, mala, parallel_tempering, ...) can include it. "
+                        "This posterior is doubly intractable (Murray, Ghahramani & MacKay "
+                        f"2006): fix {latent!r}, or infer it by the exchange algorithm or a "
+                        "pseudo-likelihood outside this model"
+                    )
+
+
+def _base(fn):
+    """The distribution under NumPyro's wrappers (a plate's ``ExpandedDistribution``,
+    ``to_event``'s ``Independent``, a mask)."""
+    while hasattr(fn, "base_dist"):
+        fn = fn.base_dist
+    return fn
 
 
 #: Site types whose values are fixed, not sampled (``numpyro.param``, ``numpyro.module``).
