@@ -48,6 +48,12 @@ def section_note(suite: dict, name: str) -> str:
     return f"_Section run {s['date']}, {s['wall_s']:.0f} s.{rc}{flag}_"
 
 
+def flag(flags: list[str], name: str, default: str) -> str:
+    """The value of the last ``name`` in a command line's ``flags`` (the one argparse keeps)."""
+    values = [flags[i + 1] for i, f in enumerate(flags[:-1]) if f == name]
+    return values[-1] if values else default
+
+
 def md_peers(res: dict | None, suite: dict) -> list[str]:
     out = ["## Langevin samplers and training: numpyro-ebm vs bare JAX vs TorchEBM", ""]
     if not res or "runs" not in res:
@@ -56,24 +62,34 @@ def md_peers(res: dict | None, suite: dict) -> list[str]:
     libs = list(meta["libs"])
     summary = peers.summarize(res["runs"], libs, meta.get("peak_gflops"))
     reps = meta["reps"]
+    stamp = f"Measured {meta['date']}"
+    if meta.get("git"):
+        stamp += f", revision {meta['git']}"
+    if meta.get("command"):
+        stamp += f", by `{meta['command']}`"
     out += [
         section_note(suite, "peers"),
         "",
-        f"Values: median over {reps} fresh process(es) per library and configuration (seeds "
-        "1..n, interleaved), each the median of its timed repeats; brackets: range over "
-        "processes; `n` = clean processes. Ratios are of medians, > 1: numpyro-ebm faster. "
+        f"{stamp}. Values: median over {reps} fresh process(es) per library and configuration "
+        "(seeds 1..n, interleaved, which library runs first alternating between repetitions), "
+        "each the median of its timed repeats; brackets: range over processes; `n` = clean "
+        "processes. Ratios are of medians, > 1: numpyro-ebm faster; their brackets: the lowest "
+        "and highest ratio over processes, **within noise** when they contain 1. "
         f"Flags for every library: `{' '.join(meta['flags'])}`. Raw runs: `peers.json`, "
         "per-run detail: `peers.md`.",
         "",
         *peers.tables_markdown(summary, libs),
+        *peers.load_lines(res["runs"]),
+        "",
         f"Attempts: {res['attempts']}, discarded (contaminated or failed): {res['discarded']}.",
         "",
         *(f"* {n}" for n in peers.NOTES + meta.get("notes", [])),
         (
             f"* Budget cut (suite under 15 minutes on 2 cores): {reps} fresh processes per "
-            "cell (the peers' README: 3), 2 timed repeats per process instead of 3, 500 Langevin "
-            "steps per timed call instead of 1000; identical flags for all three libraries. "
-            "Dim 64 uses 1024 chains (the peers' README used 256)."
+            f"cell (the peers' README: 3), {flag(meta['flags'], '--repeats', '3')} timed repeats "
+            f"per process (3), {flag(meta['flags'], '--steps', '1000')} Langevin steps per timed "
+            "call (1000); identical flags for every library. Dim 64 uses 1024 chains (the peers' "
+            "README used 256)."
             if meta["flags"][: len(peers.FULL_FLAGS)] == peers.FULL_FLAGS
             else "* Smoke-test flags: one process per library, short timed windows, dim 2 only."
             if meta["flags"][: len(peers.QUICK_FLAGS)] == peers.QUICK_FLAGS
@@ -84,10 +100,96 @@ def md_peers(res: dict | None, suite: dict) -> list[str]:
     return out
 
 
+DIAGNOSTICS_GOAL = 20.0  # the project's goal: diagnostics 20x faster than ArviZ
+
+
+def _md_diagnostics_shapes(res: dict, suite: dict) -> list[str]:
+    """The layout with one entry per shape, a "compiled" and a "first result" rate each."""
+    versions = res.get("versions") or {}
+    device = (res.get("device") or {}).get("device", "")
+    out = [
+        section_note(suite, "diagnostics"),
+        "",
+        f"`benchmarks/bench_diagnostics.py`: `numpyro_ebm.diagnostics` (jitted) vs ArviZ "
+        f"{versions.get('arviz', '')} on the same draws (AR(1) chains), "
+        f"{(res.get('shapes') or [{}])[0].get('dtype', '')}"
+        + (f", device {device}" if device else "")
+        + f". Measured {res.get('date', '?')}, revision {res.get('revision', '?')}; file "
+        f"`diagnostics.json`; command `{res.get('command', '?')}`. Timing: "
+        f"{res.get('timing', '?')}. ArviZ time / ours, > 1: ours faster. **Compiled**: median of "
+        "the interleaved rounds after the first call (range over the rounds' pairs); **first "
+        "result**: each side's first call at the shape, our compilation included.",
+        "",
+        "| shape (chains, draws, params) | computation | ours, s | ArviZ, s | "
+        "ArviZ / ours, compiled, wall [range] | compiled, CPU | ours' first call, s | "
+        "ArviZ / ours, first result, wall | first result, CPU |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    best = None
+    for row in res["shapes"]:
+        wall, first = row.get("median_wall_s", {}), row.get("first_call_wall_s", {})
+        sc, rng = row.get("speedup_compiled_wall", {}), row.get("speedup_compiled_wall_range", {})
+        cc, fw = row.get("speedup_compiled_cpu", {}), row.get("speedup_first_result_wall", {})
+        fc = row.get("speedup_first_result_cpu", {})
+        shape = " x ".join(str(v) for v in row.get("shape", []))
+        for key, ours_key, theirs_key, label in (
+            ("three", "ours_three", "arviz_three", "rhat + ess_bulk + ess_tail, one jit"),
+            ("three_separately_jitted", "ours_separate", "arviz_three", "the same, 3 jits"),
+            ("summary", "ours_summary", "arviz_summary", "summary (7 statistics)"),
+        ):
+            if key not in sc:
+                continue
+            if key in ("three", "summary"):
+                best = sc[key] if best is None else max(best, sc[key])
+            span = rng.get(key)
+            span = f" [{f3(span[0])}-{f3(span[1])}]" if span else ""
+            out.append(
+                f"| {shape} | {label} | {f3(wall.get(ours_key))} | {f3(wall.get(theirs_key))} | "
+                f"**{f3(sc[key])}**{span} | {f3(cc.get(key))} | {f3(first.get(ours_key))} | "
+                f"{f3(fw.get(key))} | {f3(fc.get(key))} |"
+            )
+    out.append("")
+    for row in res["shapes"]:
+        c = row.get("contention") or {}
+        shape = " x ".join(str(v) for v in row.get("shape", []))
+        out.append(
+            f"* {shape}: {row.get('repeats')} rounds; ours compiled in "
+            + ", ".join(f"{k} {f3(v)} s" for k, v in (row.get("jax_compile_s") or {}).items())
+            + f"; others used {f3(c.get('foreign_cores'))} cores meanwhile, load average "
+            f"{(c.get('loadavg_start') or ['?'])[0]} -> {(c.get('loadavg_end') or ['?'])[0]}"
+            + (" (**contended**)" if c.get("contaminated") else " (clean)")
+            + "; largest relative difference from ArviZ "
+            + f3(
+                max(
+                    (
+                        v
+                        for d in (row.get("max_rel_err_vs_arviz") or {}).values()
+                        for v in d.values()
+                    ),
+                    default=None,
+                )
+            )
+            + "."
+        )
+    if best is not None:
+        out += [
+            "",
+            f"The project's goal, diagnostics {DIAGNOSTICS_GOAL:g}x faster than ArviZ: "
+            + (
+                f"met (best compiled ratio {f3(best)})."
+                if best >= DIAGNOSTICS_GOAL
+                else f"**not met**: the best compiled ratio is {f3(best)}."
+            ),
+        ]
+    return out
+
+
 def md_diagnostics(res: dict | None, suite: dict) -> list[str]:
     out = ["## On-device R-hat / ESS vs ArviZ", ""]
     if not res:
         return [*out, "Not run: `python benchmarks/run.py --only diagnostics`.", ""]
+    if isinstance(res.get("shapes"), list):  # one entry per shape, two rates
+        return [*out, *_md_diagnostics_shapes(res, suite), ""]
     shape = res.get("shape")
     arviz_v = (res.get("versions") or {}).get("arviz") or res.get("arviz_version", "")
     device = (res.get("machine") or {}).get("device") or res.get("device")
@@ -166,54 +268,174 @@ def md_nuts(res: dict | None, suite: dict) -> list[str]:
     out = ["## NUTS on posteriordb models: numpyro-ebm (BlackJAX) vs NumPyro", ""]
     if not res or not res.get("models"):
         return [*out, "Not run: `python benchmarks/run.py --only nuts`.", ""]
-    c = res["config"]
+    if res.get("layout") != 2:
+        return [
+            *out,
+            f"`nuts.json` ({res.get('date', '?')}) is in the layout of an earlier "
+            "`bench_nuts.py`, whose timing was not symmetric (issue 25); rerun "
+            "`python benchmarks/run.py --only nuts`.",
+            "",
+        ]
+    c, load, m0 = res["config"], res.get("contention") or {}, res.get("machine") or {}
+    ways = ("ours", "numpyro_jit", "numpyro_run")
+    contended = res.get("contaminated_models") or []
     out += [
-        section_note(suite, "nuts"),
+        f"_Measured {res['date']}, revision {res['git']}, by `{res['command']}`, on "
+        f"{m0.get('nproc')} cores ({m0.get('cpu_model')}). Load record: other processes used "
+        f"{f3(load.get('foreign_cores'), '.2f')} cores on average while it ran "
+        f"({f3(load.get('wall_s'), '.0f')} s wall, {f3(load.get('cpu_s'), '.0f')} s CPU of its "
+        f"own; load average {load.get('loadavg_start')} at the start, "
+        f"{load.get('loadavg_end')} at the end; waited {load.get('waited_s')} s for a quiet "
+        "machine)"
+        + (
+            f"; **contended** (others above {load.get('max_foreign')} cores): "
+            + ", ".join(contended)
+            if contended
+            else "; every model clean"
+        )
+        + ". File `nuts.json`._",
         "",
-        f"`numpyro_ebm.compare(model, ['nuts', 'numpyro_nuts'])`, {c['num_chains']} chains x "
-        f"{c['num_samples']} draws after {c['num_warmup']} warm-up, same key and initial "
-        "positions, an untimed first call; ESS = min bulk ESS over all posterior coordinates; "
-        "seconds exclude compilation (`jax.monitoring`, with synchronous CPU dispatch so that "
-        "none overlaps a run) and include warm-up; gradients count draws only. "
-        f"Cells: ours / NumPyro, first seed; ratios: median over {c.get('seeds', 1)} seeds "
-        "(range in brackets). Accuracy against posteriordb's reference: |Δmean|/sd = max "
-        "|mean − ref mean| / ref sd; z = max |mean − ref mean| / sqrt(mcse² + ref mcse²) "
-        f"(≲ 3 for a correct sampler). Measured {res['date']}; file `nuts.json`.",
+        f"`benchmarks/bench_nuts.py`: per call {c['num_chains']} chains x {c['num_samples']} "
+        f"draws after {c['num_warmup']} warm-up, float{'64' if c.get('x64') else '32'}. Per "
+        "model, a first call of each way (**first result**, compilation included), then "
+        f"{c['seeds']} **compiled** calls on new keys; the order of the three ways alternates "
+        "from call to call. `ours`: `numpyro_ebm.sample(model, 'nuts')`. NumPyro: one "
+        "`MCMC(NUTS(model), chain_method='vectorized')` per model, reused: `numpyro_run` "
+        "calls `mcmc.run(key, **data)` again (NumPyro then still compiles its sampling loop in "
+        "every run: see compilations per call), `numpyro_jit` runs the same `mcmc.run` inside "
+        "one `jax.jit` function of the key (compiled once: NumPyro's compiled speed, the "
+        "headline comparison). Seconds: wall and CPU time around the whole call, warm-up "
+        "included, until the draws are on the host; nothing subtracted. ESS = minimum bulk ESS "
+        "over all posterior coordinates, by the same function for all. A run with a divergence, "
+        f"a non-finite chain or max R-hat > {c['rhat_threshold']} is **unmixed** (counted as "
+        "†k/n); ratios ours / NumPyro are per seed over the compiled calls where both runs "
+        "mixed: median [lowest, highest] (n seeds); **bold** only where ours mixed in every run "
+        "and every seed's ratio is above 1.",
         "",
-        "| model | ESS/s | ratio | ESS per 1k grads | ratio | min bulk ESS | seconds | "
-        "compile s | max R-hat | divergences | max abs Δmean / sd | max z |",
-        "| --- |" + " --- |" * 11,
+        "| model | compiled ESS/s: ours / NumPyro jit / NumPyro run (medians) | ours / NumPyro "
+        "jit | ours / NumPyro run | first result ESS/s: ours / jit / run | first result: ours "
+        "/ jit, ours / run | compiled seconds, wall (CPU): ours / jit / run | first call "
+        "seconds, wall (CPU): ours / jit / run | compilations per compiled call: ours / jit / "
+        "run | verdict vs NumPyro jit |",
+        "| --- |" + " --- |" * 9,
     ]
+
+    def span(d, spec=".2f", bold=False):
+        if not d:
+            return "n/a"
+        mid = f"**{f3(d['median'], spec)}**" if bold else f3(d["median"], spec)
+        return f"{mid} [{f3(d['min'], spec)}, {f3(d['max'], spec)}] (n={d['n']})"
+
+    def med(d, spec=".3g"):
+        return f3((d or {}).get("median"), spec)
+
+    def rate(v):  # ESS/s: whole numbers from 100 up
+        return "n/a" if v is None else f"{v:,.0f}" if v >= 100 else f3(v)
+
+    def unmixed(s):
+        return f" †{s['unmixed_runs']}/{s['runs']}" if s["unmixed_runs"] else ""
+
     for name, m in res["models"].items():
-        a, b = (m["samplers"][s]["table"] for s in ("nuts", "numpyro_nuts"))
-        aa, ba = (m["samplers"][s]["accuracy"] for s in ("nuts", "numpyro_nuts"))
-        r, span = m["ratio_ours_over_numpyro"], m.get("ratio_range", {})
-
-        def ratio(k, r=r, span=span):
-            low_high = span.get(k)
-            return f"**{f3(r[k])}**" + (
-                f" [{f3(low_high[0])}, {f3(low_high[1])}]" if low_high else ""
-            )
-
-        def pair(x, y, spec=".3g"):
-            return f"{f3(x, spec)} / {f3(y, spec)}"
-
+        s, v = m["sides"], m["versus"]
+        label = name + (" (contended)" if name in contended else "")
+        comp = " / ".join(
+            rate((s[w]["compiled"]["ess_per_s"] or {}).get("median")) + unmixed(s[w]) for w in ways
+        )
+        first = " / ".join(rate(s[w]["first_result"]["ess_per_s"]) for w in ways)
+        first_ratio = ", ".join(
+            f3(v[w]["first_result"]["ess_per_s"], ".2f")
+            + ("" if v[w]["first_result"]["both_mixed"] else " †")
+            for w in ("numpyro_jit", "numpyro_run")
+        )
+        secs = " / ".join(
+            f"{med(s[w]['compiled']['wall_s'])} ({med(s[w]['compiled']['cpu_s'])})" for w in ways
+        )
+        first_secs = " / ".join(
+            f"{f3(s[w]['first_result']['wall_s'])} ({f3(s[w]['first_result']['cpu_s'])})"
+            for w in ways
+        )
+        compiles = " / ".join(med(s[w]["compiled"]["compiles"], ".0f") for w in ways)
+        ratios = " | ".join(
+            span(v[w]["compiled"]["ess_per_s"], bold=v[w]["verdict"] == "faster")
+            for w in ("numpyro_jit", "numpyro_run")
+        )
         out.append(
-            f"| {name} | {pair(a['ess_per_s'], b['ess_per_s'])} | {ratio('ess_per_s')} | "
-            f"{pair(a['ess_per_1k_grads'], b['ess_per_1k_grads'])} | "
-            f"{ratio('ess_per_1k_grads')} | "
-            f"{pair(a['min_ess_bulk'], b['min_ess_bulk'], '.0f')} | "
-            f"{pair(a['wall_s'], b['wall_s'])} | {pair(a['compile_s'], b['compile_s'], '.1f')} | "
-            f"{pair(a['max_rhat'], b['max_rhat'], '.3f')} | "
-            f"{pair(a['divergences'], b['divergences'], '.0f')} | "
-            f"{pair(aa['max_std_mean_error'], ba['max_std_mean_error'], '.3f')} | "
-            f"{pair(aa['max_z'], ba['max_z'], '.2f')} |"
+            f"| {label} | {comp} | {ratios} | {first} | {first_ratio} | {secs} | {first_secs} | "
+            f"{compiles} | {m['verdict']} |"
         )
     out += [
         "",
+        "Quality, over every run (first call included): ESS per 1000 gradients of the draws "
+        "(median), divergences per run, the largest R-hat, and the error against posteriordb's "
+        "reference: |Δmean|/sd = max |mean − ref mean| / ref sd, z = max |mean − ref mean| / "
+        "sqrt(mcse² + ref mcse²) (≲ 3 for a correct sampler), the largest over runs.",
+        "",
+        "| model | ESS per 1k grads: ours / jit / run | ours / NumPyro jit, per 1k grads | "
+        "divergences per run: ours; jit; run | max R-hat: ours / jit / run | unmixed runs: "
+        "ours / jit / run | max abs Δmean / sd: ours / jit / run | max z: ours / jit / run |",
+        "| --- |" + " --- |" * 7,
+    ]
+    for name, m in res["models"].items():
+        s = m["sides"]
+        out.append(
+            f"| {name} | "
+            + " / ".join(med(s[w]["ess_per_1k_grads"]) for w in ways)
+            + f" | {span(m['versus']['numpyro_jit']['compiled']['ess_per_1k_grads'])} | "
+            + "; ".join(",".join(str(d) for d in s[w]["divergences"]) for w in ways)
+            + " | "
+            + " / ".join(f3(max(s[w]["max_rhat"]), ".3f") for w in ways)
+            + " | "
+            + " / ".join(f"{s[w]['unmixed_runs']}/{s[w]['runs']}" for w in ways)
+            + " | "
+            + " / ".join(f3(max(s[w]["max_std_mean_error"]), ".3f") for w in ways)
+            + " | "
+            + " / ".join(f3(max(s[w]["max_z"]), ".2f") for w in ways)
+            + " |"
+        )
+    summary = res.get("summary") or {}
+    lines = []
+    for way in ("numpyro_jit", "numpyro_run"):
+        t = summary.get(way)
+        if not t:
+            continue
+        d, low_high = t["compiled_ess_per_s_model_medians"], t["compiled_ess_per_s_seed_range"]
+        f = t["first_result_ess_per_s"]
+        lines.append(
+            f"* ours / {way}: compiled ESS/s, over the {len(t['models_compared'])} models with "
+            "a verdict, "
+            + (
+                f"model medians {f3(d['median'], '.2f')} (from {f3(d['min'], '.2f')} to "
+                f"{f3(d['max'], '.2f')}), single seeds from {f3(low_high[0], '.2f')} to "
+                f"{f3(low_high[1], '.2f')}"
+                if d
+                else "none"
+            )
+            + "; first result, over the models whose first calls both mixed: "
+            + (
+                f"median {f3(f['median'], '.2f')} (from {f3(f['min'], '.2f')} to "
+                f"{f3(f['max'], '.2f')}, n={f['n']})"
+                if f
+                else "none"
+            )
+            + (
+                "; no claim for " + ", ".join(t["models_without_claim"])
+                if t["models_without_claim"]
+                else ""
+            )
+            + "."
+        )
+    out += [
+        "",
+        *lines,
+        "",
         "Models in NumPyro with the Stan programs' parameterization (see "
-        "`benchmarks/bench_nuts.py`). One run's minimum bulk ESS varies by 10-20 % between seeds; "
-        "the ratios are medians over the seeds.",
+        "`benchmarks/bench_nuts.py`). ESS per 1000 gradients is about the same on both sides "
+        "(the same algorithm); the ESS/s ratios move with each run's minimum bulk ESS, which "
+        "varies by 10-20 % between seeds, and with the call's time, hence the ranges. CPU "
+        "seconds above wall seconds: the call kept both cores busy (XLA's thread pool), which "
+        "on models this small made calls slower, not faster. What is not symmetric: ours "
+        "returns an `InferenceData` and runs its health checks inside the call, NumPyro returns "
+        "arrays; NumPyro's `numpyro_jit` way is not its documented default.",
         "",
     ]
     return out
@@ -350,9 +572,10 @@ def render(suite, out_dir: Path, gpu_dir: Path, png_rel) -> str:
     ]
     if not suite["quick"]:
         lines += [
-            "Cuts made to fit the suite in 15 minutes on 2 cores: peers 2 fresh processes per "
-            "cell by default (`--reps`; the peers' README: 3), 2 timed repeats per process (3) "
-            "and 500 Langevin steps "
+            f"Cuts made to fit the suite in 15 minutes on 2 cores: peers {peers.FULL_REPS} fresh "
+            "processes per cell by default (`--reps`; the peers' README: 3), "
+            f"{flag(peers.FULL_FLAGS, '--repeats', '3')} timed repeats per process (3) and "
+            f"{flag(peers.FULL_FLAGS, '--steps', '1000')} Langevin steps "
             "per timed call (1000); diagnostics 3 repeats (the script's default: 5); NUTS one "
             "run per model; scaling about 2 s of timed calls per point.",
             "",

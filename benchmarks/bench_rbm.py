@@ -1,36 +1,79 @@
-"""Our RBM (PCD-1) against scikit-learn's ``BernoulliRBM`` on binarized digits: time to reach
-the same exact held-out log-likelihood, and the best log-likelihood each reaches.
+"""Our RBM (PCD-1) against scikit-learn's ``BernoulliRBM`` on binarized digits, with the same
+initialisation, epochs, data and evaluation: training time (two rates, wall and CPU) and the
+best exact held-out log-likelihood each reaches, over several seeds in fresh processes.
 
-Both sides run in fresh processes, interleaved (``--reps`` of each), on the peer's data and
-settings (``shared/peers/sklearn_rbm_bench.py``, the agreed script, run as is): binarized
-digits (pixel >= 8), NumPy ``default_rng(0)`` shuffle, 1500 training and 297 held-out images,
-16 hidden units, batch 10, learning rate 0.05, plain SGD, ``--epochs`` epochs; after every
-epoch, the exact held-out log-likelihood (log Z summed over the 2^16 hidden states), computed
-outside the timed region on both sides.
+**Data and evaluation** (both sides): the agreed peer script's (``shared/peers/
+sklearn_rbm_bench.py``, imported for its ``data`` and ``exact_loglik``): scikit-learn's digits,
+pixel >= 8, NumPy ``default_rng(seed)`` shuffle, 1500 training and 297 held-out images; after
+every epoch the exact mean held-out log-likelihood (log Z summed over the 2^16 hidden states),
+in float64 NumPy, outside every timed region. The seed sets the split, scikit-learn's
+``random_state`` and our PRNG key, so each seed is its own data split.
 
-Ours is :func:`numpyro_ebm.training.rbm.train_rbm` with ``method="pcd"``, ``k=1``, 10 persistent
-chains (as scikit-learn keeps ``batch_size`` of them), no momentum and no weight decay, one
-``fit`` chunk per epoch (150 updates), for ``--our-epochs`` epochs (default 40, twice
-scikit-learn's: the summary compares both the first ``--epochs`` and all of them). Two
-differences, both library defaults: minibatches are drawn with replacement (scikit-learn
-sweeps a permutation), and the visible biases start at the training data's log-odds
-(scikit-learn starts them at 0). The gradient is the same Rao-Blackwellized one scikit-learn
-uses (hidden probabilities in both phases).
+**Settings** (both sides): 16 hidden units, batch 10, learning rate 0.05, plain SGD (no
+momentum, no weight decay), PCD-1 with 10 persistent chains (scikit-learn keeps
+``batch_size`` of them), the Rao-Blackwellized gradient (hidden probabilities in both phases),
+``--epochs`` epochs of 150 updates on both sides. Initialisation as scikit-learn's: weights
+N(0, 0.01^2), visible and hidden biases 0 (ours: ``BernoulliRBM.init(key, 0.01)`` without
+data, then :func:`numpyro_ebm.training.rbm.fit_rbm`; ``train_rbm`` would start the visible
+biases at the data's log-odds).
 
-Timing: scikit-learn's cumulative ``partial_fit`` seconds per epoch (its own script). Ours: the
-``fit`` callback's clock after each epoch. The first chunk also traces and compiles the step,
-so two figures are reported: ``train_s`` (run time: epoch 1 counted as the median of the
-later epochs' durations, compilation excluded) and ``wall_s`` (from the call of ``train_rbm``,
-compilation included).
+What is not the same (and cannot be with the library's API):
+
+* minibatches: ours draws each minibatch with replacement (``training.fit``'s only scheme);
+  scikit-learn's ``fit`` sweeps the training set in its fixed order every epoch, and the peer
+  script's ``partial_fit`` loop sweeps a fresh permutation each epoch;
+* persistent chains: ours start from Bernoulli(1/2) visible noise and store visible states;
+  scikit-learn starts from hidden states 0 (so its first negatives are Bernoulli(1/2) too) and
+  stores hidden states: the same block Gibbs chain, half a sweep apart;
+* dtype: ours float32 (the library's default); the peer's ``partial_fit`` float64 (it casts);
+  scikit-learn's ``fit`` is timed on float64 and on float32 data.
+
+**Processes**, per seed, each fresh and each inside ``_common.Contention`` (waits for a quiet
+machine, records wall and CPU time, the cores other processes used and the load averages;
+a process measured while others used more than ``--max-foreign`` cores is rerun up to
+``--retries`` times and, if still contended, kept and marked ``contaminated``):
+
+1. ``peer``: the agreed script as is (``partial_fit`` per minibatch, per-epoch permutation);
+   cumulative fit seconds per epoch (wall only);
+2. ``sklearn``: this script's scikit-learn helper: the peer's ``partial_fit`` loop again with
+   wall and CPU clocks (its log-likelihoods must equal the peer's), then ``fit`` as documented
+   (``BernoulliRBM(n_iter=epochs).fit(train)``, one timed call) on float64 and on float32
+   data, the float64 one replayed untimed as ``partial_fit`` over ``fit``'s own minibatch
+   slices for its per-epoch curve (checked equal to ``fit``'s parameters bit for bit);
+3. ``ours``: ``fit_rbm``, one chunk (150 updates) per epoch, a callback reading the wall and
+   CPU clocks and copying the parameters after each.
+
+The side that runs first alternates with the seed (even: scikit-learn first); the order of
+the helper's three modes too.
+
+**Two rates.** *First result*: wall (and CPU) time from the call to the end of epoch E, for
+ours from ``init`` on, tracing and compilation included (imports excluded on both sides;
+each process's whole wall and CPU time are in its contention record). *Compiled*: the steady
+state, epochs 2..E, measured on both sides from the clocks at the ends of epochs 1 and E
+(ours compiles in epoch 1; scikit-learn compiles nothing, and its ``fit`` is one call, so
+its compiled rate is ``fit`` time / E). Ours is also called a second time in the same process
+for the separately labelled longer run (``--long-epochs``, same key): its first chunk shows
+what a repeated ``fit_rbm`` call re-traces and recompiles. The longer run (scikit-learn's
+peer loop too) is never part of the comparison.
+
+**Time to target**: scikit-learn's best held-out log-likelihood within E epochs (peer loop)
+is the target; whether ours reaches it within the same E epochs, and if so, times to it:
+first result (ours from the call, scikit-learn's cumulative seconds) and compiled (from the
+end of epoch 1 to the end of the reaching epoch, on both sides).
+
+Ratios are scikit-learn / ours (> 1: ours faster), per seed, then the median and the range
+(min-max) over seeds.
 
 Run::
 
-    python benchmarks/bench_rbm.py [--reps 2] [--epochs 20] [--out benchmarks/results/rbm.json]
+    python benchmarks/bench_rbm.py [--seeds 0,1,2] [--epochs 20] [--long-epochs 40]
+        [--out benchmarks/results/rbm.json]
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import json
 import os
 import statistics
@@ -39,6 +82,7 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common
 
 ROOT = _common.ROOT
@@ -50,175 +94,479 @@ PEER = next(
     ),
     ROOT.parent / "shared" / "peers" / "sklearn_rbm_bench.py",
 )
-HIDDEN, BATCH, LEARNING_RATE = 16, 10, 0.05
+HIDDEN, BATCH, LEARNING_RATE, INIT_SCALE = 16, 10, 0.05, 0.01
 
 
 def parse_args(argv=None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--reps", type=int, default=2, help="fresh processes per side")
-    parser.add_argument("--epochs", type=int, default=20, help="scikit-learn's epochs")
+    parser.add_argument("--seeds", default="0,1,2", help="comma-separated; one split each")
+    parser.add_argument("--epochs", type=int, default=20, help="epochs, both sides")
     parser.add_argument(
-        "--our-epochs", type=int, default=40, help="ours (the first --epochs are compared too)"
+        "--long-epochs", type=int, default=40, help="the separate longer run (0: none)"
     )
+    parser.add_argument("--max-foreign", type=float, default=0.3, help="others' cores allowed")
+    parser.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait for quiet")
+    parser.add_argument("--retries", type=int, default=1, help="reruns of a contended process")
     parser.add_argument("--peer", type=Path, default=PEER, help="sklearn_rbm_bench.py")
     parser.add_argument("--out", type=Path, default=_common.RESULTS / "rbm.json")
-    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--role", choices=("ours", "sklearn"), help=argparse.SUPPRESS)
+    parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--reverse", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
-def worker(epochs: int, seed: int) -> dict:
-    """One training run of ours; prints and returns the peer script's JSON shape."""
+def load_peer(path: Path):
+    """The peer script as a module (its ``data`` and ``exact_loglik``)."""
+    spec = importlib.util.spec_from_file_location("sklearn_rbm_bench", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# --- the workers (fresh processes) -----------------------------------------------------------
+
+
+def worker_ours(peer, seed: int, epochs: int, long_epochs: int) -> dict:
+    """``fit_rbm`` from scikit-learn's initialisation, one chunk per epoch; clocks after each."""
     import jax
     import numpy as np
 
-    sys.path.insert(0, str(ROOT / "examples"))
-    from rbm_digits import binarized_digits
-
     from numpyro_ebm.models.rbm import BernoulliRBM
-    from numpyro_ebm.training.rbm import train_rbm
+    from numpyro_ebm.training.rbm import fit_rbm, rbm_optimizer
 
-    train, test = binarized_digits(seed)
+    train64, test = peer.data(seed)
+    train = train64.astype(np.float32)  # 0/1: exact in float32
     steps_per_epoch = train.shape[0] // BATCH
-    stamps, snapshots = [], []
-
-    def record(step, params, history):
-        del step, history
-        stamps.append(time.perf_counter())
-        snapshots.append(jax.tree.map(np.asarray, params))
-
-    started = time.perf_counter()
-    train_rbm(
-        train,
-        HIDDEN,
-        key=jax.random.key(seed),
-        method="pcd",
-        k=1,
-        learning_rate=LEARNING_RATE,
-        num_steps=epochs * steps_per_epoch,
-        batch_size=BATCH,
-        steps_per_chunk=steps_per_epoch,
-        callbacks=[record],
-    )
-    durations = np.diff(np.asarray([started, *stamps]))
-    first = float(np.median(durations[1:])) if epochs > 1 else float(durations[0])
     model = BernoulliRBM(train.shape[1], HIDDEN)
-    log_likelihood = jax.jit(model.log_likelihood)
-    rows = []
-    for epoch, (stamp, params) in enumerate(zip(stamps, snapshots, strict=True), start=1):
-        rows.append(
-            {
-                "epoch": epoch,
-                "train_s": round(first + stamp - stamps[0], 4),
-                "wall_s": round(stamp - started, 4),
-                "test_loglik": float(log_likelihood(params, test)),
-            }
+    key_init, key_fit = jax.random.split(jax.random.key(seed))
+
+    def one_fit(num_epochs: int) -> dict:
+        stamps, snapshots = [], []
+
+        def record(step, params, history):
+            del step, history
+            snapshots.append(jax.tree.map(np.array, params))
+            stamps.append((time.perf_counter(), time.process_time()))
+
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+        params = model.init(key_init, INIT_SCALE)  # W ~ N(0, 0.01^2), b = 0, c = 0
+        fit_rbm(
+            model,
+            params,
+            train,
+            key=key_fit,
+            method="pcd",
+            k=1,
+            optimizer=rbm_optimizer(LEARNING_RATE),
+            num_steps=num_epochs * steps_per_epoch,
+            batch_size=BATCH,
+            num_chains=BATCH,
+            steps_per_chunk=steps_per_epoch,
+            callbacks=[record],
         )
+        rows = []
+        for epoch, ((wall, cpu), p) in enumerate(zip(stamps, snapshots, strict=True), start=1):
+            # the peer's evaluation: components_ is (hidden, visible)
+            shim = type("RBM", (), {})()
+            shim.components_ = np.asarray(p.W, np.float64).T
+            shim.intercept_visible_ = np.asarray(p.b, np.float64)
+            shim.intercept_hidden_ = np.asarray(p.c, np.float64)
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "wall_s": round(wall - wall0, 4),
+                    "cpu_s": round(cpu - cpu0, 4),
+                    "test_loglik": peer.exact_loglik(shim, test),
+                }
+            )
+        return {"epochs": rows, **_best(rows)}
+
+    main = one_fit(epochs)
+    out = {
+        "side": "numpyro_ebm",
+        "dtype": "float32",
+        "init": "W ~ N(0, 0.01^2), b = 0, c = 0 (BernoulliRBM.init(key, 0.01))",
+        "minibatches": "with replacement (training.fit)",
+        "fit": main,
+    }
+    if long_epochs:
+        out["longer_run_second_call"] = one_fit(long_epochs)
+    return out
+
+
+def _best(rows: list[dict]) -> dict:
     best = max(rows, key=lambda r: r["test_loglik"])
+    return {"best_test_loglik": best["test_loglik"], "best_epoch": best["epoch"]}
+
+
+def worker_sklearn(peer, seed: int, epochs: int, long_epochs: int, reverse: bool) -> dict:
+    """scikit-learn three ways (the peer's partial_fit loop, fit on float64, fit on float32)."""
+    import numpy as np
+    from sklearn.neural_network import BernoulliRBM
+    from sklearn.utils import gen_even_slices
+
+    train, test = peer.data(seed)
+
+    def new(**kw):
+        return BernoulliRBM(
+            n_components=HIDDEN,
+            learning_rate=LEARNING_RATE,
+            batch_size=BATCH,
+            random_state=seed,
+            **kw,
+        )
+
+    def partial_fit_loop(num_epochs: int) -> dict:
+        """The peer script's loop, with a CPU clock beside its wall clock."""
+        rbm, order = new(), np.random.default_rng(seed + 1)
+        rows, wall, cpu = [], 0.0, 0.0
+        for epoch in range(1, num_epochs + 1):
+            t0, c0 = time.perf_counter(), time.process_time()
+            x = train[order.permutation(len(train))]
+            for i in range(0, len(x), BATCH):
+                rbm.partial_fit(x[i : i + BATCH])
+            wall += time.perf_counter() - t0
+            cpu += time.process_time() - c0
+            rows.append(
+                {
+                    "epoch": epoch,
+                    "wall_s": round(wall, 4),
+                    "cpu_s": round(cpu, 4),
+                    "test_loglik": peer.exact_loglik(rbm, test),
+                }
+            )
+        return {"epochs": rows, **_best(rows)}
+
+    def fit(dtype) -> dict:
+        x = train.astype(dtype)
+        rbm = new(n_iter=epochs)
+        t0, c0 = time.perf_counter(), time.process_time()
+        rbm.fit(x)
+        wall, cpu = time.perf_counter() - t0, time.process_time() - c0
+        out = {
+            "dtype": str(rbm.components_.dtype),
+            "wall_s": round(wall, 4),
+            "cpu_s": round(cpu, 4),
+            "final_test_loglik": peer.exact_loglik(rbm, test),
+        }
+        if dtype == np.float64:  # untimed replay: fit's minibatches, in fit's order
+            replay, rows = new(), []
+            n_batches = -(-len(x) // BATCH)  # as fit() slices
+            slices = list(gen_even_slices(n_batches * BATCH, n_batches, n_samples=len(x)))
+            for epoch in range(1, epochs + 1):
+                for s in slices:
+                    replay.partial_fit(x[s])
+                rows.append({"epoch": epoch, "test_loglik": peer.exact_loglik(replay, test)})
+            same = all(
+                np.array_equal(getattr(replay, name), getattr(rbm, name))
+                for name in ("components_", "intercept_visible_", "intercept_hidden_")
+            )
+            out.update(epochs=rows, replay_equals_fit=bool(same), **_best(rows))
+        return out
+
+    modes = [
+        ("partial_fit", lambda: partial_fit_loop(epochs)),
+        ("fit_float64", lambda: fit(np.float64)),
+        ("fit_float32", lambda: fit(np.float32)),
+    ]
+    out = {"side": "scikit-learn", "mode_order": [m for m, _ in modes[:: -1 if reverse else 1]]}
+    for name, run_mode in modes[:: -1 if reverse else 1]:
+        out[name] = run_mode()
+    if long_epochs:
+        out["longer_run_partial_fit"] = partial_fit_loop(long_epochs)
+    return out
+
+
+# --- the driver ------------------------------------------------------------------------------
+
+
+def run(label: str, command: list[str], args) -> dict:
+    """Run one process inside the contention guard; rerun it (up to ``--retries``) while others
+    used more than ``--max-foreign`` cores. Its last stdout line is JSON."""
+    discarded = []
+    for _attempt in range(args.retries + 1):
+        env = os.environ | {"JAX_PLATFORMS": "cpu"}
+        with _common.Contention(args.max_foreign, args.max_wait) as guard:
+            done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1200)
+        if done.returncode:
+            raise RuntimeError(f"{command} failed:\n{done.stderr[-2000:]}")
+        result = json.loads(done.stdout.strip().splitlines()[-1])
+        record = guard.record()
+        print(
+            f"  {label}: {record['wall_s']:.1f} s wall, {record['cpu_s']:.1f} s CPU, others "
+            f"{record['foreign_cores']:.2f} cores, load {record['loadavg_start'][0]:.2f}"
+            f"{' CONTAMINATED' if record['contaminated'] else ''}",
+            flush=True,
+        )
+        if not record["contaminated"]:
+            break
+        discarded.append(record)
     return {
-        "library": "numpyro-ebm",
-        "hidden": HIDDEN,
-        "lr": LEARNING_RATE,
-        "batch": BATCH,
-        "compile_and_first_epoch_s": round(float(durations[0]), 3),
-        "epochs": rows,
-        "best_test_loglik": best["test_loglik"],
-        "best_epoch": best["epoch"],
+        "process": label,
+        "command": [str(c) for c in command],
+        "contention": record,
+        "discarded_contended_attempts": discarded,
+        "result": result,
     }
 
 
-def run(command: list[str]) -> dict:
-    """Run one process; its last stdout line is JSON. Adds wall time and the load average."""
-    load_before = os.getloadavg()[0]
-    env = os.environ | {"JAX_PLATFORMS": "cpu"}
-    started = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
-    if done.returncode:
-        raise RuntimeError(f"{command} failed:\n{done.stderr[-2000:]}")
-    result = json.loads(done.stdout.strip().splitlines()[-1])
-    result["process_wall_s"] = round(time.perf_counter() - started, 2)
-    result["load_average_1min"] = [round(load_before, 2), round(os.getloadavg()[0], 2)]
-    return result
+def reach(rows: list[dict], target: float) -> dict | None:
+    """The first row whose log-likelihood is >= ``target``."""
+    return next((row for row in rows if row["test_loglik"] >= target), None)
 
 
-def time_to_reach(rows: list[dict], target: float, key: str = "train_s") -> float | None:
-    """Seconds (column ``key``) at the first epoch whose log-likelihood is >= ``target``."""
-    for row in rows:
-        if row["test_loglik"] >= target:
-            return row[key]
-    return None
+def seed_figures(peer: dict, sk: dict, ours: dict, epochs: int) -> dict:
+    """One seed's figures and ratios (scikit-learn / ours: > 1, ours faster)."""
+    p_rows, s_rows = peer["epochs"], sk["partial_fit"]["epochs"]
+    o = ours["fit"]
+    o_rows = o["epochs"]
+    target = peer["best_test_loglik"]
+    peer_at_target = reach(p_rows, target)
+    ours_at_target = reach(o_rows, target)
+    figures = {
+        "peer_log_likelihoods_reproduced": [r["test_loglik"] for r in p_rows]
+        == [r["test_loglik"] for r in s_rows],
+        "best_test_loglik": {
+            "sklearn_partial_fit": peer["best_test_loglik"],
+            "sklearn_partial_fit_epoch": peer["best_epoch"],
+            "sklearn_fit_float64": sk["fit_float64"]["best_test_loglik"],
+            "sklearn_fit_float64_epoch": sk["fit_float64"]["best_epoch"],
+            "sklearn_fit_float32_final": sk["fit_float32"]["final_test_loglik"],
+            "ours": o["best_test_loglik"],
+            "ours_epoch": o["best_epoch"],
+            "ours_minus_sklearn_partial_fit": o["best_test_loglik"] - peer["best_test_loglik"],
+            "ours_minus_sklearn_fit_float64": o["best_test_loglik"]
+            - sk["fit_float64"]["best_test_loglik"],
+        },
+        "first_result_s": {  # E epochs from the call, compilation included
+            "sklearn_partial_fit_peer_wall": p_rows[-1]["train_s"],
+            "sklearn_partial_fit_wall": s_rows[-1]["wall_s"],
+            "sklearn_partial_fit_cpu": s_rows[-1]["cpu_s"],
+            "sklearn_fit_float64_wall": sk["fit_float64"]["wall_s"],
+            "sklearn_fit_float64_cpu": sk["fit_float64"]["cpu_s"],
+            "sklearn_fit_float32_wall": sk["fit_float32"]["wall_s"],
+            "sklearn_fit_float32_cpu": sk["fit_float32"]["cpu_s"],
+            "ours_wall": o_rows[-1]["wall_s"],
+            "ours_cpu": o_rows[-1]["cpu_s"],
+            "ours_epoch_1_wall": o_rows[0]["wall_s"],
+            "ours_epoch_1_cpu": o_rows[0]["cpu_s"],
+        },
+        "compiled_s_per_epoch": {  # steady state: epochs 2..E
+            "sklearn_partial_fit_peer_wall": (p_rows[-1]["train_s"] - p_rows[0]["train_s"])
+            / (epochs - 1),
+            "sklearn_partial_fit_wall": (s_rows[-1]["wall_s"] - s_rows[0]["wall_s"]) / (epochs - 1),
+            "sklearn_partial_fit_cpu": (s_rows[-1]["cpu_s"] - s_rows[0]["cpu_s"]) / (epochs - 1),
+            "sklearn_fit_float64_wall": sk["fit_float64"]["wall_s"] / epochs,
+            "sklearn_fit_float64_cpu": sk["fit_float64"]["cpu_s"] / epochs,
+            "sklearn_fit_float32_wall": sk["fit_float32"]["wall_s"] / epochs,
+            "sklearn_fit_float32_cpu": sk["fit_float32"]["cpu_s"] / epochs,
+            "ours_wall": (o_rows[-1]["wall_s"] - o_rows[0]["wall_s"]) / (epochs - 1),
+            "ours_cpu": (o_rows[-1]["cpu_s"] - o_rows[0]["cpu_s"]) / (epochs - 1),
+        },
+        "target": {
+            "test_loglik": target,
+            "sklearn_epoch": peer_at_target["epoch"],
+            "sklearn_first_result_wall_s": peer_at_target["train_s"],
+            "sklearn_compiled_wall_s": peer_at_target["train_s"] - p_rows[0]["train_s"],
+            "ours_reached_within_same_epochs": ours_at_target is not None,
+            "ours_epoch": None if ours_at_target is None else ours_at_target["epoch"],
+            "ours_first_result_wall_s": ours_at_target and ours_at_target["wall_s"],
+            "ours_compiled_wall_s": ours_at_target
+            and ours_at_target["wall_s"] - o_rows[0]["wall_s"],
+        },
+    }
+    first, compiled, tgt = (
+        figures["first_result_s"],
+        figures["compiled_s_per_epoch"],
+        figures["target"],
+    )
+    ratios = {}
+    for name in ("partial_fit_peer", "partial_fit", "fit_float64", "fit_float32"):
+        ratios[f"first_result_wall_vs_{name}"] = first[f"sklearn_{name}_wall"] / first["ours_wall"]
+        ratios[f"compiled_wall_vs_{name}"] = (
+            compiled[f"sklearn_{name}_wall"] / compiled["ours_wall"]
+        )
+        if name != "partial_fit_peer":
+            ratios[f"first_result_cpu_vs_{name}"] = first[f"sklearn_{name}_cpu"] / first["ours_cpu"]
+            ratios[f"compiled_cpu_vs_{name}"] = (
+                compiled[f"sklearn_{name}_cpu"] / compiled["ours_cpu"]
+            )
+    reached = tgt["ours_epoch"] is not None
+    ratios["time_to_target_first_result_wall"] = (
+        tgt["sklearn_first_result_wall_s"] / tgt["ours_first_result_wall_s"] if reached else None
+    )
+    # epochs 2..target on both sides; none when either side gets there in epoch 1
+    both_later = reached and tgt["ours_epoch"] > 1 and tgt["sklearn_epoch"] > 1
+    ratios["time_to_target_compiled_wall"] = (
+        tgt["sklearn_compiled_wall_s"] / tgt["ours_compiled_wall_s"] if both_later else None
+    )
+    figures["ratios_sklearn_over_ours"] = ratios
+    return figures
+
+
+def longer_run(sk: dict, ours: dict, peer_target: float) -> dict:
+    """The separately labelled longer run (not part of the comparison)."""
+    o, s = ours["longer_run_second_call"], sk["longer_run_partial_fit"]
+    at = reach(o["epochs"], peer_target)
+    o_rows = o["epochs"]
+    return {
+        "epochs": len(o_rows),
+        "sklearn_partial_fit_best": s["best_test_loglik"],
+        "sklearn_partial_fit_best_epoch": s["best_epoch"],
+        "ours_best": o["best_test_loglik"],
+        "ours_best_epoch": o["best_epoch"],
+        "ours_first_epoch_reaching_the_20_epoch_target": None if at is None else at["epoch"],
+        "ours_second_call_epoch_1_wall_s": o_rows[0]["wall_s"],
+        "ours_second_call_epoch_1_cpu_s": o_rows[0]["cpu_s"],
+        "ours_second_call_steady_wall_s_per_epoch": (o_rows[-1]["wall_s"] - o_rows[0]["wall_s"])
+        / (len(o_rows) - 1),
+    }
+
+
+def spread(values: list) -> dict | None:
+    values = [v for v in values if v is not None]
+    if not values:
+        return None
+    return {
+        "median": statistics.median(values),
+        "min": min(values),
+        "max": max(values),
+        "n": len(values),
+    }
 
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    if args.worker:
-        result = worker(args.epochs, args.seed)
+    if args.role:
+        peer = load_peer(args.peer)
+        if args.role == "ours":
+            result = worker_ours(peer, args.seed, args.epochs, args.long_epochs)
+        else:
+            result = worker_sklearn(peer, args.seed, args.epochs, args.long_epochs, args.reverse)
         print(json.dumps(result))
         return result
-    flags = ["--hidden", str(HIDDEN), "--epochs", str(args.epochs), "--lr", str(LEARNING_RATE)]
-    flags += ["--batch", str(BATCH), "--seed", str(args.seed)]
-    ours_cmd = [sys.executable, __file__, "--worker", "--epochs", str(args.our_epochs)]
-    ours_cmd += ["--seed", str(args.seed)]
-    peer_runs, our_runs = [], []
-    for _ in range(args.reps):
-        peer_runs.append(run([sys.executable, str(args.peer), *flags]))
-        our_runs.append(run(ours_cmd))
-        print(
-            f"sklearn best {peer_runs[-1]['best_test_loglik']:.3f} at "
-            f"{peer_runs[-1]['epochs'][-1]['train_s']:.2f} s total; ours best "
-            f"{our_runs[-1]['best_test_loglik']:.3f}, {our_runs[-1]['epochs'][-1]['train_s']:.2f}"
-            f" s run + {our_runs[-1]['compile_and_first_epoch_s']:.2f} s first chunk"
-        )
-    peer_best = statistics.median(r["best_test_loglik"] for r in peer_runs)
-    peer_time = statistics.median(
-        time_to_reach(r["epochs"], r["best_test_loglik"]) for r in peer_runs
-    )
-    summary = {
-        "target_test_loglik": peer_best,
-        "sklearn_time_to_target_s": peer_time,
-        "sklearn_time_all_epochs_s": statistics.median(
-            r["epochs"][-1]["train_s"] for r in peer_runs
-        ),
-        "sklearn_best_test_loglik": peer_best,
-    }
-    for label, epochs in (("same_epochs", args.epochs), ("all_epochs", args.our_epochs)):
-        rows = [r["epochs"][:epochs] for r in our_runs]
-        ours_time = [time_to_reach(r, peer_best) for r in rows]
-        ours_wall = [time_to_reach(r, peer_best, "wall_s") for r in rows]
-        reached = all(t is not None for t in ours_time)
-        summary[label] = {
-            "epochs": epochs,
-            "ours_time_all_epochs_s": statistics.median(r[-1]["train_s"] for r in rows),
-            "ours_best_test_loglik": statistics.median(
-                max(row["test_loglik"] for row in r) for r in rows
-            ),
-            "ours_time_to_target_s": statistics.median(ours_time) if reached else None,
-            "ours_wall_to_target_s": statistics.median(ours_wall) if reached else None,
-            "speedup_run": peer_time / statistics.median(ours_time) if reached else None,
-            "speedup_with_compilation": (
-                peer_time / statistics.median(ours_wall) if reached else None
-            ),
+    if args.epochs < 2:
+        sys.exit("error: --epochs must be at least 2 (the compiled rate is epochs 2..E)")
+    seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    started = _common.utc_now()
+    me = [sys.executable, str(Path(__file__).resolve())]
+    common = ["--epochs", str(args.epochs), "--long-epochs", str(args.long_epochs)]
+    common += ["--peer", str(args.peer)]
+    peer_flags = ["--hidden", str(HIDDEN), "--epochs", str(args.epochs)]
+    peer_flags += ["--lr", str(LEARNING_RATE), "--batch", str(BATCH)]
+    processes, per_seed = [], []
+    for index, seed in enumerate(seeds):
+        reverse = index % 2 == 1
+        commands = {
+            "peer": [sys.executable, str(args.peer), *peer_flags, "--seed", str(seed)],
+            "sklearn": [*me, "--role", "sklearn", "--seed", str(seed), *common]
+            + (["--reverse"] if reverse else []),
+            "ours": [*me, "--role", "ours", "--seed", str(seed), *common],
         }
+        order = ["ours", "sklearn", "peer"] if reverse else ["peer", "sklearn", "ours"]
+        print(f"seed {seed}: {' -> '.join(order)}", flush=True)
+        runs = {}
+        for label in order:
+            runs[label] = run(label, commands[label], args)
+            runs[label]["seed"] = seed
+            processes.append(runs[label])
+        figures = seed_figures(
+            runs["peer"]["result"], runs["sklearn"]["result"], runs["ours"]["result"], args.epochs
+        )
+        figures["seed"] = seed
+        figures["order"] = order
+        if args.long_epochs:
+            figures["longer_run_not_compared"] = longer_run(
+                runs["sklearn"]["result"], runs["ours"]["result"], figures["target"]["test_loglik"]
+            )
+        per_seed.append(figures)
+        r = figures["ratios_sklearn_over_ours"]
+        print(
+            f"  best: sklearn {figures['best_test_loglik']['sklearn_partial_fit']:.3f}, ours "
+            f"{figures['best_test_loglik']['ours']:.3f}; sklearn/ours first result "
+            f"{r['first_result_wall_vs_partial_fit_peer']:.2f} (peer), "
+            f"{r['first_result_wall_vs_fit_float64']:.2f} (fit); compiled "
+            f"{r['compiled_wall_vs_partial_fit_peer']:.2f} (peer), "
+            f"{r['compiled_wall_vs_fit_float64']:.2f} (fit)",
+            flush=True,
+        )
+    records = [p["contention"] for p in processes]
+    contaminated = any(c["contaminated"] for c in records)
+    ratio_names = per_seed[0]["ratios_sklearn_over_ours"].keys()
+    summary = {
+        "seeds": seeds,
+        "epochs": args.epochs,
+        "contaminated": contaminated,
+        "load": {
+            "loadavg_1min_min": min(
+                min(c["loadavg_start"][0], c["loadavg_end"][0]) for c in records
+            ),
+            "loadavg_1min_max": max(
+                max(c["loadavg_start"][0], c["loadavg_end"][0]) for c in records
+            ),
+            "foreign_cores_max": max(c["foreign_cores"] for c in records),
+            "contended_attempts_discarded": sum(
+                len(p["discarded_contended_attempts"]) for p in processes
+            ),
+        },
+        "ratios_sklearn_over_ours": {
+            name: spread([s["ratios_sklearn_over_ours"][name] for s in per_seed])
+            for name in ratio_names
+        },
+        "ours_reached_sklearn_best_within_same_epochs": [
+            s["target"]["ours_reached_within_same_epochs"] for s in per_seed
+        ],
+        "best_test_loglik": {
+            name: spread([s["best_test_loglik"][name] for s in per_seed])
+            for name in per_seed[0]["best_test_loglik"]
+        },
+        "first_result_s": {
+            name: spread([s["first_result_s"][name] for s in per_seed])
+            for name in per_seed[0]["first_result_s"]
+        },
+        "compiled_s_per_epoch": {
+            name: spread([s["compiled_s_per_epoch"][name] for s in per_seed])
+            for name in per_seed[0]["compiled_s_per_epoch"]
+        },
+        "note": (
+            "ratios are scikit-learn / ours (> 1: ours faster); median and min-max over seeds"
+            + ("; CONTAMINATED: some process ran while others used the CPU" if contaminated else "")
+        ),
+    }
     result = {
         "benchmark": "rbm",
-        "date": _common.utc_now().isoformat(timespec="seconds"),
+        "date": started.isoformat(timespec="seconds"),
+        "finished": _common.utc_now().isoformat(timespec="seconds"),
+        "git_revision": _common.git_revision(),
+        "command": [Path(sys.executable).name, *sys.argv],
         "machine": _common.machine_info(),
-        "versions": _common.local_versions((*_common.PACKAGES, "scikit-learn")),
+        "versions": _common.local_versions((*_common.PACKAGES, "scikit-learn", "scipy", "numpy")),
         "config": {
             "hidden": HIDDEN,
             "batch": BATCH,
             "lr": LEARNING_RATE,
+            "init_scale": INIT_SCALE,
             "epochs": args.epochs,
-            "our_epochs": args.our_epochs,
-            "reps": args.reps,
-            "seed": args.seed,
+            "updates_per_epoch": 150,
+            "long_epochs": args.long_epochs,
+            "seeds": seeds,
+            "max_foreign": args.max_foreign,
+            "retries": args.retries,
+            "peer": str(args.peer),
+            "not_symmetric": [
+                "minibatches: ours with replacement; sklearn fit a fixed-order sweep, the peer's "
+                "partial_fit loop a fresh permutation per epoch",
+                "dtype: ours float32; peer partial_fit float64; sklearn fit timed on both",
+                "persistent chains: ours start at Bernoulli(1/2) visible noise, sklearn at hidden "
+                "zeros (first negatives Bernoulli(1/2) too)",
+            ],
         },
+        "contaminated": contaminated,
         "summary": summary,
-        "sklearn": peer_runs,
-        "numpyro_ebm": our_runs,
+        "per_seed": per_seed,
+        "processes": processes,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(result, indent=2))
+    _common.write_json(args.out, result)
     print(json.dumps(summary))  # one line: benchmarks/run.py reads the last line as JSON
     return result
 

@@ -1,29 +1,43 @@
 #!/usr/bin/env python3
 """The sample path against the same kernel in a hand-written loop, side by side in one run.
 
-For each sampler (ULA, MALA, HMC, annealed Langevin) and chain count, on the peers' MLP energy
+For each sampler (ULA, MALA, HMC, annealed Langevin), on the peers' MLP energy
 E(x) = Linear(dim, h)-SiLU-Linear(h, h)-SiLU-Linear(h, 1) (``numpyro_ebm.MLPEnergy``):
 
 * **hand-written**: ``jax.jit`` of a ``lax.scan`` over steps of ``vmap(kernel.step)`` (one key
   per chain, split from the step's key), keeping every draw, copied to the host;
 * **sample()**: ``ne.sample(energy, sampler, num_warmup=0, ...)`` from the same start, keeping
-  the same draws (``keep_stats=()``; and with every statistic, the default).
+  the same draws (``keep_stats=()``), and with every statistic (the default).
 
-Both are timed per kept draw with the fixed cost cancelled: ``(t(2N) - t(N)) / N`` over
-interleaved repeats (the fastest of each: noise on a shared machine only adds time), after a
-first, compiling call of each length. The ratio
-``sample() / hand-written`` in chain-steps per second is the figure of merit (goal >= 0.9).
-A repeated identical ``sample()`` call's overhead beyond its run, ``t(N) - N * per_draw``, is
-reported as a fraction of ``t(N)`` (goal < 5 %, i.e. no recompilation), and the whole call's
-time over the hand-written loop's for the same N draws.
+Each side is called at several draw counts N (``--draws``, at least 4 values; divided by the
+sampler's steps per draw so that every call does about the same work), first once to compile
+(its time is recorded), then in ``--repeats`` interleaved rounds: each round calls every
+(side, N) once, in an order that alternates which side runs first and whether N rises or
+falls. The per-draw cost is the **least-squares slope** of wall time against N over all the
+rounds' calls; the **intercept** is the fixed cost of a call (what a repeated call costs beyond
+its draws). Their spread is given two ways: the range of the slopes (intercepts) fitted to each
+round alone, and a 95 % bootstrap interval over rounds (rounds resampled with replacement, the
+same rounds for both sides, so that the machine's drift is shared by numerator and
+denominator). The figure of merit is the ratio of chain-steps per second, ``hand-written slope
+/ sample() slope`` (> 1: ``sample()`` faster), with the same two spreads; the **whole call**
+ratio ``t_hand(N) / t_sample(N)`` is given per N as the median and range over rounds (each
+round's pair taken together). Every row measured is kept in the file.
 
-Writes ``benchmarks/results/sample_path.json`` (or ``--out``).
+The whole measurement of each sampler runs inside ``_common.Contention`` (the machine's load
+and the CPU time others used are recorded; a contended row is marked ``contaminated``), and the
+process CPU time of every call is recorded next to its wall time.
+
+Writes ``benchmarks/results/sample_path.json`` (or ``--out``). Example (the 10^6-chain file)::
+
+    python benchmarks/bench_sample_path.py --chains 1000000 --draws 1 2 3 4 --repeats 3 \
+        --samplers ula --kinds hand_written sample_no_stats \
+        --out benchmarks/results/sample_path_1m.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
+import resource
 import sys
 import time
 from pathlib import Path
@@ -39,6 +53,7 @@ import numpyro_ebm as ne
 from numpyro_ebm.kernels import annealed_langevin, ula
 
 SIGMAS = np.geomspace(1.0, 0.1, 4).astype(np.float32)
+KINDS = ("hand_written", "sample_no_stats", "sample_all_stats")
 
 
 def energy_fn(dim: int, hidden: int, seed: int):
@@ -103,16 +118,102 @@ def hand_written(algorithm, x0, num_draws: int):
     return lambda key: np.asarray(run(key))
 
 
-def timed(fn, key) -> float:
-    start = time.perf_counter()
+def _cpu_s() -> float:
+    r = resource.getrusage(resource.RUSAGE_SELF)
+    return r.ru_utime + r.ru_stime
+
+
+def timed(fn, key) -> tuple[float, float]:
+    """Wall and process CPU seconds of one call (its result is on the host when it returns)."""
+    cpu, start = _cpu_s(), time.perf_counter()
     fn(key)
-    return time.perf_counter() - start
+    return time.perf_counter() - start, _cpu_s() - cpu
 
 
-KINDS = ("hand_written", "sample_no_stats", "sample_all_stats")
+def fit(ns, ts) -> tuple[float, float]:
+    """Least-squares (slope, intercept) of ts against ns."""
+    slope, intercept = np.polyfit(np.asarray(ns, float), np.asarray(ts, float), 1)
+    return float(slope), float(intercept)
 
 
-def measure(name, sampler, algorithm, energy, x0, n, repeats, steps_per_draw, kinds=KINDS):
+def analyse(
+    wall: dict, draws: list[int], kinds, chains: int, steps: int, boot: int, seed: int, cpu=None
+):
+    """Slopes, intercepts and ratios with their spreads; ``wall[kind][n]`` lists the rounds
+    (``cpu`` likewise: the same fit of process CPU time, without the bootstrap)."""
+    rounds = len(wall[kinds[0]][draws[0]])
+
+    def fit_rounds(kind, idx, times=wall):
+        ns = [n for i in idx for n in draws]
+        ts = [times[kind][n][i] for i in idx for n in draws]
+        return fit(ns, ts)
+
+    rng = np.random.default_rng(seed)
+    samples = [rng.integers(0, rounds, rounds) for _ in range(boot)]
+    out = {}
+    for kind in kinds:
+        slope, icpt = fit_rounds(kind, range(rounds))
+        per_round = [fit_rounds(kind, [i]) for i in range(rounds)]
+        bs = np.array([fit_rounds(kind, s) for s in samples])
+        tmax = float(np.median(wall[kind][draws[-1]]))
+        out[kind] = {
+            "per_draw_s": slope,
+            "per_draw_s_round_range": [min(p[0] for p in per_round), max(p[0] for p in per_round)],
+            "per_draw_s_boot95": np.percentile(bs[:, 0], [2.5, 97.5]).tolist(),
+            "fixed_s": icpt,
+            "fixed_s_round_range": [min(p[1] for p in per_round), max(p[1] for p in per_round)],
+            "fixed_s_boot95": np.percentile(bs[:, 1], [2.5, 97.5]).tolist(),
+            "chain_steps_per_s": chains * steps / slope if slope > 0 else float("nan"),
+            "median_t_max_n_s": tmax,
+            "fixed_fraction_of_t_max_n": icpt / tmax,
+            "slope_of_minima_s": fit(draws, [min(wall[kind][n]) for n in draws])[0],
+        }
+        if cpu is not None:
+            cslope, cicpt = fit_rounds(kind, range(rounds), cpu)
+            per_round = [fit_rounds(kind, [i], cpu)[0] for i in range(rounds)]
+            out[kind] |= {
+                "per_draw_cpu_s": cslope,
+                "per_draw_cpu_s_round_range": [min(per_round), max(per_round)],
+                "fixed_cpu_s": cicpt,
+            }
+    if "hand_written" not in kinds:
+        return out
+    hw = out["hand_written"]
+    for kind in kinds:
+        if kind == "hand_written":
+            continue
+        per_round = [
+            fit_rounds("hand_written", [i])[0] / fit_rounds(kind, [i])[0] for i in range(rounds)
+        ]
+        bs = [fit_rounds("hand_written", s)[0] / fit_rounds(kind, s)[0] for s in samples]
+        whole = {}
+        for n in draws:
+            pairs = [wall["hand_written"][n][i] / wall[kind][n][i] for i in range(rounds)]
+            whole[str(n)] = {
+                "median": float(np.median(pairs)),
+                "range": [min(pairs), max(pairs)],
+            }
+        out[kind] |= {
+            "ratio_per_draw": hw["per_draw_s"] / out[kind]["per_draw_s"],
+            "ratio_per_draw_round_range": [min(per_round), max(per_round)],
+            "ratio_per_draw_boot95": np.percentile(bs, [2.5, 97.5]).tolist(),
+            "ratio_per_draw_of_minima": hw["slope_of_minima_s"] / out[kind]["slope_of_minima_s"],
+            "whole_call_ratio": whole,
+        }
+        if cpu is not None:
+            per_round = [
+                fit_rounds("hand_written", [i], cpu)[0] / fit_rounds(kind, [i], cpu)[0]
+                for i in range(rounds)
+            ]
+            out[kind] |= {
+                "ratio_per_draw_cpu": hw["per_draw_cpu_s"] / out[kind]["per_draw_cpu_s"],
+                "ratio_per_draw_cpu_round_range": [min(per_round), max(per_round)],
+            }
+    return out
+
+
+def measure(name, sampler, algorithm, energy, x0, draws, repeats, kinds, seed):
+    """Compile, then time every (kind, N) in interleaved rounds; returns the raw times."""
     target = energy if name != "annealed_langevin" else (lambda x, sigma: energy(x))
 
     def ours(m, keep_stats):
@@ -132,97 +233,143 @@ def measure(name, sampler, algorithm, energy, x0, n, repeats, steps_per_draw, ki
         "sample_no_stats": lambda m: ours(m, ()),
         "sample_all_stats": lambda m: ours(m, None),
     }
-    kinds = {kind: makers[kind] for kind in kinds}
-    fns = {(kind, m): make(m) for kind, make in kinds.items() for m in (n, 2 * n)}
-    compile_s = {}
-    for (kind, m), fn in fns.items():  # the first call compiles
-        compile_s[f"{kind}_{m}"] = timed(fn, jax.random.key(0))
-    times = {key: [] for key in fns}
-    for r in range(repeats):  # interleaved
-        for key, fn in fns.items():
-            times[key].append(timed(fn, jax.random.key(r + 1)))
-    out = {"compile_s": compile_s}
-    for kind in kinds:
-        t1, t2 = min(times[(kind, n)]), min(times[(kind, 2 * n)])
-        per_draw = (t2 - t1) / n
-        out[kind] = {
-            "t_n_s": t1,
-            "t_2n_s": t2,
-            "per_draw_s": per_draw,
-            "chain_steps_per_s": (
-                x0.shape[0] * steps_per_draw / per_draw if per_draw > 0 else float("nan")
-            ),
-            "call_overhead_fraction": (t1 - n * per_draw) / t1,
-        }
-    base = out["hand_written"]["chain_steps_per_s"]
-    for kind in set(kinds) - {"hand_written"}:
-        out[kind]["ratio_to_hand_written"] = out[kind]["chain_steps_per_s"] / base
-        # the whole call against the hand-written loop's, same draws: fixed and per-draw costs
-        out[kind]["time_over_hand_written"] = out[kind]["t_n_s"] / out["hand_written"]["t_n_s"]
-    return out
+    fns = {(kind, m): makers[kind](m) for kind in kinds for m in draws}
+    first = {kind: {} for kind in kinds}
+    for i, ((kind, m), fn) in enumerate(fns.items()):  # the first call compiles
+        w, c = timed(fn, jax.random.key(10_000 + i))
+        first[kind][str(m)] = {"wall_s": w, "cpu_s": c}
+    wall = {kind: {m: [] for m in draws} for kind in kinds}
+    cpu = {kind: {m: [] for m in draws} for kind in kinds}
+    orders = []
+    rng = np.random.default_rng(seed)
+    for r in range(repeats):
+        order_kinds = list(kinds) if r % 2 == 0 else list(reversed(kinds))
+        order_n = list(draws) if (r // 2) % 2 == 0 else list(reversed(draws))
+        # rotate which kind leads within each N too, so no side always follows the other
+        calls = []
+        for j, m in enumerate(order_n):
+            k = order_kinds[j % len(order_kinds) :] + order_kinds[: j % len(order_kinds)]
+            calls += [(kind, m) for kind in k]
+        orders.append([f"{kind}:{m}" for kind, m in calls])
+        for kind, m in calls:
+            w, c = timed(fns[(kind, m)], jax.random.key(int(rng.integers(1 << 30))))
+            wall[kind][m].append(w)
+            cpu[kind][m].append(c)
+    return first, wall, cpu, orders
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dim", type=int, default=2)
     p.add_argument("--hidden", type=int, default=128)
-    p.add_argument("--chains", type=int, nargs="+", default=[1024])
+    p.add_argument("--chains", type=int, default=1024)
     p.add_argument(
         "--draws",
         type=int,
         nargs="+",
-        default=[250],
-        help="N, draws of the shorter run: one value, or one per --chains value",
+        default=[125, 250, 375, 500],
+        help="the N of the fit (at least 4 values) for a one-step sampler; divided by the "
+        "sampler's steps per draw (HMC: 4, annealed Langevin: 24), at least 1",
     )
-    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     p.add_argument("--samplers", nargs="+", default=["ula", "mala", "hmc", "annealed_langevin"])
     p.add_argument("--step-size", type=float, default=0.02)
     p.add_argument("--hmc-steps", type=int, default=4)
     p.add_argument("--per-level", type=int, default=5)
     p.add_argument("--kinds", nargs="+", default=list(KINDS), choices=KINDS, help="what to time")
+    p.add_argument("--bootstrap", type=int, default=2000, help="bootstrap resamples of rounds")
+    p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=_common.RESULTS / "sample_path.json")
     args = p.parse_args(argv)
+    if len(set(args.draws)) < 4:
+        p.error("--draws needs at least 4 distinct values (a slope over several N)")
+    if args.repeats < 2:
+        p.error("--repeats needs at least 2 rounds (a spread)")
+    kinds = [k for k in KINDS if k in args.kinds]
     energy = energy_fn(args.dim, args.hidden, 0)
     table = kernels(energy, args.step_size, args.hmc_steps, args.per_level)
+    x0 = jax.random.normal(jax.random.key(1), (args.chains, args.dim))
+    jax.block_until_ready(x0)
     results = {}
-    if len(args.draws) not in (1, len(args.chains)):
-        p.error("--draws takes one value or one per --chains value")
-    per_count = args.draws * len(args.chains) if len(args.draws) == 1 else args.draws
-    for chains, n in zip(args.chains, per_count, strict=True):
-        x0 = jax.random.normal(jax.random.key(1), (chains, args.dim))
+    with _common.Contention() as whole:
         for name in args.samplers:
             sampler, algorithm, steps = table[name]
-            draws = max(2, n // (10 if name == "annealed_langevin" else 1))
-            row = measure(
-                name, sampler, algorithm, energy, x0, draws, args.repeats, steps, args.kinds
+            draws = sorted({max(1, round(n / steps)) for n in args.draws})
+            if len(draws) < len(set(args.draws)):  # small N collapsed: evenly spaced instead
+                base = max(1, round(min(args.draws) / steps))
+                draws = [base * (i + 1) for i in range(len(set(args.draws)))]
+            with _common.Contention(max_wait=120.0) as guard:
+                first, wall, cpu, orders = measure(
+                    name, sampler, algorithm, energy, x0, draws, args.repeats, kinds, args.seed
+                )
+            row = {
+                "draws": draws,
+                "steps_per_draw": steps,
+                "chains": args.chains,
+                "rounds": args.repeats,
+            }
+            row |= analyse(
+                wall, draws, kinds, args.chains, steps, args.bootstrap, args.seed, cpu=cpu
             )
-            results[f"{name}/{chains}"] = row
-            print(
-                f"{name:18s} chains={chains:8d} draws={draws}/{2 * draws}",
-                *(
-                    f"{kind}={row[kind]['chain_steps_per_s']:.3g}"
-                    + (
-                        f" (per draw x{row[kind]['ratio_to_hand_written']:.2f}, whole call "
-                        f"x{1 / row[kind]['time_over_hand_written']:.2f})"
-                        if kind != "hand_written"
-                        else ""
+            row |= {
+                "first_call": first,
+                "wall_s": {k: {str(n): v for n, v in d.items()} for k, d in wall.items()},
+                "cpu_s": {k: {str(n): v for n, v in d.items()} for k, d in cpu.items()},
+                "cpu_over_wall": {
+                    k: sum(map(sum, cpu[k].values())) / sum(map(sum, wall[k].values()))
+                    for k in kinds
+                },
+                "orders": orders,
+                "contention": guard.record(),
+            }
+            results[f"{name}/{args.chains}"] = row
+            line = [f"{name:18s} chains={args.chains} N={draws}"]
+            for kind in kinds:
+                r = row[kind]
+                s = (
+                    f"{kind}: {r['per_draw_s'] * 1e3:.4g} ms/draw "
+                    f"[{r['per_draw_s_round_range'][0] * 1e3:.4g}, "
+                    f"{r['per_draw_s_round_range'][1] * 1e3:.4g}] fixed {r['fixed_s'] * 1e3:.3g} ms"
+                )
+                if "ratio_per_draw" in r:
+                    lo, hi = r["ratio_per_draw_boot95"]
+                    w = r["whole_call_ratio"][str(draws[-1])]
+                    s += (
+                        f" ratio {r['ratio_per_draw']:.3f} (boot95 {lo:.3f}-{hi:.3f}) "
+                        f"whole@N={draws[-1]} {w['median']:.3f} "
+                        f"[{w['range'][0]:.3f}-{w['range'][1]:.3f}]"
                     )
-                    + f" overhead {row[kind]['call_overhead_fraction']:.1%}"
-                    for kind in args.kinds
-                ),
-                flush=True,
+                line.append(s)
+            c = row["contention"]
+            line.append(
+                f"foreign cores {c['foreign_cores']} load {c['loadavg_start']}->"
+                f"{c['loadavg_end']}{' CONTAMINATED' if c['contaminated'] else ''}"
             )
+            print("\n  ".join(line), flush=True)
     record = {
         "benchmark": "sample_path",
         "date": _common.utc_now().isoformat(timespec="seconds"),
+        "revision": _common.git_revision(),
+        "command": " ".join(["python", "benchmarks/bench_sample_path.py", *sys.argv[1:]])
+        if argv is None
+        else " ".join(["python", "benchmarks/bench_sample_path.py", *argv]),
         "machine": _common.machine_info(),
         "versions": _common.local_versions(),
-        "backend": jax.default_backend(),
+        "device": _common.jax_device(),
         "settings": vars(args) | {"out": str(args.out)},
+        "method": (
+            "per-draw cost: least-squares slope of wall time against N over all interleaved "
+            "rounds; fixed cost: its intercept; spreads: range of per-round fits and 95 % "
+            "bootstrap over rounds (paired across sides); ratio = hand-written slope / "
+            "sample() slope (> 1: sample() faster); whole_call_ratio = t_hand(N) / t_sample(N) "
+            "per round, median and range"
+        ),
+        "contention": whole.record(),
+        "contaminated": whole.contaminated
+        or any(r["contention"]["contaminated"] for r in results.values()),
         "results": results,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(record, indent=2) + "\n")
+    _common.write_json(args.out, record)
     return 0
 
 

@@ -10,37 +10,47 @@ reference's) and the same data (8-Gaussian ring, 16 pre-made batches of ``--batc
 
   (a) ``langevin_chain_steps_per_s``: the ULA kernel ``numpyro_ebm.kernels.ula``
       (BlackJAX form) written the way a BlackJAX user writes it: ``vmap(init)``, then a
-      ``lax.scan`` over steps of ``vmap(step)`` with one key per chain, in one ``jax.jit``;
-      step size eps = 2 * --step-size (x + (eps/2) grad log p + sqrt(eps) z, the reference's
-      chain); timed calls after the compiling call;
+      ``lax.scan`` over steps of ``vmap(step)`` with one key per chain, in one ``jax.jit``
+      that takes the MLP's parameters as an argument (traced, as the bare loop takes its
+      weights); step size eps = 2 * --step-size (x + (eps/2) grad log p + sqrt(eps) z, the
+      reference's chain); timed calls after the compiling call, whose wall is
+      ``compile_s["langevin_first_call"]`` (the bare loop reports the same key);
+      ``langevin_const_chain_steps_per_s``: the same program with the parameters closed over
+      (compile-time constants, as ``sample()`` takes an energy), its repeats interleaved with
+      (a)'s;
   (b) ``mala_chain_steps_per_s``: ``ne.sample(energy, "mala", num_warmup=0,
-      num_samples=--steps)``, chains x steps / wall of the whole ``sample()`` call (draws
-      returned as ``arviz.InferenceData``), timed after a first call;
+      num_samples=--steps)``, chains x steps / wall of a repeated ``sample()`` call (its
+      programs come from the program cache: nothing is compiled again, the energy is only
+      traced to key the cache, about a millisecond; the draws are returned as
+      ``arviz.InferenceData``); ``mala_first_call_chain_steps_per_s``: the
+      same over the first call's wall (tracing and compilation included). ``sample()`` takes
+      an energy callable, so the MLP's weights are constants of its programs: its API has no
+      way to pass them as arguments;
   (c) ``annealed_langevin_chain_steps_per_s``: ``ne.sample(E(x, sigma), "annealed_langevin",
       num_samples=1)`` with L levels x T steps per level, L*T = --steps; counted as
-      chains x L x T. The noise-conditional energy is the same MLP, E(x, sigma) = E(x), so a
-      step costs what a Langevin step costs; sigmas geometric from 1 to 0.1 and
-      step_size = eps * 0.1**2, so that the largest level's step is the Langevin task's eps;
-  (d) ``dsm_steps_per_s``: ``training.dsm(apply, sigma)`` + ``optax.adam(lr)`` through
-      ``ne.fit`` (``--steps-per-chunk`` steps per compiled chunk); one ``fit()`` call of
-      1 + repeats * (train_steps / steps_per_chunk) chunks, its chunk ends time-stamped by a
-      callback (``fit`` syncs on every chunk end). The first chunk (compilation + warm-up) is
-      not timed; each of ``--repeats`` windows is ``--train-steps`` steps;
-  (e) ``cd10_steps_per_s``: ``training.cd(apply, k=--cd-k, step_size=eps, alpha=0.001)``
-      (TorchEBM's default energy regularisation) through ``fit``, timed the same way.
+      chains x L x T, timed as (b). The noise-conditional energy is the same MLP,
+      E(x, sigma) = E(x), so a step costs what a Langevin step costs; sigmas geometric from 1
+      to 0.1 and step_size = eps * 0.1**2, so that the largest level's step is the Langevin
+      task's eps;
+  (d) ``dsm_steps_per_s``: the objective ``training.dsm(apply, sigma)`` + ``optax.adam(lr)``
+      in the bare loop's harness: one jitted optimizer step (loss, gradient, update; params,
+      optimizer state and key as arguments) dispatched once per step, over the same 16
+      pre-made batches, cycled; --train-warmup untimed steps (the first compiles:
+      ``compile_s["dsm_first_step"]``), then --repeats windows of --train-steps steps, synced
+      at the window's end, exactly as ``jax_reference_bench.py`` times its step;
+      ``dsm_fit_steps_per_s``: the same objective through ``ne.fit`` (``--steps-per-chunk``
+      steps per compiled ``lax.scan`` chunk, the library's training loop); one ``fit()`` call
+      of 1 + repeats * (train_steps / steps_per_chunk) chunks, its chunk ends time-stamped by
+      a callback (``fit`` syncs on every chunk end). The first chunk (compilation + warm-up)
+      is not timed; each of ``--repeats`` windows is ``--train-steps`` steps;
+  (e) ``cd10_steps_per_s`` / ``cd10_fit_steps_per_s``: ``training.cd(apply, k=--cd-k,
+      step_size=eps, alpha=0.001)`` (TorchEBM's default energy regularisation), timed as (d).
 
 Differences from the bare reference that belong to the library (and are part of what is timed):
-``fit`` draws each minibatch from the 16*batch data pool with replacement (a gather) instead of
-cycling pre-made batches, checks loss and gradients for finiteness and records per-chunk
-means of the loss; ULA caches log p and its gradient in its state (value_and_grad) and checks
-finiteness; chains get one key each.
-
-``fit()`` and ``sample()`` compile afresh on every call (each builds a new ``jax.jit``). For
-(b) and (c) the main key is chains x steps / (wall of a repeat ``sample()`` call minus the time
-JAX itself reports spending on tracing, lowering and XLA compilation during it, via
-``jax.monitoring`` duration events); ``*_sample_call_chain_steps_per_s`` is the rate of the
-whole call, compilation included, as a user sees it. First-call and repeat-call walls are under
-``compile_s`` / ``end_to_end``.
+optax's Adam instead of a hand-written one; ``fit`` draws each minibatch from the 16*batch data
+pool with replacement (a gather) instead of cycling pre-made batches, checks loss and
+gradients for finiteness and records per-chunk means of the loss; ULA caches log p and its
+gradient in its state (value_and_grad) and checks finiteness; chains get one key each.
 
 The last line printed is one JSON object in the peers' format (see shared/peers/README.md).
 """
@@ -76,8 +86,8 @@ def parse_args(argv=None):
         "--train-warmup",
         type=int,
         default=20,
-        help="accepted for CLI compatibility; fit's first chunk (--steps-per-chunk "
-        "steps, compiling) is the untimed warm-up",
+        help="untimed steps of the per-step loops (the first compiles), as the bare loop's; "
+        "fit's first chunk (--steps-per-chunk steps, compiling) is its untimed warm-up",
     )
     p.add_argument(
         "--steps-per-chunk",
@@ -106,6 +116,11 @@ def parse_args(argv=None):
     )
     p.add_argument(
         "--only", choices=["all", "langevin", "mala", "annealed", "dsm", "cd"], default="all"
+    )
+    p.add_argument(
+        "--no-fit",
+        action="store_true",
+        help="skip the fit() variants of DSM and CD (keep the per-step loops)",
     )
     return p.parse_args(argv)
 
@@ -144,6 +159,9 @@ def main(argv=None):
     if args.dim > 1:
         pool = pool.at[:, 1].add(2.0 * jnp.sin(ang))
     pool = jax.block_until_ready(pool)
+    batches = [
+        jax.block_until_ready(pool[i * args.batch : (i + 1) * args.batch]) for i in range(n_pool)
+    ]
 
     # --- model: the library's MLPEnergy, PyTorch-default init (the reference's draws) -------
     def torch_like_init(key):
@@ -178,10 +196,13 @@ def main(argv=None):
         "langevin_chain_steps_per_s": None,
         "dsm_steps_per_s": None,
         "cd10_steps_per_s": None,
+        "langevin_const_chain_steps_per_s": None,
+        "dsm_fit_steps_per_s": None,
+        "cd10_fit_steps_per_s": None,
         "mala_chain_steps_per_s": None,
         "annealed_langevin_chain_steps_per_s": None,
-        "mala_sample_call_chain_steps_per_s": None,
-        "annealed_langevin_sample_call_chain_steps_per_s": None,
+        "mala_first_call_chain_steps_per_s": None,
+        "annealed_langevin_first_call_chain_steps_per_s": None,
     }
     samples, compile_s, end_to_end, checks = {}, {}, {}, {}
 
@@ -200,11 +221,12 @@ def main(argv=None):
     x0 = jax.random.normal(k_x0, (args.chains, args.dim), f32)
 
     # (a) ULA, vmapped over chains in lax.scan, as a BlackJAX user writes it -----------------
+    # The MLP's parameters enter as an argument (traced), as the bare loop's weights do; the
+    # "const" variant closes over them (compile-time constants, as sample() takes an energy).
     if args.only in ("all", "langevin"):
-        algorithm = ula.as_top_level_api(lambda x: -apply(params0, x), step_size=eps)
 
-        @jax.jit
-        def run_langevin(x0, key):
+        def langevin_program(params, x0, key):
+            algorithm = ula.as_top_level_api(lambda x: -apply(params, x), step_size=eps)
             state = jax.vmap(algorithm.init)(x0)
 
             def one_step(state, step_key):
@@ -214,26 +236,37 @@ def main(argv=None):
             state, _ = jax.lax.scan(one_step, state, jax.random.split(key, args.steps))
             return state.position
 
-        t0 = time.perf_counter()
-        jax.block_until_ready(run_langevin(x0, k_run))
-        compile_s["langevin_first_call"] = time.perf_counter() - t0
-        rates = []
+        variants = {
+            "langevin": jax.jit(langevin_program),
+            "langevin_const": jax.jit(lambda x0, key: langevin_program(params0, x0, key)),
+        }
+        calls = {
+            "langevin": lambda key: variants["langevin"](params0, x0, key),
+            "langevin_const": lambda key: variants["langevin_const"](x0, key),
+        }
+        for tag, call in calls.items():
+            t0 = time.perf_counter()
+            jax.block_until_ready(call(k_run))
+            compile_s[tag + "_first_call"] = time.perf_counter() - t0
+        rates = {tag: [] for tag in calls}
         for r in range(args.repeats):
             k2 = jax.random.fold_in(k_run, r + 1)
-            t0 = time.perf_counter()
-            xs = jax.block_until_ready(run_langevin(x0, k2))
-            rates.append(args.chains * args.steps / (time.perf_counter() - t0))
-        samples["langevin_chain_steps_per_s"] = rates
-        result["langevin_chain_steps_per_s"] = statistics.median(rates)
-        checks["langevin_finite"] = bool(jnp.all(jnp.isfinite(xs)))
-        checks["langevin_final_std"] = float(jnp.std(xs))
+            order = list(calls) if r % 2 == 0 else list(calls)[::-1]
+            for tag in order:
+                t0 = time.perf_counter()
+                xs = jax.block_until_ready(calls[tag](k2))
+                rates[tag].append(args.chains * args.steps / (time.perf_counter() - t0))
+                checks[tag + "_finite"] = bool(jnp.all(jnp.isfinite(xs)))
+                checks[tag + "_final_std"] = float(jnp.std(xs))
+        for tag in calls:
+            samples[tag + "_chain_steps_per_s"] = rates[tag]
+            result[tag + "_chain_steps_per_s"] = statistics.median(rates[tag])
 
     energy = lambda x: apply(params0, x)
 
-    # sample() builds (and so compiles) its jitted programs afresh on every call. JAX's own
-    # compile-time events tell how much of a call's wall was tracing, lowering and XLA
-    # compilation; the rate reported under the main key excludes them (like the reference's
-    # rates, which exclude compilation), the whole-call rate is reported beside it.
+    # sample() keeps its built programs in the program cache: a repeated call with the same
+    # target and shapes traces and compiles nothing. JAX's own compile-time events (tracing,
+    # lowering, XLA) are counted during each call as a check: zero on a repeated call.
     compile_events = {
         "/jax/core/compile/jaxpr_trace_duration",
         "/jax/core/compile/jaxpr_to_mlir_module_duration",
@@ -248,10 +281,13 @@ def main(argv=None):
     jax.monitoring.register_event_duration_secs_listener(on_event)
 
     def time_sample(tag, call, chain_steps):
+        compile_clock[0] = 0.0
         t0 = time.perf_counter()
         call(jax.random.fold_in(k_run, 100))
-        compile_s[tag + "_first_call"] = time.perf_counter() - t0
-        rates, call_rates, walls, compiles = [], [], [], []
+        first = time.perf_counter() - t0
+        compile_s[tag + "_first_call"] = first
+        end_to_end[tag + "_first_call_compile_s"] = compile_clock[0]
+        rates, walls, compiles = [], [], []
         for r in range(args.repeats):
             compile_clock[0] = 0.0
             t0 = time.perf_counter()
@@ -259,14 +295,12 @@ def main(argv=None):
             wall = time.perf_counter() - t0
             walls.append(wall)
             compiles.append(compile_clock[0])
-            call_rates.append(chain_steps / wall)
-            rates.append(chain_steps / (wall - compile_clock[0]))
+            rates.append(chain_steps / wall)
         samples[tag + "_chain_steps_per_s"] = rates
-        samples[tag + "_sample_call_chain_steps_per_s"] = call_rates
         end_to_end[tag + "_sample_call_s"] = walls
         end_to_end[tag + "_sample_call_compile_s"] = compiles
         result[tag + "_chain_steps_per_s"] = statistics.median(rates)
-        result[tag + "_sample_call_chain_steps_per_s"] = statistics.median(call_rates)
+        result[tag + "_first_call_chain_steps_per_s"] = chain_steps / first
         return idata
 
     # (b) MALA through sample() ---------------------------------------------------------------
@@ -321,14 +355,47 @@ def main(argv=None):
         checks["annealed_levels_x_steps"] = [levels, per_level]
         checks["annealed_finite"] = bool(np.all(np.isfinite(np.asarray(idata.posterior["x"]))))
 
-    # (d), (e) training through fit() ----------------------------------------------------------
-    def train(loss, tag):
+    # (d), (e) training: per-step dispatch (the bare loop's harness), then through fit() ------
+    def train_per_step(objective, tag):
+        """The bare loop's ``train()``: one jitted step per call, pre-made batches cycled."""
+        optimizer = optax.adam(args.lr)
+        grad_fn = jax.value_and_grad(objective.loss, has_aux=True)
+
+        @jax.jit
+        def step_fn(params, opt_state, key, x):
+            key, sub = jax.random.split(key)
+            (value, _), grads = grad_fn(params, x, sub, None)
+            updates, opt_state = optimizer.update(grads, opt_state, params)
+            return optax.apply_updates(params, updates), opt_state, key, value
+
+        params, opt_state = params0, optimizer.init(params0)
+        key = jax.random.fold_in(k_run, 7)
+        nb = len(batches)
+        t0 = time.perf_counter()
+        params, opt_state, key, loss = step_fn(params, opt_state, key, batches[0])
+        jax.block_until_ready(params)
+        compile_s[tag + "_first_step"] = time.perf_counter() - t0
+        for i in range(1, args.train_warmup):
+            params, opt_state, key, loss = step_fn(params, opt_state, key, batches[i % nb])
+        jax.block_until_ready(params)
+        rates = []
+        for _ in range(args.repeats):
+            t0 = time.perf_counter()
+            for i in range(args.train_steps):
+                params, opt_state, key, loss = step_fn(params, opt_state, key, batches[i % nb])
+            jax.block_until_ready((params, loss))
+            rates.append(args.train_steps / (time.perf_counter() - t0))
+        samples[tag + "_steps_per_s"] = rates
+        checks[tag + "_final_loss"] = float(loss)
+        result[tag + "_steps_per_s"] = statistics.median(rates)
+
+    def train_fit(objective, tag):
         chunks_per_window = args.train_steps // args.steps_per_chunk
         num_steps = args.steps_per_chunk * (1 + args.repeats * chunks_per_window)
         stamps = []
         t_start = time.perf_counter()
         out = ne.fit(
-            loss,
+            objective,
             params0,
             pool,
             key=jax.random.fold_in(k_run, 7),
@@ -340,24 +407,27 @@ def main(argv=None):
             callbacks=[lambda step, p, h: stamps.append(time.perf_counter())],
         )
         t_end = time.perf_counter()
-        compile_s[tag.split("_")[0] + "_first_chunk"] = stamps[0] - t_start
+        compile_s[tag + "_fit_first_chunk"] = stamps[0] - t_start
         rates = []
         for r in range(args.repeats):
             a = stamps[r * chunks_per_window]
             b = stamps[(r + 1) * chunks_per_window]
             rates.append(args.train_steps / (b - a))
-        samples[tag] = rates
-        end_to_end[tag.split("_")[0] + "_fit_call_s"] = t_end - t_start
-        end_to_end[tag.split("_")[0] + "_fit_num_steps"] = num_steps
-        checks[tag.split("_")[0] + "_final_loss"] = float(out.history["loss"][-1])
-        return statistics.median(rates)
+        samples[tag + "_fit_steps_per_s"] = rates
+        end_to_end[tag + "_fit_call_s"] = t_end - t_start
+        end_to_end[tag + "_fit_num_steps"] = num_steps
+        checks[tag + "_fit_final_loss"] = float(out.history["loss"][-1])
+        result[tag + "_fit_steps_per_s"] = statistics.median(rates)
 
+    objectives = {}
     if args.only in ("all", "dsm"):
-        result["dsm_steps_per_s"] = train(training.dsm(apply, args.dsm_sigma), "dsm_steps_per_s")
+        objectives["dsm"] = training.dsm(apply, args.dsm_sigma)
     if args.only in ("all", "cd"):
-        result["cd10_steps_per_s"] = train(
-            training.cd(apply, k=args.cd_k, step_size=eps, alpha=args.cd_reg), "cd10_steps_per_s"
-        )
+        objectives["cd10"] = training.cd(apply, k=args.cd_k, step_size=eps, alpha=args.cd_reg)
+    for tag, objective in objectives.items():
+        train_per_step(objective, tag)
+        if not args.no_fit:
+            train_fit(objective, tag)
 
     result["config"] = {
         "dim": args.dim,
@@ -367,6 +437,7 @@ def main(argv=None):
         "seed": args.seed,
         "batch": args.batch,
         "train_steps": args.train_steps,
+        "train_warmup": args.train_warmup,
         "steps_per_chunk": args.steps_per_chunk,
         "repeats": args.repeats,
         "cd_k": args.cd_k,
@@ -377,6 +448,8 @@ def main(argv=None):
         "cd_energy_reg_weight": args.cd_reg,
         "lr": args.lr,
         "optimizer": "optax.adam (b1=0.9, b2=0.999, eps=1e-8)",
+        "training_loops": "per-step: one jitted step per call, 16 pre-made batches cycled "
+        "(the bare loop's harness); fit: steps_per_chunk steps per compiled lax.scan chunk",
         "annealed_levels": args.levels,
         "dtype": "float32",
         "prng": args.prng,
