@@ -4,20 +4,28 @@ r"""The compiled part of :func:`~numpyro_ebm.training.fit`: a chunk of optimizer
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import optax
 
+from numpyro_ebm import _cache
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._checks import all_finite
 
 __all__ = []
 
 
+def _dtype(x):
+    """The dtype of an argument (a typed PRNG key's own dtype, a Python number's JAX one)."""
+    return x.dtype if hasattr(x, "dtype") else jnp.result_type(x)
+
+
 def build_chunk(loss, optimizer, batch_size, mesh=None, loss_state_sharding=None):
-    """The compiled chunk: ``length`` optimizer steps of ``loss`` (an objective's
-    ``loss(params, batch, key, state)``) in one ``lax.scan``. Once a step's loss
-    or gradient is non-finite the carry freezes and records that step.
+    """The chunk: ``length`` optimizer steps of ``loss`` (an objective's
+    ``loss(params, batch, key, state)``) in one ``lax.scan``, compiled once per content. Once a
+    step's loss or gradient is non-finite the carry freezes and records that step.
 
     With a ``mesh``, each step's minibatch is split over the ``data`` axis and the loss state
     is held with ``loss_state_sharding``; parameters and optimizer state, replicated on entry,
@@ -59,4 +67,19 @@ def build_chunk(loss, optimizer, batch_size, mesh=None, loss_state_sharding=None
         means = jax.tree.map(lambda m: jnp.mean(m, axis=0), metrics)
         return params, opt_state, loss_state, bad_step, means
 
-    return jax.jit(chunk, static_argnames="length")
+    programs = {}  # this fit's programs by length: one trace each
+
+    def program(*args, length):
+        """The compiled chunk of ``length`` steps for these arguments (whose shapes do not
+        change between chunks), kept in the program cache by what it computes
+        (:mod:`numpyro_ebm._cache`): a second ``fit`` of the same objective, optimizer and
+        shapes (another seed, a retrained model) compiles nothing."""
+        if length not in programs:
+            shapes = jax.tree.map(lambda x: jax.ShapeDtypeStruct(jnp.shape(x), _dtype(x)), args)
+            key, _ = _cache.trace(functools.partial(chunk, length=length), *shapes)
+            programs[length] = _cache.cached(
+                ("fit chunk", key), lambda: jax.jit(chunk, static_argnames="length")
+            )
+        return programs[length](*args, length=length)
+
+    return program
