@@ -17,9 +17,10 @@ import jax.numpy as jnp
 import numpy as np
 
 from numpyro_ebm import sharding as _sharding
-from numpyro_ebm._mixing import mixing_so_far
+from numpyro_ebm._mixing import mixing_so_far, nested_so_far
 from numpyro_ebm._programs import cached_programs, kept_stat_names
 from numpyro_ebm._resume import resume_from, state_record
+from numpyro_ebm.diagnostics import nested_rhat_threshold
 
 __all__ = ["run_chains"]
 
@@ -100,7 +101,15 @@ def run_chains(
             worst_rhat, min_ess = (float(v) for v in mixing_so_far(so_far, np.int32(done)))
             attrs = {"until_rhat": worst_rhat, "until_ess_bulk": min_ess, "until_num_draws": done}
             bar.set_postfix(rhat=f"{worst_rhat:.3f}", ess=f"{min_ess:.0f}")
-            if worst_rhat < until.rhat and min_ess > until.ess_bulk:
+            agree = worst_rhat < until.rhat
+            if until.superchains is not None:
+                nested = float(nested_so_far(so_far, np.int32(done), superchains=until.superchains))
+                attrs["until_nested_rhat"] = nested
+                threshold = until.nested_rhat or nested_rhat_threshold(
+                    num_chains // until.superchains
+                )
+                agree = nested < threshold
+            if agree and min_ess > until.ess_bulk:
                 attrs["until_reason"] = "converged"
                 break
             if until.max_seconds is not None and time.perf_counter() - started > until.max_seconds:

@@ -1,5 +1,6 @@
 r"""Mixing statistics of the draws so far, on the device: what ``sample(..., until=...)`` checks
-between two blocks of draws (:class:`~numpyro_ebm.sampling.Until`).
+between two blocks of draws (:class:`~numpyro_ebm.sampling.Until`), and nested
+:math:`\hat R` when the chains run in superchains.
 
 One compiled program serves every block of a run: the draws are read from the run's buffer of
 ``num_samples`` draws per chain and their count is traced. The statistics equal
@@ -8,13 +9,15 @@ One compiled program serves every block of a run: the draws are read from the ru
 
 from __future__ import annotations
 
+import functools
+
 import jax
 import jax.numpy as jnp
 from scipy.fft import next_fast_len
 
 from numpyro_ebm.diagnostics._ranks import sort_floats
 
-__all__ = ["mixing_so_far"]
+__all__ = ["mixing_so_far", "nested_so_far"]
 
 
 @jax.jit
@@ -45,6 +48,37 @@ def mixing_so_far(buffers: list, count) -> tuple[jax.Array, jax.Array]:
         jnp.where(broken, jnp.nan, jnp.nanmax(rhats)),
         jnp.where(broken, jnp.nan, jnp.nanmin(ess)),
     )
+
+
+@functools.partial(jax.jit, static_argnames="superchains")
+def nested_so_far(buffers: list, count, *, superchains: int) -> jax.Array:
+    r"""The worst nested :math:`\hat R` (:func:`~numpyro_ebm.diagnostics.nested_rhat`,
+    Margossian et al. 2024) of the first ``count`` draws of ``buffers`` (arrays ``(chain,
+    capacity, ...)``, chains in ``superchains`` consecutive equal groups): the chain means and
+    within-chain variances are taken over the first ``count`` draws only, so one program
+    serves every block. ``NaN`` if a draw so far is ``NaN``; constant coordinates are left
+    out."""
+    worst, broken = [], []
+    for buffer in buffers:
+        chains = buffer.shape[0]
+        mask = _draw_mask(buffer, count)
+        broken.append((jnp.isnan(buffer) & mask).any())
+        x = jnp.where(mask, buffer, 0.0).astype(jnp.result_type(buffer.dtype, jnp.float32))
+        n = count.astype(x.dtype)
+        chain_mean = x.sum(axis=1) / n  # (chain, ...)
+        squares = jnp.where(mask, (x - chain_mean[:, None]) ** 2, 0.0).sum(axis=1)
+        within_chain = jnp.where(count > 1, squares / jnp.maximum(n - 1, 1), 0.0)
+        m = chains // superchains
+        means = chain_mean.reshape(superchains, m, *chain_mean.shape[1:])
+        within = within_chain.reshape(superchains, m, *within_chain.shape[1:]).mean(axis=1)
+        between_chain = means.var(axis=1, ddof=1) if m > 1 else 0.0
+        between = means.mean(axis=1).var(axis=0, ddof=1)
+        spread = jnp.where(mask, buffer, -jnp.inf).max(axis=(0, 1)) - jnp.where(
+            mask, buffer, jnp.inf
+        ).min(axis=(0, 1))
+        rhat = jnp.sqrt(1.0 + between / jnp.mean(between_chain + within, axis=0))
+        worst.append(jnp.nanmax(jnp.where(spread > 0, rhat, jnp.nan)))
+    return jnp.where(jnp.stack(broken).any(), jnp.nan, jnp.nanmax(jnp.stack(worst)))
 
 
 def _draw_mask(buffer, count):

@@ -48,6 +48,12 @@ class Until(NamedTuple):
     * ``"max_draws"``: ``num_samples`` draws per chain (the draw budget);
     * ``"max_seconds"``: ``max_seconds`` of wall time spent drawing (warm-up excluded).
 
+    With ``superchains=K`` (many short chains started in :math:`K` consecutive equal groups,
+    one point per group), convergence asks for nested :math:`\hat R` (Margossian et al. 2024,
+    :func:`~numpyro_ebm.diagnostics.nested_rhat`) below ``nested_rhat`` (default: the paper's
+    threshold for the chains per superchain, :func:`~numpyro_ebm.diagnostics.nested_rhat_threshold`)
+    in place of ``rhat``, with the ESS rule unchanged; ``until_nested_rhat`` is recorded too.
+
     ``sample_stats.attrs`` of the result records ``until_reason``, ``until_rhat``,
     ``until_ess_bulk`` and ``until_num_draws``. The statistics equal
     :func:`~numpyro_ebm.diagnostics.max_rhat_min_ess` of the draws so far; the check reads
@@ -59,6 +65,8 @@ class Until(NamedTuple):
     ess_bulk: float = 400.0
     max_seconds: float | None = None
     block: int = 100
+    superchains: int | None = None
+    nested_rhat: float | None = None
 
     def check(self) -> None:
         check_positive("until.rhat", self.rhat)
@@ -71,6 +79,12 @@ class Until(NamedTuple):
         if self.max_seconds is not None:
             check_positive("until.max_seconds", self.max_seconds)
         check_int("until.block", self.block, minimum=4)
+        if self.superchains is not None:
+            check_int("until.superchains", self.superchains, minimum=2)
+        elif self.nested_rhat is not None:
+            raise ValueError("until.nested_rhat needs until.superchains (the chains' groups)")
+        if self.nested_rhat is not None and not self.nested_rhat > 1:
+            raise ValueError(f"until.nested_rhat must be above 1, got {self.nested_rhat!r}")
 
 
 #: Bytes of kept draws (positions and statistics, all chains) that one compiled chunk of draws
@@ -250,6 +264,11 @@ def sample(
     num_chains = target.num_chains
     if until is not None and num_chains < 2:
         raise ValueError(f"until= compares chains: num_chains must be >= 2, got {num_chains}")
+    if until is not None and until.superchains is not None and num_chains % until.superchains:
+        raise ValueError(
+            f"until.superchains={until.superchains} must divide the {num_chains} chains into "
+            "equal consecutive groups"
+        )
     if mesh is not None:
         shards = _sharding.axis_size(mesh, "chains")
         if num_chains % shards:

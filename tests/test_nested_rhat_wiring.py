@@ -5,6 +5,7 @@ sampler whose chains agree, told apart by its distance to the energy."""
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 
 import numpyro_ebm as ne
 from numpyro_ebm.diagnostics import nested_rhat_threshold
@@ -90,3 +91,36 @@ def test_compare_reports_the_stein_discrepancy_of_each_run_against_the_energy():
     )
     table = comparison.table
     assert table.loc["mala", "ksd"] < 0.12 < table.loc["ula", "ksd"]
+
+
+def test_until_stops_when_the_superchains_agree_by_nested_rhat():
+    """until=Until(superchains=8): the nested R-hat checked between blocks (one program for
+    every block, chain means and variances over the draws so far) equals nested_rhat of the
+    kept draws, and the run stops once it is below the threshold for 16 chains per superchain
+    (1.031); from starts 20 apart without warm-up that takes more than one block."""
+    data = ne.sample(
+        gaussian,
+        "mala",
+        key=jax.random.key(1),
+        num_chains=SUPERCHAINS * PER_SUPERCHAIN,
+        num_warmup=0,
+        num_samples=400,
+        init_position=starts(20.0),
+        until=ne.Until(superchains=SUPERCHAINS, ess_bulk=100.0, block=20),
+    )
+    attrs = data.sample_stats.attrs
+    assert attrs["until_reason"] == "converged"
+    assert 20 < attrs["until_num_draws"] < 400
+    draws = np.asarray(data.posterior["x"].values)
+    assert draws.shape[1] == attrs["until_num_draws"]
+    exact = float(np.max(ne.diagnostics.nested_rhat(draws, SUPERCHAINS)))
+    assert attrs["until_nested_rhat"] == pytest.approx(exact, rel=1e-4)
+    assert attrs["until_nested_rhat"] < nested_rhat_threshold(PER_SUPERCHAIN)
+
+
+def test_until_refuses_superchains_that_do_not_divide_the_chains():
+    with pytest.raises(ValueError, match=r"until\.superchains=3 must divide the 8 chains"):
+        ne.sample(gaussian, "mala", key=jax.random.key(0), event_shape=(2,), num_chains=8,
+                  until=ne.Until(superchains=3))  # fmt: skip
+    with pytest.raises(ValueError, match=r"until\.nested_rhat needs until\.superchains"):
+        ne.Until(nested_rhat=1.05).check()
