@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import _common
 import peers
 
 
@@ -28,10 +29,16 @@ def f3(v, spec=".3g") -> str:
         return str(v)
 
 
-def section_note(suite: dict, name: str) -> str:
+def section_note(suite: dict, name: str, file_date: str | None = None) -> str:
     s = suite.get("sections", {}).get(name)
     if not s:
         return ""
+    if file_date and str(file_date)[:10] != str(s.get("date", ""))[:10]:
+        return (
+            f"_The file below was written by its own command on {str(file_date)[:10]}, not by "
+            f"the suite's last run of this section ({s.get('date')}); its load record is its "
+            "own._"
+        )
     flag = (
         f" **Contended**: other processes used {s['foreign_cores']:.2f} cores on average "
         "during it; rerun on a quiet machine."
@@ -76,7 +83,17 @@ def md_peers(res: dict | None, suite: dict) -> list[str]:
         "processes. Ratios are of medians, > 1: numpyro-ebm faster; their brackets: the lowest "
         "and highest ratio over processes, **within noise** when they contain 1. "
         f"Flags for every library: `{' '.join(meta['flags'])}`. Raw runs: `peers.json`, "
-        "per-run detail: `peers.md`.",
+        "per-run detail: `peers.md`."
+        + (
+            f" **'% peak' here is against {meta['peak_gflops']:g} GFLOP/s**, the CPU peak when "
+            f"this section ran; this machine's measured peak is {_common.CPU_PEAK_GFLOPS:g} "
+            f"GFLOP/s (`_common.CPU_PEAK_GFLOPS`, 2026-12-06): divide by "
+            f"{_common.CPU_PEAK_GFLOPS / meta['peak_gflops']:.1f}."
+            if meta.get("peak_gflops")
+            and meta["peak_gflops"] < 1000  # a CPU peak (the GPU peaks are 67,000)
+            and meta["peak_gflops"] != _common.CPU_PEAK_GFLOPS
+            else ""
+        ),
         "",
         *peers.tables_markdown(summary, libs),
         *peers.load_lines(res["runs"]),
@@ -108,7 +125,7 @@ def _md_diagnostics_shapes(res: dict, suite: dict) -> list[str]:
     versions = res.get("versions") or {}
     device = (res.get("device") or {}).get("device", "")
     out = [
-        section_note(suite, "diagnostics"),
+        section_note(suite, "diagnostics", res.get("date")),
         "",
         f"`benchmarks/bench_diagnostics.py`: `numpyro_ebm.diagnostics` (jitted) vs ArviZ "
         f"{versions.get('arviz', '')} on the same draws (AR(1) chains), "
@@ -452,7 +469,26 @@ def md_scaling(res: dict | None, suite: dict, png_rel: str | None) -> list[str]:
         "process; seconds per step after compilation (median of calls); peak RSS = the "
         "process's VmHWM (JAX runtime included; 'extra' = over the same process right after "
         "importing JAX); % peak = 2·2·(d h + h² + h) matmul FLOPs per chain-step over the "
-        f"{res['peak_label']}. Measured {res['date']}; file `scaling.json`.",
+        f"{res['peak_label']}. Measured {res['date']}"
+        + (f", revision {res['git']}" if res.get("git") else "")
+        + (f", by `{res['command']}`" if res.get("command") else "")
+        + "; file `scaling.json`."
+        + (
+            f" Load record: other processes used {res['contention']['foreign_cores']:.2f} cores "
+            f"on average while it ran ({res['contention']['wall_s']:.0f} s wall, "
+            f"{res['contention']['cpu_s']:.0f} s CPU of its own; load average "
+            f"{res['contention']['loadavg_start']} at the start, "
+            f"{res['contention']['loadavg_end']} at the end); "
+            + (
+                "**contended** points: "
+                + ", ".join(f"{c} x {d}" for c, d in res.get("contaminated_points") or [])
+                if res.get("contaminated")
+                else "every point clean"
+            )
+            + "."
+            if res.get("contention")
+            else ""
+        ),
         "",
     ]
     if png_rel:
@@ -462,7 +498,10 @@ def md_scaling(res: dict | None, suite: dict, png_rel: str | None) -> list[str]:
         if any(p.get("device_peak_mib") for p in res["vs_chains"] + res["vs_dim"])
         else None
     )
-    head = "| sweep | chains | dim | ms / step | chain-steps/s | GFLOP/s | % peak | peak RSS MiB "
+    cpu = any(p.get("chain_steps_per_cpu_s") for p in res["vs_chains"] + res["vs_dim"])
+    head = "| sweep | chains | dim | ms / step | chain-steps/s | "
+    head += "chain-steps per CPU-s | " if cpu else ""
+    head += "GFLOP/s | % peak | peak RSS MiB "
     head += "| extra MiB |" + (" device peak MiB |" if mem else "")
     out += [head, "|" + " --- |" * (head.count("|") - 1)]
     for sweep, label in (("vs_chains", "chains"), ("vs_dim", "dim")):
@@ -472,7 +511,9 @@ def md_scaling(res: dict | None, suite: dict, png_rel: str | None) -> list[str]:
                 continue
             row = (
                 f"| {label} | {p['chains']:,} | {p['dim']} | {p['s_per_step'] * 1e3:.3g} | "
-                f"{peers.fmt(p['chain_steps_per_s'])} | {p['matmul_gflops']:.3g} | "
+                f"{peers.fmt(p['chain_steps_per_s'])} | "
+                + (f"{peers.fmt(p.get('chain_steps_per_cpu_s'))} | " if cpu else "")
+                + f"{p['matmul_gflops']:.3g} | "
                 f"{f3(p.get('pct_peak'), '.1f')} | {p['peak_rss_mib']:.0f} | "
                 f"{p['extra_rss_mib']:.0f} |"
             )
@@ -562,6 +603,17 @@ def render(suite, out_dir: Path, gpu_dir: Path, png_rel) -> str:
         "machine: > 1 means numpyro-ebm is faster (or more efficient). '% peak' is the "
         f"achieved matmul FLOP/s over the {suite['peak_label']}. "
         + (
+            f"This machine's f32 matmul peak, measured on 2026-12-06 after it began reporting "
+            f"AVX-512, is about {_common.CPU_PEAK_GFLOPS:g} GFLOP/s (`_common.CPU_PEAK_GFLOPS`): "
+            f"a '% peak' taken against {suite.get('peak_gflops'):g} GFLOP/s reads "
+            f"{_common.CPU_PEAK_GFLOPS / suite['peak_gflops']:.1f}x too high, and above 100 % "
+            "in the machine's fast phases. "
+            if suite["device"].get("backend") == "cpu"
+            and suite.get("peak_gflops")
+            and suite["peak_gflops"] != _common.CPU_PEAK_GFLOPS
+            else ""
+        )
+        + (
             "**This is a `--quick` smoke test: short runs, one process each; the ratios are "
             "indicative only.** "
             if suite["quick"]
@@ -576,8 +628,10 @@ def render(suite, out_dir: Path, gpu_dir: Path, png_rel) -> str:
             "processes per cell by default (`--reps`; the peers' README: 3), "
             f"{flag(peers.FULL_FLAGS, '--repeats', '3')} timed repeats per process (3) and "
             f"{flag(peers.FULL_FLAGS, '--steps', '1000')} Langevin steps "
-            "per timed call (1000); diagnostics 3 repeats (the script's default: 5); NUTS one "
-            "run per model; scaling about 2 s of timed calls per point.",
+            "per timed call (1000); diagnostics 20 interleaved rounds at 4 x 1000 and 3 at "
+            "1000 x 1000 after the first call (the script's default: 20 and 5); NUTS a first "
+            "call then 3 compiled calls per model and side (the script's default); scaling "
+            "about 2 s of timed calls per point.",
             "",
         ]
     lines += md_peers(load_json(out_dir / "peers.json"), suite)

@@ -19,9 +19,16 @@ Timing: one compiled call runs ``chunk`` steps (chosen so that a call does about
 ``--chunk-chain-steps`` chain-steps at dim 2, scaled down by the MLP's cost at larger dims);
 after the compiling call, calls are repeated until ``--min-time`` seconds and at least 3 calls;
 ``s_per_step`` is the median call time / chunk (all chains), ``chain_steps_per_s`` = chains /
-``s_per_step``. ``pct_peak`` is the achieved matmul rate, 2 * 2 * (d h + h^2 + h) FLOPs per
-chain-step (forward and input-gradient of the MLP), over the f32 matmul peak (150 GFLOP/s on
-the 2-core CPU; see ``_common.peak_gflops``).
+``s_per_step``; ``cpu_s_per_step`` and ``chain_steps_per_cpu_s`` the same from the process's
+CPU time per call (``time.process_time``, all threads). ``pct_peak`` is the achieved matmul
+rate, 2 * 2 * (d h + h^2 + h) FLOPs per chain-step (forward and input-gradient of the MLP),
+over the f32 matmul peak (``_common.CPU_PEAK_GFLOPS``, 420 GFLOP/s measured on the 2-core CPU
+on 2026-12-06; see ``_common.peak_gflops``).
+
+Each point's process runs inside ``_common.Contention`` (in this parent: it waits for a quiet
+machine, records wall and CPU time, others' cores and the load averages, and marks a point
+measured while others used more than ``--max-foreign`` cores ``contaminated``); the whole
+sweep has a record too.
 
 Writes ``--out`` (``benchmarks/results/scaling.json``) and ``--png``
 (``docs/figures/benchmarks/scaling.png``); prints the JSON as the last line.
@@ -66,6 +73,8 @@ def parse_args(argv=None):
     p.add_argument("--max-chunk", type=int, default=2000, help="most steps per compiled call")
     p.add_argument("--timeout", type=float, default=300.0, help="seconds per point")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--max-foreign", type=float, default=0.3, help="cores others may use")
+    p.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait (per point)")
     p.add_argument("--peak-gflops", type=float, default=_common.CPU_PEAK_GFLOPS, help="CPU peak")
     p.add_argument("--out", default=str(_common.RESULTS / "scaling.json"))
     p.add_argument(
@@ -114,13 +123,15 @@ def run_point(chains: int, dim: int, args) -> dict:
     t0 = time.perf_counter()
     x = jax.block_until_ready(run(x0, jax.random.fold_in(key, 0)))
     first_call = time.perf_counter() - t0
-    walls = []
+    walls, cpus = [], []
     t_start = time.perf_counter()
     while len(walls) < 3 or time.perf_counter() - t_start < args.min_time:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         x = jax.block_until_ready(run(x, jax.random.fold_in(key, len(walls) + 1)))
         walls.append(time.perf_counter() - t0)
+        cpus.append(time.process_time() - c0)
     s_per_step = statistics.median(walls) / steps
+    cpu_s_per_step = statistics.median(cpus) / steps
     device = _common.jax_device()
     peak, _ = _common.peak_gflops(device, args.peak_gflops)
     rate = chains / s_per_step
@@ -134,6 +145,8 @@ def run_point(chains: int, dim: int, args) -> dict:
         "s_per_step": s_per_step,
         "s_per_step_range": [min(walls) / steps, max(walls) / steps],
         "chain_steps_per_s": rate,
+        "cpu_s_per_step": cpu_s_per_step,
+        "chain_steps_per_cpu_s": chains / cpu_s_per_step,
         "first_call_s": first_call,
         "matmul_gflops": rate * matmul_flops(dim) / 1e9,
         "pct_peak": 100 * rate * matmul_flops(dim) / (peak * 1e9) if peak else None,
@@ -265,21 +278,24 @@ def main(argv=None) -> int:
         f"--peak-gflops={args.peak_gflops}",
     ]
     t_all = time.perf_counter()
+    whole = _common.Contention(args.max_foreign, args.max_wait).__enter__()
     for sweep, chains, dim in plan:
         if (chains, dim) not in cache:  # (1024, 2) is on both sweeps: run it once
-            t0 = time.perf_counter()
             cmd = [sys.executable, __file__, "--point", f"{chains},{dim}", *flags]
-            try:
-                p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
-                lines = p.stdout.strip().splitlines()
-                point = (
-                    json.loads(lines[-1])
-                    if p.returncode == 0 and lines
-                    else {"chains": chains, "dim": dim, "error": p.stderr[-600:]}
-                )
-            except subprocess.TimeoutExpired:
-                point = {"chains": chains, "dim": dim, "error": f"timeout {args.timeout}s"}
-            point["process_wall_s"] = time.perf_counter() - t0
+            with _common.Contention(args.max_foreign, args.max_wait) as guard:
+                t0 = time.perf_counter()
+                try:
+                    p = subprocess.run(cmd, capture_output=True, text=True, timeout=args.timeout)
+                    lines = p.stdout.strip().splitlines()
+                    point = (
+                        json.loads(lines[-1])
+                        if p.returncode == 0 and lines
+                        else {"chains": chains, "dim": dim, "error": p.stderr[-600:]}
+                    )
+                except subprocess.TimeoutExpired:
+                    point = {"chains": chains, "dim": dim, "error": f"timeout {args.timeout}s"}
+                point["process_wall_s"] = time.perf_counter() - t0
+            point["contention"] = guard.record()
             cache[(chains, dim)] = point
             msg = (
                 f"chains {chains:>6} dim {dim:>4}: "
@@ -295,7 +311,16 @@ def main(argv=None) -> int:
             )
             print(msg, file=sys.stderr, flush=True)
         result[sweep].append(cache[(chains, dim)])
+    whole.__exit__(None, None, None)
     result["total_s"] = time.perf_counter() - t_all
+    result["command"] = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
+    result["contention"] = whole.record()
+    result["contaminated_points"] = [
+        [p["chains"], p["dim"]]
+        for p in cache.values()
+        if (p.get("contention") or {}).get("contaminated")
+    ]
+    result["contaminated"] = whole.contaminated or bool(result["contaminated_points"])
     if not args.no_png:
         result["png"] = str(Path(args.png).resolve())
         plot(result, Path(args.png))

@@ -14,10 +14,13 @@ Sections, each in fresh processes of the repository's ``.venv`` python (``--pyth
   steps per second, numpyro-ebm vs the bare hand-written JAX loop vs TorchEBM, at dim 2 and
   dim 64 with 1024 chains; interleaved, contention-guarded fresh processes
   (``benchmarks/peers.py``, ``peer_bench.py``, ``shared/peers``);
-* ``diagnostics``: on-device R-hat / bulk ESS / tail ESS vs ArviZ
+* ``diagnostics``: on-device R-hat / bulk ESS / tail ESS vs ArviZ at 4 x 1000 and
+  1000 x 1000 (chains x draws), 20 and 3 interleaved rounds per shape after the first call
   (``benchmarks/bench_diagnostics.py``);
-* ``nuts``: BlackJAX NUTS through ``numpyro_ebm.compare`` vs NumPyro's NUTS on posteriordb
-  models, ESS per second and per 1000 gradients, accuracy against the reference posteriors
+* ``nuts``: BlackJAX NUTS through ``numpyro_ebm.sample(model, "nuts")`` vs NumPyro's NUTS
+  (one ``MCMC`` object per model: ``mcmc.run`` repeated, and ``run`` inside one ``jax.jit``) on
+  six posteriordb models, a first call then 3 compiled calls per model; ESS per second (wall
+  and CPU) and per 1000 gradients, accuracy against the reference posteriors
   (``benchmarks/bench_nuts.py``);
 * ``scaling``: ULA time per step and peak memory for 1 to 100,000 chains and dims 2 to 1024,
   plotted into ``docs/figures/benchmarks/scaling.png`` (``benchmarks/bench_scaling.py``).
@@ -56,8 +59,11 @@ SCRIPTS = {
     "nuts": "bench_nuts.py",
     "scaling": "bench_scaling.py",
 }
-# full run: 3 repeats instead of bench_diagnostics.py's default 5 (the 15-minute budget)
-FULL_ARGS = {"diagnostics": {"--repeats": "3"}}
+# full run: bench_diagnostics.py's --repeats is the number of interleaved rounds per shape
+# after the first call (one value, or one per --chains): 20 at 4 x 1000 and 3 at 1000 x 1000
+# instead of the script's default 20 and 5 (the 15-minute budget; the 2026-12-06 standalone
+# run of results/diagnostics.json used the same, about 2.5 minutes)
+FULL_ARGS = {"diagnostics": {"--repeats": "20 3"}}
 QUICK_ARGS = {
     "diagnostics": {"--chains": "100", "--draws": "500", "--repeats": "1"},
     "nuts": [
@@ -98,7 +104,7 @@ def parse_args(argv=None):
     ap.add_argument(
         "--nuts-models",
         default=None,
-        help="bench_nuts.py --models (default: all three; quick: kidiq_momhsiq)",
+        help="bench_nuts.py --models (default: all six of bench_nuts.MODELS; quick: kidiq_momhsiq)",
     )
     ap.add_argument("--max-foreign", type=float, default=0.10, help="cores others may use")
     ap.add_argument("--attempts", type=int, default=None, help="tries per peer run (4; quick 1)")
@@ -288,7 +294,7 @@ def main(argv=None) -> int:
                 wanted = QUICK_ARGS["diagnostics"] if a.quick else FULL_ARGS["diagnostics"]
                 for flag, val in wanted.items():
                     if flag in helptext:  # only the flags the script (still) has
-                        cmd += [flag, val]
+                        cmd += [flag, *val.split()]
             elif name == "nuts":
                 cmd += ["--posteriordb-dir", str(peers_dir.parent / "posteriordb")]
                 cmd += QUICK_ARGS["nuts"] if a.quick else []
