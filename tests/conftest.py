@@ -17,6 +17,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 PLATFORMS = {"cpu": "cpu", "gpu": "cuda,cpu", "cuda": "cuda,cpu"}
 _FORCE_DEVICES = "--xla_force_host_platform_device_count=4"
 
@@ -41,3 +43,18 @@ def _configure(environ) -> None:
 _configure(os.environ)
 os.environ["XDG_CACHE_HOME"] = tempfile.mkdtemp(prefix="numpyro-ebm-tests-cache-")
 atexit.register(shutil.rmtree, os.environ["XDG_CACHE_HOME"], ignore_errors=True)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _release_compiled_programs():
+    """After each test module, drop JAX's and the library's caches of compiled programs. One
+    process that runs the whole suite (``-n 1``) otherwise keeps every executable it compiled,
+    each holding memory maps, towards the kernel's per-process limit (vm.max_map_count,
+    65530 here); such a run died in XLA's compiler near the end of the suite."""
+    yield
+    import jax
+
+    import numpyro_ebm
+
+    numpyro_ebm.clear_cache()
+    jax.clear_caches()
