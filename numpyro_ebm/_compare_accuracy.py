@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from numpyro_ebm import _arviz, metrics
+from numpyro_ebm.diagnostics import ksd
 from numpyro_ebm.report import MixingReport
 from numpyro_ebm.targets import Target
 
@@ -119,8 +120,6 @@ def stein_discrepancy(target, sampler, run, key: jax.Array, sample_kwargs: dict)
     :data:`ENERGY_DISTANCE_DRAWS` of a run's draws against the energy it sampled, of an array
     configuration on real numbers; NaN for a model (its draws are constrained values, its
     density unconstrained), a noise-conditional or discrete energy, or non-finite draws."""
-    from numpyro_ebm.diagnostics import ksd
-
     if isinstance(target, Target):
         usable = target.kind == "energy" and target.postprocess_fn is None
         leaves = jax.tree.leaves(target.initial_position)

@@ -213,12 +213,11 @@ def _check_normalizers(model, args, kwargs, prototype) -> None:
     def probes(site):
         value = np.asarray(site["value"])
         support = site["fn"].support
-        noise = rng.normal(size=(NORMALIZER_PROBES, *value.shape))
         if support.is_discrete:  # a DiscreteEnergyDistribution: its two spin values
             spins = spin_values(_base(site["fn"]).spins)
             random = rng.choice(spins, size=(NORMALIZER_PROBES, *value.shape))
         else:
-            random = value + noise
+            random = value + rng.normal(size=(NORMALIZER_PROBES, *value.shape))
         return np.concatenate([value[None], random]).astype(value.dtype)
 
     points = {name: probes(site) for name, site in sites.items()}
