@@ -363,12 +363,13 @@ def nonfinite_finding(count: int, total: int) -> Finding:
 
 def initial_step_size(sampler) -> float:
     """The step size a sampler's tuning starts from (``initial_step_size`` or ``step_size``,
-    an inner sampler's for replica exchange); NaN where it has none."""
+    an inner sampler's for replica exchange, the continuous move's for Gibbs within HMC); NaN
+    where it has none."""
     options = sampler.options
     for name in ("initial_step_size", "step_size"):
         if options.get(name) is not None:
             return float(options[name])
-    inner = options.get("inner")
+    inner = options.get("inner", options.get("continuous"))
     return math.nan if inner is None else initial_step_size(inner)
 
 

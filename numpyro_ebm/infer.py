@@ -41,7 +41,7 @@ from numpyro.infer.mcmc import MCMCKernel
 
 from numpyro_ebm import _health, samplers
 from numpyro_ebm._precision import full_precision
-from numpyro_ebm.model_density import logdensity_from_model
+from numpyro_ebm.model_density import density_of, model_key
 from numpyro_ebm.samplers import Sampler
 from numpyro_ebm.samplers.base import DENSITY_KINDS
 from numpyro_ebm.targets import Target
@@ -144,17 +144,20 @@ class SamplerKernel(MCMCKernel):
         if self.model is not None:
             # our reading of the model: a discrete latent site, a subsampled plate or a log
             # density finite nowhere is refused in our words, as by sample()
-            density = logdensity_from_model(
-                self.model, *model_args, key=rng_key, **dict(model_kwargs or {})
+            kwargs = dict(model_kwargs or {})
+            density = density_of(
+                self.model, model_args, kwargs, rng_key, model_key(self.model, model_args, kwargs)
             )
             self._postprocess = density.postprocess_fn
             position = density.initial_position if init_params is None else init_params
             _check_structure(init_params, density.initial_position)
-            potential, kind, fn = (lambda z: -density.logdensity_fn(z)), "model", self.model
+            potential, fn = (lambda z: -density.logdensity_fn(z)), self.model
+            kind = "mixed" if density.discrete else "model"
             extra = {
                 "postprocess_fn": density.postprocess_fn,
                 "model_args": tuple(model_args),
-                "model_kwargs": dict(model_kwargs or {}),
+                "model_kwargs": kwargs,
+                "discrete": density.discrete,
             }
         else:
             if init_params is None:
@@ -181,7 +184,7 @@ class SamplerKernel(MCMCKernel):
         target = self._target(init_key, init_params, model_args, model_kwargs)
         self._chain = self.sampler.chain_sampler(target)
         self._num_warmup = int(num_warmup)
-        self._checked = target.kind in DENSITY_KINDS
+        self._checked = target.kind in DENSITY_KINDS | {"mixed"}
         position = jax.tree.map(lambda x: x[0], target.initial_position)
         inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
         nan = jnp.asarray(jnp.nan, jnp.float32)

@@ -15,17 +15,18 @@ from collections.abc import Callable
 from typing import Any, NamedTuple
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 from jax.core import Tracer
 from numpyro import handlers
-from numpyro.distributions import biject_to
+from numpyro.distributions import biject_to, constraints
 from numpyro.infer.initialization import init_to_uniform
 from numpyro.infer.util import constrain_fn, initialize_model, log_density, potential_energy
 
 from numpyro_ebm import _cache
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm._spins import spin_values
-from numpyro_ebm.energy import EnergyDistribution
+from numpyro_ebm.energy import DiscreteEnergyDistribution, EnergyDistribution
 
 __all__ = [
     "ModelDensity",
@@ -47,12 +48,16 @@ class ModelDensity(NamedTuple):
     keyed by site name), Jacobian included, at full float32 matmul precision
     (:func:`numpyro_ebm._precision.full_precision`). ``initial_position``: a valid ``z``.
     ``postprocess_fn(z)``: the constrained values of the latent sites and the deterministic
-    sites.
+    sites. ``discrete``: ``((name, support), ...)`` of the model's discrete latent sites, each
+    of bits (``"01"``) or spins (``"pm1"``); ``z`` then holds their values as they are (no
+    transform) beside the continuous sites' unconstrained ones, for a sampler that moves
+    them by Gibbs-type kernels (:func:`~numpyro_ebm.samplers.hmc_gibbs`).
     """
 
     logdensity_fn: Callable[[Any], jax.Array]
     initial_position: Any
     postprocess_fn: Callable[[Any], dict]
+    discrete: tuple = ()
 
 
 def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> ModelDensity:
@@ -76,13 +81,31 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     """
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
-    return density_of(model, args, kwargs, key, model_key(model, args, kwargs))
+    density = density_of(model, args, kwargs, key, model_key(model, args, kwargs))
+    if density.discrete:
+        raise ValueError(gradient_cannot_move(density.discrete))
+    return density
+
+
+def gradient_cannot_move(discrete: tuple) -> str:
+    """Why a gradient-based sampler refuses a model with the discrete latent sites
+    ``discrete`` (:attr:`ModelDensity.discrete`), and what samples it."""
+    name, support = discrete[0]
+    values = "spins" if support == "pm1" else "bits"
+    return (
+        f"the model has a discrete latent site ({name!r}) of {values}, which a "
+        "gradient-based sampler cannot move: sample the model with "
+        "ne.samplers.hmc_gibbs(discrete=..., continuous=...) (Gibbs-type moves of the discrete "
+        "sites within HMC), or marginalize the site out"
+    )
 
 
 def density_of(model: Callable, args: tuple, kwargs: dict, key, content: str) -> ModelDensity:
-    """:func:`logdensity_from_model` of a model whose :func:`model_key` is ``content``: what
-    does not depend on the key is built once per content."""
-    logdensity_fn, postprocess_fn, initialize = _cache.cached(
+    """:func:`logdensity_from_model` of a model whose :func:`model_key` is ``content``, its
+    discrete latent sites (bits or spins) held in the positions as they are
+    (:attr:`ModelDensity.discrete`): what does not depend on the key is built once per
+    content."""
+    logdensity_fn, postprocess_fn, initialize, discrete = _cache.cached(
         ("model", content), lambda: _model_pieces(model, args, kwargs)
     )
     z, potential, grad = initialize(key)
@@ -92,14 +115,15 @@ def density_of(model: Callable, args: tuple, kwargs: dict, key, content: str) ->
             valid &= np.isfinite(np.asarray(leaf)).reshape((*valid.shape, -1)).all(-1)
         if not valid.all():
             raise ValueError(_NO_VALID_START)
-    return ModelDensity(logdensity_fn, z, postprocess_fn)
+    return ModelDensity(logdensity_fn, z, postprocess_fn, discrete)
 
 
 def model_key(model: Callable, args: tuple, kwargs: dict) -> str:
     """A digest of what ``model`` computes with these arguments (see :mod:`numpyro_ebm._cache`).
 
     The model is traced once (``jax.make_jaxpr``, nothing compiled) with its latent sites at
-    NumPyro's ``init_to_uniform`` values (through their supports' transforms), its log joint
+    NumPyro's ``init_to_uniform`` values (through their supports' transforms; discrete sites
+    at uniform draws of their two values, :func:`initial_value`), its log joint
     density and the values of its sample, deterministic and ``param`` sites by name: the
     digest covers its code, distributions, supports and site names, its arguments, and the
     data, globals and parameters it reads. Equal digests compute the same log density and
@@ -110,7 +134,7 @@ def model_key(model: Callable, args: tuple, kwargs: dict) -> str:
 
     def run():
         seeded = handlers.seed(model, rng_seed=0)
-        seeded = handlers.substitute(seeded, substitute_fn=init_to_uniform)
+        seeded = handlers.substitute(seeded, substitute_fn=initial_value)
         log_joint, trace = log_density(seeded, args, kwargs, {})
         valued = ("sample", "deterministic", *PARAM_SITES)
         return log_joint, {k: site["value"] for k, site in trace.items() if site["type"] in valued}
@@ -122,6 +146,38 @@ def model_key(model: Callable, args: tuple, kwargs: dict) -> str:
     return key
 
 
+def discrete_support(site: dict) -> str:
+    """The two values of a discrete latent site: its own (``"pm1"`` or ``"01"``) for a
+    :class:`~numpyro_ebm.DiscreteEnergyDistribution`, ``"01"`` for a boolean support
+    (``Bernoulli``); ``ValueError`` naming the site otherwise."""
+    base = _base(site["fn"])
+    if isinstance(base, DiscreteEnergyDistribution):
+        return base.spins
+    support = site["fn"].support
+    while isinstance(support, constraints.independent):
+        support = support.base_constraint
+    if support is constraints.boolean:
+        return "01"
+    raise ValueError(
+        f"the model has a discrete latent site ({site['name']!r}, {type(base).__name__} with "
+        f"support {support}) that is neither bits nor spins: gradient-based samplers cannot "
+        "move it, and ne.samplers.hmc_gibbs moves sites of two values (a Bernoulli site or a "
+        "DiscreteEnergyDistribution); marginalize it out (numpyro's enumeration) or use "
+        "NumPyro's DiscreteHMCGibbs"
+    )
+
+
+def initial_value(site: dict):
+    """NumPyro's ``init_to_uniform`` for a continuous site; for a discrete latent site of bits
+    or spins (:func:`discrete_support`), each entry one of its two values with probability
+    1/2, whatever its prior (an energy prior of many sites has no exact sampler)."""
+    if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
+        low, high = spin_values(discrete_support(site))
+        bits = jax.random.bernoulli(site["kwargs"]["rng_key"], 0.5, site["fn"].shape())
+        return jnp.where(bits, high, low).astype(jnp.result_type(float))
+    return init_to_uniform(site)
+
+
 _NO_VALID_START = (
     "the model's log density is not finite at any of the initial points tried (100 uniform "
     "draws in (-2, 2) on the unconstrained space): check its support, its observed data and "
@@ -131,29 +187,26 @@ _NO_VALID_START = (
 
 def _model_pieces(model: Callable, args, kwargs):
     """What does not depend on the key, built once per model content (:func:`model_key`):
-    ``(logdensity_fn, postprocess_fn, initialize)``.
+    ``(logdensity_fn, postprocess_fn, initialize, discrete)``.
 
-    ``logdensity_fn`` is NumPyro's ``potential_energy`` (negated) and ``postprocess_fn`` its
+    ``logdensity_fn(z)`` is NumPyro's ``potential_energy`` (negated) and ``postprocess_fn`` its
     ``constrain_fn`` (deterministic sites included) of the model with its ``param`` sites fixed
-    at a prototype trace's values, as ``initialize_model`` prepares it. ``initialize(key)`` is
-    ``initialize_model`` compiled (``init_to_uniform``, retried until the density and its
-    gradient are finite), returning ``(z, potential energy, gradient)``: one compilation
-    serves every later key, where calling ``initialize_model`` eagerly compiles its search
-    loop afresh each time."""
+    at a prototype trace's values, as ``initialize_model`` prepares it, and its discrete latent
+    sites (``discrete``, :func:`discrete_support`) conditioned on their values in ``z``: the
+    log joint then holds their log probabilities, and the continuous sites' Jacobians only.
+    ``initialize(key)`` is ``initialize_model`` compiled (``init_to_uniform``, retried until
+    the density and its gradient are finite; the discrete sites drawn first, uniformly),
+    returning ``(z, potential energy, gradient)``: one compilation serves every later key,
+    where calling ``initialize_model`` eagerly compiles its search loop afresh each time."""
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Some algorithms will automatically enumerate")
         # latent values as the initializer draws them (improper priors cannot be sampled)
-        seeded = handlers.substitute(
-            handlers.seed(model, rng_seed=0), substitute_fn=init_to_uniform
-        )
+        seeded = handlers.substitute(handlers.seed(model, rng_seed=0), substitute_fn=initial_value)
         prototype = handlers.trace(seeded).get_trace(*args, **kwargs)
+    discrete = []
     for name, site in prototype.items():
         if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
-            raise ValueError(
-                f"the model has a discrete latent site ({name!r}), which a gradient-based "
-                "sampler cannot move: marginalize it out, or give it as an energy of bits or "
-                "spins to a discrete sampler (sample(energy, 'gibbs', support='01' | 'pm1'))"
-            )
+            discrete.append((name, discrete_support(site)))
         size, subsample_size = site["args"] if site["type"] == "plate" else (None, None)
         if subsample_size is not None and subsample_size < size:
             raise SubsampledModelError(
@@ -164,20 +217,46 @@ def _model_pieces(model: Callable, args, kwargs):
     fixed = {k: site["value"] for k, site in prototype.items() if site["type"] in PARAM_SITES}
     prepared = handlers.substitute(handlers.seed(model, rng_seed=0), data=fixed)
     _check_normalizers(prepared, args, kwargs, prototype)
+    names = [name for name, _ in discrete]
+    shapes = {name: prototype[name]["fn"].shape() for name in names}
+
+    def given(z):
+        """The continuous sites' values, and the model with the discrete ones conditioned."""
+        values = {name: z[name] for name in names}
+        continuous = {k: v for k, v in z.items() if k not in values}
+        return continuous, handlers.condition(prepared, data=values), values
 
     @full_precision
     def logdensity_fn(z):
-        return -potential_energy(prepared, args, kwargs, z)
+        continuous, conditioned, _ = given(z)
+        return -potential_energy(conditioned, args, kwargs, continuous)
 
     def postprocess_fn(z):
-        return constrain_fn(prepared, args, kwargs, z, return_deterministic=True)
+        continuous, conditioned, values = given(z)
+        return (
+            constrain_fn(conditioned, args, kwargs, continuous, return_deterministic=True) | values
+        )
+
+    def initialize_one(key):
+        values = {}
+        for i, (name, support) in enumerate(discrete):
+            bit_key = jax.random.fold_in(key, i + 1)
+            low, high = spin_values(support)
+            bits = jax.random.bernoulli(bit_key, 0.5, shapes[name])
+            values[name] = jnp.where(bits, high, low).astype(jnp.result_type(float))
+        conditioned = handlers.condition(prepared, data=values)
+        z, potential, grad = initialize_model(
+            key, conditioned, model_args=args, model_kwargs=kwargs
+        ).param_info
+        return z | values, potential, grad
 
     @jax.jit
     def initialize(key):
-        info = initialize_model(key, prepared, model_args=args, model_kwargs=kwargs)
-        return tuple(info.param_info)
+        typed = jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key)
+        batched = key.ndim > (0 if typed else 1)  # a raw key is a (2,) array
+        return jax.vmap(initialize_one)(key) if batched else initialize_one(key)
 
-    return logdensity_fn, postprocess_fn, initialize
+    return logdensity_fn, postprocess_fn, initialize, tuple(discrete)
 
 
 #: Random configurations at which an energy site's log density is compared (plus its own value).

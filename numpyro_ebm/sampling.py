@@ -305,7 +305,7 @@ def sample(
             chunk_bytes=CHUNK_BYTES,
         )
 
-    posterior = draws if target.kind == "model" else _named(target.var_name, draws)
+    posterior = draws if target.kind in ("model", "mixed") else _named(target.var_name, draws)
     bad = np.asarray(stats["nonfinite"]).any(axis=1)
     if bad.any():
         warnings.warn(
@@ -331,7 +331,7 @@ def _health_findings(sampler, target, draws, posterior, stats, key) -> list:
     target: frozen chains, an exploded step size, draws that run off, and, for an energy, a
     probe of the energy near the draws for NaN or infinite values. Samplers whose draws are
     independent sweeps (those with a ``refine``) are not chains and are not checked."""
-    if target.kind not in DENSITY_KINDS or sampler.refine is not None:
+    if target.kind not in DENSITY_KINDS | {"mixed"} or sampler.refine is not None:
         return []
     found = _health.chain_findings(posterior, stats, _health.initial_step_size(sampler))
     kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))

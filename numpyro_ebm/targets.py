@@ -11,7 +11,10 @@ callable behind it is (its ``kind``), so that samplers never guess from argument
   (:func:`~numpyro_ebm.logdensity_from_model`) and reported in constrained space;
 * ``"discrete"``: an energy of configurations of bits :math:`\{0, 1\}^d` or spins
   :math:`\{-1, +1\}^d` (``support="01"`` or ``"pm1"``), for the discrete kernels (Gibbs,
-  checkerboard, Swendsen-Wang, block Gibbs, Gibbs with gradients).
+  checkerboard, Swendsen-Wang, block Gibbs, Gibbs with gradients);
+* ``"mixed"``: a NumPyro model with discrete latent sites of bits or spins (``discrete``
+  names them and their values) beside continuous ones, for Gibbs-within-HMC
+  (:func:`~numpyro_ebm.samplers.hmc_gibbs`).
 
 :func:`energy_target` and :func:`model_target` build them; :func:`numpyro_ebm.sample` builds
 one from a bare callable (an energy if ``event_shape`` or ``init_position`` is given, a model
@@ -42,7 +45,7 @@ from numpyro_ebm._spins import SPINS, check_spins
 __all__ = ["KINDS", "SUPPORTS", "Target", "TargetKey", "energy_target", "model_target"]
 
 #: The kinds of target a sampler may accept.
-KINDS = ("energy", "noise_conditional", "model", "discrete")
+KINDS = ("energy", "noise_conditional", "model", "discrete", "mixed")
 
 #: The supports of an energy's configurations: real vectors, spins {-1, +1} (``"pm1"``) or bits
 #: {0, 1} (``"01"``), the encodings of :data:`numpyro_ebm._spins.SPINS`.
@@ -81,7 +84,9 @@ class Target(NamedTuple):
     that compute the same thing (programs compiled for one are reused for the other);
     :func:`numpyro_ebm.sample` computes it again from ``fn`` for a ready target, since the
     energy or model may have changed since.
-    ``support``: ``"real"``, ``"pm1"`` or ``"01"`` (see :data:`SUPPORTS`).
+    ``support``: ``"real"``, ``"pm1"`` or ``"01"`` (see :data:`SUPPORTS`). ``discrete``: for a
+    ``"mixed"`` target, ``((site, support), ...)`` of its discrete latent sites, whose values
+    the positions hold as they are.
     """
 
     logdensity_fn: Callable
@@ -96,6 +101,7 @@ class Target(NamedTuple):
     minibatch_logdensity_fn: Callable | None = None
     cache_key: Any = None
     support: str = "real"
+    discrete: tuple = ()
 
     @property
     def num_chains(self) -> int:
@@ -376,7 +382,7 @@ def target_key(target: Target) -> TargetKey:
             "this Target has no fn (the energy or model it samples), so what it computes "
             "cannot be keyed: build it with energy_target or model_target"
         )
-    if target.kind == "model":
+    if target.kind in ("model", "mixed"):
         return _model_key(target.fn, target.model_args, target.model_kwargs or {})
     return _energy_key(
         target.fn, target.initial_position, target.kind, target.temperature, target.support
@@ -418,7 +424,10 @@ def model_target(
     Initial positions follow NumPyro's ``init_to_uniform`` (one per chain, from ``key``).
     ``subsample=True`` admits a model that subsamples its data (a plate with
     ``subsample_size``): the target then carries an unbiased minibatch log density for
-    stochastic-gradient samplers; exact samplers refuse it.
+    stochastic-gradient samplers; exact samplers refuse it. A model with discrete latent sites
+    of bits or spins (``Bernoulli``, :class:`~numpyro_ebm.DiscreteEnergyDistribution`) gives a
+    ``"mixed"`` target, whose positions hold those sites' values (drawn uniformly at the
+    start) beside the continuous sites' unconstrained ones.
     """
     from numpyro_ebm.model_density import (
         ModelDensity,
@@ -452,7 +461,8 @@ def model_target(
     return Target(
         logdensity_fn=full_precision(density.logdensity_fn),
         initial_position=density.initial_position,
-        kind="model",
+        kind="mixed" if density.discrete else "model",
+        discrete=density.discrete,
         fn=model,
         postprocess_fn=density.postprocess_fn,
         model_args=tuple(model_args),

@@ -77,3 +77,46 @@ def test_block_gibbs_samples_an_rbm_from_its_bound_free_energy():
 def test_mismatched_samplers_and_targets_are_refused_before_compiling(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def quadratic_in_sites(s):
+    """The Ising energy plus a term quadratic in each spin: on {-1, +1} it is a field,
+    0.3 (s - 0.5)^2 = 0.3 (1.25 - s), but its gradient is not the flip log ratio."""
+    return MODEL.energy(s) + 0.3 * jnp.sum((s - 0.5) ** 2)
+
+
+def test_checkerboard_curvature_samples_a_log_density_quadratic_in_each_site():
+    truth = ne.evidence.exact.expectation(
+        lambda s: -BETA * quadratic_in_sites(s), lambda s: s.ravel(), (4, 4)
+    )
+    with pytest.raises(ValueError, match=r"not affine in site.*flip_ratio='curvature'"):
+        ne.sample(quadratic_in_sites, "checkerboard", key=jax.random.key(0), support="pm1",
+                  temperature=1 / BETA, event_shape=(4, 4))
+    idata = ne.sample(
+        quadratic_in_sites,
+        ne.samplers.checkerboard(flip_ratio="curvature"),
+        key=jax.random.key(1),
+        temperature=1 / BETA,
+        support="pm1",
+        event_shape=(4, 4),
+        num_chains=32,
+        num_samples=400,
+        num_warmup=100,
+    )
+    spins = idata.posterior["x"].values.reshape(32, 400, 16)
+    assert_mean_close(spins, np.asarray(truth), z=4.5)  # 16 components: 4.5 MCSE each
+    assert float(np.abs(np.asarray(truth)).mean()) > 0.05  # the field the quadratic hides
+
+
+@pytest.mark.parametrize(
+    ("energy", "message"),
+    [
+        (lambda s: MODEL.energy(s) + 0.3 * jnp.sum(jnp.exp(s)), "degree at most two"),
+        (lambda s: MODEL.energy(s) + 0.3 * s[0, 0] * s[0, 2], r"couples sites \(0, 0\) and"),
+    ],
+    ids=["cubic", "same-colour"],
+)
+def test_checkerboard_curvature_refuses_what_it_cannot_sample(energy, message):
+    with pytest.raises(ValueError, match=message):
+        ne.sample(energy, ne.samplers.checkerboard(flip_ratio="curvature"),
+                  key=jax.random.key(0), support="pm1", event_shape=(4, 4))

@@ -25,26 +25,23 @@ sites of one colour (nearest-neighbour couplings of the periodic lattice are fin
 anything else use :mod:`~numpyro_ebm.kernels.gibbs` (any log density) or
 :mod:`~numpyro_ebm.kernels.gibbs_with_gradients`.
 
-**The structure is checked** when a chain is initialized (:func:`check_sublattices`). For a
-log density :math:`f` affine in each site, the interaction of sites :math:`i \ne j`,
+**Curvature** (``flip_ratio="curvature"``) drops the affinity for log densities of degree at
+most two in each site, such as spins observed with Gaussian noise,
+:math:`-(y_i - s_i)^2 / 2\sigma^2`, quadratic in :math:`s_i` though affine on
+:math:`\{-1, +1\}` (Gibbs within HMC, :func:`~numpyro_ebm.samplers.hmc_gibbs`):
 
 .. math::
 
-    I_{ij}(x) = f(x^{(ij)}) - f(x^{(i)}) - f(x^{(j)}) + f(x)
-    = \delta_i \delta_j\, \partial_i \partial_j f(x), \qquad \delta_i = x^{(i)}_i - x_i,
+    \Delta_i(x) = \delta_i\, \partial_i \log p(x) + \tfrac12 \delta_i^2\,
+    \partial_i^2 \log p(x), \qquad \delta_i = x^{(i)}_i - x_i,
 
-is how much flipping site :math:`j` changes the flip log ratio of site :math:`i`; updating a
-colour at once is exact iff it vanishes for every pair of that colour, and the gradient is the
-flip log ratio only where :math:`\partial_i^2 f = 0` (a term :math:`x_i^2` breaks it). So the
-Hessian :math:`H(x)` restricted to either colour must be zero. The check evaluates, in one
-compiled, vmapped call, the Hessian-vector products :math:`H(x)\, u_c` at the all-high
-configuration and three random ones (a fixed key), with :math:`u_c` standard normal on the
-sites of colour :math:`c` and zero elsewhere: entry :math:`i` of colour :math:`c` is
-:math:`\sum_{j \in c} H_{ij}(x)\, u_j`, non-zero with probability one if site :math:`i`
-interacts with a site of its colour at :math:`x`, however few such pairs there are. Entries
-below :math:`10^{-4}` of the largest gradient or Hessian-vector entry count as rounding. The
-check costs a few gradients per configuration and colour and one compilation; on failure,
-one more Hessian-vector product names the coupled sites in the error.
+exactly, and since no two sites of a colour interact, the Hessian-vector product with the
+colour's indicator, :math:`(H \mathbf 1_c)_i = \sum_{j \in c} H_{ij} = H_{ii}`, gives every
+curvature of the colour at once. One forward-over-reverse pass per half sweep (about two
+gradients) replaces the gradient. Its check asks that the same-colour Hessian vanish off the
+diagonal (:math:`H u_c - (H \mathbf 1_c) \odot u_c = 0` on the colour) and, for the degree,
+that the formula equal the flip log ratio evaluated directly at a few sites of each test
+configuration.
 
 References
 ----------
@@ -79,6 +76,12 @@ __all__ = [
     "init",
 ]
 
+#: How a half sweep gets the sites' flip log ratios: from the gradient (log densities affine in
+#: each site) or from the gradient and the curvatures (of degree at most two in each site).
+FLIP_RATIOS = ("gradient", "curvature")
+#: Sites per test configuration and colour whose flip log ratio the curvature check evaluates.
+_DEGREE_SITES = 8
+
 #: Configurations at which :func:`check_sublattices` evaluates the Hessian: all-high and random.
 _CHECK_CONFIGURATIONS = 4
 #: A same-colour Hessian entry below this fraction of the largest gradient or Hessian-vector
@@ -87,17 +90,19 @@ _COUPLING_RTOL = 1e-4
 
 
 class CheckerboardState(NamedTuple):
-    """The configuration with its cached log density and gradient."""
+    """The configuration with its cached log density and gradient (``None`` with curvature flip
+    ratios, whose pass computes the gradient with the curvatures)."""
 
     position: jax.Array
     logdensity: jax.Array
-    logdensity_grad: jax.Array
+    logdensity_grad: jax.Array | None
 
 
 class CheckerboardInfo(NamedTuple):
     """``acceptance_rate``: 1 for heat-bath sweeps, the mean Metropolis acceptance probability
     over the sites otherwise; ``is_finite``: whether the new log density is finite;
-    ``num_grad_evals``: 2, one per half sweep (the gradient gives the local fields)."""
+    ``num_grad_evals``: 2, one per half sweep (the gradient gives the local fields; a
+    curvature pass counts as one)."""
 
     acceptance_rate: jax.Array
     is_finite: jax.Array
@@ -147,23 +152,33 @@ def _first_leak(grads: np.ndarray, hvps: np.ndarray, masks: np.ndarray) -> tuple
 
 
 def _coupling_error(
-    grad: Callable, x: np.ndarray, site: int, mask: np.ndarray, spins: str, colour: str
+    grad: Callable,
+    x: np.ndarray,
+    site: int,
+    mask: np.ndarray,
+    spins: str,
+    colour: str,
+    curvature: bool = False,
 ) -> ValueError:
     """The error naming the site of ``mask``'s colour that interacts most with ``site`` at
-    ``x``, read from column ``site`` of the Hessian (``site`` itself: not affine in it)."""
+    ``x``, read from column ``site`` of the Hessian (``site`` itself: not affine in it; with
+    ``curvature`` the diagonal is allowed)."""
     low, high = spin_values(spins)
     basis = np.zeros(x.size, x.dtype)
     basis[site] = 1.0
     with jax.ensure_compile_time_eval():
         column = jax.jvp(grad, (jnp.asarray(x),), (jnp.asarray(basis.reshape(x.shape)),))[1]
     column = np.abs(np.asarray(column)).ravel() * mask.ravel()
+    if curvature:
+        column[site] = 0.0
     partner = int(np.argmax(column))
     if partner == site:
         return ValueError(
             "checkerboard takes each site's flip log ratio from the gradient, exact only for a "
             f"log density affine in each site, but this one is not affine in site "
             f"{_site(site, x.shape)} (second derivative {column[site]:.3g} at a test "
-            "configuration); sample it with gibbs, which assumes no structure"
+            "configuration); use checkerboard(flip_ratio='curvature') for a log density of "
+            "degree two in each site, or gibbs, which assumes no structure"
         )
     first, second = sorted((site, partner))
     return ValueError(
@@ -175,11 +190,17 @@ def _coupling_error(
     )
 
 
-def check_sublattices(logdensity_fn: Callable, shape: tuple[int, ...], spins: str = "pm1") -> None:
+def check_sublattices(
+    logdensity_fn: Callable,
+    shape: tuple[int, ...],
+    spins: str = "pm1",
+    flip_ratio: str = "gradient",
+) -> None:
     """Raise ``ValueError`` if ``logdensity_fn`` couples two sites of one colour of the lattice
-    ``shape``, or is not affine in a site: the structure checkerboard sweeps need (the module
-    docstring gives the test, its cost and why it is exact for multilinear log densities). The
-    message names the sites and their interaction :math:`I_{ij}`, and points to ``gibbs``.
+    ``shape``, or is not affine in a site (``flip_ratio="gradient"``) or of degree at most two
+    in it (``"curvature"``): the structure checkerboard sweeps need (the module docstring gives
+    the tests, their cost and why they are exact). The message names the sites and their
+    interaction :math:`I_{ij}`, and points to ``gibbs``.
 
     The check passes without a word where the log density's values are traced: the tempered
     replicas of :mod:`~numpyro_ebm.kernels.replica_exchange` (their temperature is traced under
@@ -188,30 +209,86 @@ def check_sublattices(logdensity_fn: Callable, shape: tuple[int, ...], spins: st
     ``BoundLogDensity`` of traced parameters. Call it once outside there.
     """
     grad = jax.grad(logdensity_fn)
+    curvature = check_flip_ratio(flip_ratio) == "curvature"
     with jax.ensure_compile_time_eval():
         xs, us, masks = _test_points(shape, spins)
         grads, hvps = jax.jit(jax.vmap(lambda x, u: jax.jvp(grad, (x,), (u,))))(xs, us)
+        if curvature:
+            _, diagonals = jax.jit(jax.vmap(lambda x, m: jax.jvp(grad, (x,), (m,))))(
+                xs, masks.astype(xs.dtype)
+            )
+            hvps = hvps - diagonals * us  # the off-diagonal part on the colour
     if isinstance(hvps, Tracer):
         return
     xs, masks = np.asarray(xs), np.asarray(masks)
     row, site = _first_leak(np.asarray(grads), np.asarray(hvps), masks)
     if row >= 0:
         colour = ("even", "odd")[row % 2]
-        raise _coupling_error(grad, xs[row], site, masks[row], spins, colour)
+        raise _coupling_error(grad, xs[row], site, masks[row], spins, colour, curvature)
+    if curvature:
+        _check_degree(logdensity_fn, xs, masks, np.asarray(grads), np.asarray(diagonals), spins)
 
 
-def init(position, logdensity_fn: Callable, spins: str = "pm1") -> CheckerboardState:
+def _check_degree(logdensity_fn, xs, masks, grads, diagonals, spins) -> None:
+    """Raise ``ValueError`` where the curvature formula misses the flip log ratio evaluated
+    directly, at the first :data:`_DEGREE_SITES` sites of each test configuration's colour."""
+    rows = []
+    for row in range(len(xs)):
+        for site in np.flatnonzero(masks[row].ravel())[:_DEGREE_SITES]:
+            rows.append((row, int(site)))
+    index = np.asarray(rows)
+    x = xs[index[:, 0]].reshape(len(index), -1)
+    flipped = x.copy()
+    delta = (
+        flip(x[np.arange(len(index)), index[:, 1]], spins) - x[np.arange(len(index)), index[:, 1]]
+    )
+    flipped[np.arange(len(index)), index[:, 1]] += delta
+    with jax.ensure_compile_time_eval():
+        values = jax.jit(jax.vmap(lambda v: logdensity_fn(v.reshape(xs.shape[1:]))))(
+            jnp.asarray(np.concatenate([x, flipped]))
+        )
+    values = np.asarray(values, np.float64)
+    direct = values[len(index) :] - values[: len(index)]
+    g = grads.reshape(len(xs), -1)[index[:, 0], index[:, 1]]
+    h = diagonals.reshape(len(xs), -1)[index[:, 0], index[:, 1]]
+    formula = delta * g + 0.5 * delta**2 * h
+    miss = np.abs(direct - formula) > 1e-3 * (1 + np.abs(direct)) + 1e-6 * np.abs(
+        values[: len(index)]
+    )
+    miss &= np.isfinite(direct)
+    if np.any(miss):
+        k = int(np.argmax(miss))
+        raise ValueError(
+            "checkerboard(flip_ratio='curvature') reads each site's flip log ratio from its "
+            "gradient and curvature, exact only for a log density of degree at most two in "
+            f"each site, but at site {_site(index[k, 1], xs.shape[1:])} of a test configuration "
+            f"the flip changes it by {direct[k]:.4g}, not {formula[k]:.4g}; sample it with "
+            "gibbs, which assumes no structure"
+        )
+
+
+def check_flip_ratio(flip_ratio: str) -> str:
+    if flip_ratio not in FLIP_RATIOS:
+        raise ValueError(f"flip_ratio must be one of {FLIP_RATIOS}, got {flip_ratio!r}")
+    return flip_ratio
+
+
+def init(
+    position, logdensity_fn: Callable, spins: str = "pm1", flip_ratio: str = "gradient"
+) -> CheckerboardState:
     """Check ``position`` (values of ``spins``, every side even) and the log density's
     structure (:func:`check_sublattices`), ``ValueError`` otherwise; cast ``position`` to
-    floats and evaluate the log density and its gradient."""
+    floats and evaluate the log density (and, for gradient flip ratios, its gradient)."""
     position = as_spin_array("position", position, spins)
     _check_lattice(position.shape)
-    check_sublattices(logdensity_fn, position.shape, spins)
+    check_sublattices(logdensity_fn, position.shape, spins, flip_ratio)
+    if flip_ratio == "curvature":
+        return CheckerboardState(position, logdensity_fn(position), None)
     logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
     return CheckerboardState(position, logdensity, grad)
 
 
-def build_kernel(update: str = "heat_bath", spins: str = "pm1"):
+def build_kernel(update: str = "heat_bath", spins: str = "pm1", flip_ratio: str = "gradient"):
     """Build the sweep ``kernel(rng_key, state, logdensity_fn) -> (state, info)``.
 
     Parameters
@@ -220,13 +297,17 @@ def build_kernel(update: str = "heat_bath", spins: str = "pm1"):
         ``"heat_bath"`` or ``"metropolis"``.
     spins
         ``"pm1"`` or ``"01"``.
+    flip_ratio
+        ``"gradient"`` (log densities affine in each site) or ``"curvature"`` (of degree at most
+        two in each site; see the module docstring).
     """
     check_update(update)
     spin_values(spins)
+    curvature = check_flip_ratio(flip_ratio) == "curvature"
 
-    def half_sweep(rng_key, x, logdensity_grad, mask):
+    def half_sweep(rng_key, x, ratio, mask):
         flipped = flip(x, spins)
-        probability = flip_probability((flipped - x) * logdensity_grad, update)
+        probability = flip_probability(ratio, update)
         accept = mask & (jax.random.uniform(rng_key, x.shape) < probability)
         return jnp.where(accept, flipped, x), jnp.sum(jnp.where(mask, probability, 0))
 
@@ -235,11 +316,26 @@ def build_kernel(update: str = "heat_bath", spins: str = "pm1"):
     ) -> tuple[CheckerboardState, CheckerboardInfo]:
         even, odd = sublattice_masks(state.position.shape)
         even_key, odd_key = jax.random.split(rng_key)
-        position, even_total = half_sweep(even_key, state.position, state.logdensity_grad, even)
-        # the value is needed at the end of the sweep only: a gradient suffices here
-        grad = jax.grad(logdensity_fn)(position)
-        position, odd_total = half_sweep(odd_key, position, grad, odd)
-        logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
+        x = state.position
+        if curvature:
+
+            def ratio(x, mask):
+                grad, diagonal = jax.jvp(jax.grad(logdensity_fn), (x,), (mask.astype(x.dtype),))
+                delta = flip(x, spins) - x
+                return delta * grad + 0.5 * delta**2 * diagonal
+
+            position, even_total = half_sweep(even_key, x, ratio(x, even), even)
+            position, odd_total = half_sweep(odd_key, position, ratio(position, odd), odd)
+            logdensity, grad = logdensity_fn(position), None
+        else:
+            ratio = (flip(x, spins) - x) * state.logdensity_grad
+            position, even_total = half_sweep(even_key, x, ratio, even)
+            # the value is needed at the end of the sweep only: a gradient suffices here
+            grad = jax.grad(logdensity_fn)(position)
+            position, odd_total = half_sweep(
+                odd_key, position, (flip(position, spins) - position) * grad, odd
+            )
+            logdensity, grad = jax.value_and_grad(logdensity_fn)(position)
         if update == "heat_bath":
             acceptance = jnp.ones(())
         else:
@@ -251,7 +347,10 @@ def build_kernel(update: str = "heat_bath", spins: str = "pm1"):
 
 
 def as_top_level_api(
-    logdensity_fn: Callable, update: str = "heat_bath", spins: str = "pm1"
+    logdensity_fn: Callable,
+    update: str = "heat_bath",
+    spins: str = "pm1",
+    flip_ratio: str = "gradient",
 ) -> SamplingAlgorithm:
     """Checkerboard sweeps as a ``blackjax.SamplingAlgorithm``.
 
@@ -260,8 +359,9 @@ def as_top_level_api(
     logdensity_fn
         :math:`\\log p(x)` of one lattice configuration, affine in each site and coupling only
         periodic nearest neighbours: an :class:`~numpyro_ebm.models.ising.Ising` model, a
-        ``BoundLogDensity`` of such an energy, or its tempered version inside replica exchange.
-    update, spins
+        ``BoundLogDensity`` of such an energy, or its tempered version inside replica exchange
+        (with ``flip_ratio="curvature"``: of degree at most two in each site).
+    update, spins, flip_ratio
         See :func:`build_kernel`.
 
     Examples
@@ -274,11 +374,11 @@ def as_top_level_api(
         state, info = jax.jit(sampler.step)(key, state)   # one sweep
     """
     check_logdensity_fn(logdensity_fn)
-    kernel = build_kernel(update, spins)
+    kernel = build_kernel(update, spins, flip_ratio)
 
     def init_fn(position, rng_key: PRNGKey | None = None) -> CheckerboardState:
         del rng_key
-        return init(position, logdensity_fn, spins)
+        return init(position, logdensity_fn, spins, flip_ratio)
 
     def step_fn(
         rng_key: PRNGKey, state: CheckerboardState

@@ -19,6 +19,7 @@ from numpyro_ebm.samplers.discrete import (
 )
 from numpyro_ebm.samplers.hmc import hmc, nuts
 from numpyro_ebm.samplers.langevin import mala, sgld, ula
+from numpyro_ebm.samplers.mixed import hmc_gibbs
 from numpyro_ebm.samplers.tempering import annealed_langevin, parallel_tempering
 from numpyro_ebm.samplers.whole_runs import numpyro_nuts, tempered_smc
 
@@ -34,6 +35,7 @@ __all__ = [
     "gibbs",
     "gibbs_with_gradients",
     "hmc",
+    "hmc_gibbs",
     "mala",
     "numpyro_nuts",
     "nuts",

@@ -56,6 +56,7 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from numpyro_ebm._checks import all_finite
+from numpyro_ebm.model_density import gradient_cannot_move
 
 __all__ = [
     "SAMPLERS",
@@ -182,6 +183,10 @@ class Sampler:
 
 
 def _hint(sampler: Sampler, target) -> str:
+    if target.kind == "mixed":
+        return f" ({gradient_cannot_move(target.discrete)})"
+    if "mixed" in sampler.accepts:
+        return " (the model has no discrete latent site: use nuts, hmc or mala)"
     if target.kind == "discrete":
         return (
             " (an energy of bits or spins: use gibbs, checkerboard, gibbs_with_gradients, "

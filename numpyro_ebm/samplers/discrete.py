@@ -75,11 +75,17 @@ def gibbs(*, scan: str = "random", update: str = "heat_bath") -> Sampler:
 
 
 @register_sampler("checkerboard")
-def checkerboard(*, update: str = "heat_bath") -> Sampler:
+def checkerboard(*, update: str = "heat_bath", flip_ratio: str = "gradient") -> Sampler:
     """Red-black sweeps of a lattice model with nearest-neighbour couplings (the Ising model),
-    each sublattice updated at once (:mod:`numpyro_ebm.kernels.checkerboard`); even sides."""
+    each sublattice updated at once (:mod:`numpyro_ebm.kernels.checkerboard`); even sides.
+    ``flip_ratio="gradient"`` reads the sites' flip log ratios from one gradient (log densities
+    affine in each site); ``"curvature"`` adds each site's curvature, for log densities of
+    degree at most two in each site (a Gaussian likelihood of the spins)."""
     _gibbs.check_update(update)
-    return _density_sampler("checkerboard", _checkerboard, {"update": update})
+    _checkerboard.check_flip_ratio(flip_ratio)
+    return _density_sampler(
+        "checkerboard", _checkerboard, {"update": update, "flip_ratio": flip_ratio}
+    )
 
 
 @register_sampler("gibbs_with_gradients")
