@@ -44,7 +44,7 @@ from numpyro_ebm._precision import full_precision
 from numpyro_ebm.model_density import density_of, model_key
 from numpyro_ebm.samplers import Sampler
 from numpyro_ebm.samplers.base import DENSITY_KINDS
-from numpyro_ebm.targets import Target
+from numpyro_ebm.targets import Target, model_kind
 
 __all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "SamplerKernelState"]
 
@@ -152,12 +152,13 @@ class SamplerKernel(MCMCKernel):
             position = density.initial_position if init_params is None else init_params
             _check_structure(init_params, density.initial_position)
             potential, fn = (lambda z: -density.logdensity_fn(z)), self.model
-            kind = "mixed" if density.discrete else "model"
+            kind = model_kind(density)
             extra = {
                 "postprocess_fn": density.postprocess_fn,
                 "model_args": tuple(model_args),
                 "model_kwargs": kwargs,
                 "discrete": density.discrete,
+                "intractable": density.intractable,
             }
         else:
             if init_params is None:

@@ -51,13 +51,17 @@ class ModelDensity(NamedTuple):
     sites. ``discrete``: ``((name, support), ...)`` of the model's discrete latent sites, each
     of bits (``"01"``) or spins (``"pm1"``); ``z`` then holds their values as they are (no
     transform) beside the continuous sites' unconstrained ones, for a sampler that moves
-    them by Gibbs-type kernels (:func:`~numpyro_ebm.samplers.hmc_gibbs`).
+    them by Gibbs-type kernels (:func:`~numpyro_ebm.samplers.hmc_gibbs`). ``intractable``:
+    ``((site, latent), ...)`` of the energy sites whose normalizer depends on a latent site
+    (their log density then omits :math:`\\log Z(\\theta)`; only
+    :func:`~numpyro_ebm.samplers.exchange` samples such a model).
     """
 
     logdensity_fn: Callable[[Any], jax.Array]
     initial_position: Any
     postprocess_fn: Callable[[Any], dict]
     discrete: tuple = ()
+    intractable: tuple = ()
 
 
 def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> ModelDensity:
@@ -82,6 +86,8 @@ def logdensity_from_model(model: Callable, *args, key: jax.Array, **kwargs) -> M
     if not callable(model):
         raise TypeError(f"model must be a callable NumPyro model, got {model!r}")
     density = density_of(model, args, kwargs, key, model_key(model, args, kwargs))
+    if density.intractable:
+        raise ValueError(normalizer_message(*density.intractable[0]))
     if density.discrete:
         raise ValueError(gradient_cannot_move(density.discrete))
     return density
@@ -105,7 +111,7 @@ def density_of(model: Callable, args: tuple, kwargs: dict, key, content: str) ->
     discrete latent sites (bits or spins) held in the positions as they are
     (:attr:`ModelDensity.discrete`): what does not depend on the key is built once per
     content."""
-    logdensity_fn, postprocess_fn, initialize, discrete = _cache.cached(
+    logdensity_fn, postprocess_fn, initialize, discrete, intractable = _cache.cached(
         ("model", content), lambda: _model_pieces(model, args, kwargs)
     )
     z, potential, grad = initialize(key)
@@ -115,7 +121,7 @@ def density_of(model: Callable, args: tuple, kwargs: dict, key, content: str) ->
             valid &= np.isfinite(np.asarray(leaf)).reshape((*valid.shape, -1)).all(-1)
         if not valid.all():
             raise ValueError(_NO_VALID_START)
-    return ModelDensity(logdensity_fn, z, postprocess_fn, discrete)
+    return ModelDensity(logdensity_fn, z, postprocess_fn, discrete, intractable)
 
 
 def model_key(model: Callable, args: tuple, kwargs: dict) -> str:
@@ -150,7 +156,7 @@ def discrete_support(site: dict) -> str:
     """The two values of a discrete latent site: its own (``"pm1"`` or ``"01"``) for a
     :class:`~numpyro_ebm.DiscreteEnergyDistribution`, ``"01"`` for a boolean support
     (``Bernoulli``); ``ValueError`` naming the site otherwise."""
-    base = _base(site["fn"])
+    base = base_distribution(site["fn"])
     if isinstance(base, DiscreteEnergyDistribution):
         return base.spins
     support = site["fn"].support
@@ -216,7 +222,7 @@ def _model_pieces(model: Callable, args, kwargs):
             )
     fixed = {k: site["value"] for k, site in prototype.items() if site["type"] in PARAM_SITES}
     prepared = handlers.substitute(handlers.seed(model, rng_seed=0), data=fixed)
-    _check_normalizers(prepared, args, kwargs, prototype)
+    intractable = _dependent_normalizers(prepared, args, kwargs, prototype)
     names = [name for name, _ in discrete]
     shapes = {name: prototype[name]["fn"].shape() for name in names}
 
@@ -256,20 +262,20 @@ def _model_pieces(model: Callable, args, kwargs):
         batched = key.ndim > (0 if typed else 1)  # a raw key is a (2,) array
         return jax.vmap(initialize_one)(key) if batched else initialize_one(key)
 
-    return logdensity_fn, postprocess_fn, initialize, tuple(discrete)
+    return logdensity_fn, postprocess_fn, initialize, tuple(discrete), intractable
 
 
 #: Random configurations at which an energy site's log density is compared (plus its own value).
 NORMALIZER_PROBES = 4
 
 
-def _check_normalizers(model, args, kwargs, prototype) -> None:
-    r"""Refuse a model with an energy site (:class:`~numpyro_ebm.EnergyDistribution`) whose
-    normalizer depends on a latent site: an observed configuration whose energy or temperature
-    depends on a latent, or an energy prior whose temperature (or energy) does. Its density
-    :math:`e^{-E_\theta(x)/T_\theta} / Z(\theta)` enters the model without :math:`Z(\theta)`, so a
-    density-based sampler targets the wrong posterior (doubly intractable: Murray, Ghahramani &
-    MacKay 2006).
+def _dependent_normalizers(model, args, kwargs, prototype) -> tuple:
+    r"""The energy sites (:class:`~numpyro_ebm.EnergyDistribution`) whose normalizer depends on a
+    latent site, as ``((site, latent), ...)``: an observed configuration whose energy or
+    temperature depends on a latent, or an energy prior whose temperature (or energy) does.
+    Such a density :math:`e^{-E_\theta(x)/T_\theta} / Z(\theta)` enters the model without
+    :math:`Z(\theta)`, so a density-based sampler would target the wrong posterior (doubly
+    intractable: Murray, Ghahramani & MacKay 2006).
 
     Each energy site's log density is evaluated at its own value and at
     :data:`NORMALIZER_PROBES` random configurations of its support, with the model's other
@@ -278,7 +284,8 @@ def _check_normalizers(model, args, kwargs, prototype) -> None:
     sites = {
         name: site
         for name, site in prototype.items()
-        if site["type"] == "sample" and isinstance(_base(site["fn"]), EnergyDistribution)
+        if site["type"] == "sample"
+        and isinstance(base_distribution(site["fn"]), EnergyDistribution)
     }
     latents = {
         name: site["value"]
@@ -286,14 +293,15 @@ def _check_normalizers(model, args, kwargs, prototype) -> None:
         if site["type"] == "sample" and not site["is_observed"]
     }
     if not sites or not latents:
-        return
+        return ()
+    found = {}
     rng = np.random.default_rng(0)
 
     def probes(site):
         value = np.asarray(site["value"])
         support = site["fn"].support
         if support.is_discrete:  # a DiscreteEnergyDistribution: its two spin values
-            spins = spin_values(_base(site["fn"]).spins)
+            spins = spin_values(base_distribution(site["fn"]).spins)
             random = rng.choice(spins, size=(NORMALIZER_PROBES, *value.shape))
         else:
             random = value + rng.normal(size=(NORMALIZER_PROBES, *value.shape))
@@ -319,21 +327,27 @@ def _check_normalizers(model, args, kwargs, prototype) -> None:
             moved = transform(unconstrained + 0.5 + rng.normal(size=np.shape(unconstrained)))
             changed = log_probs({**latents, latent: moved})
             for name in sites:
-                if name == latent:
+                if name == latent or name in found:
                     continue
                 if not np.allclose(changed[name], base[name], rtol=1e-5, atol=1e-6):
-                    raise ValueError(
-                        f"the energy site {name!r} has a normalizer that depends on the latent "
-                        f"site {latent!r}: its energy or temperature changes with {latent!r}, "
-                        f"so log Z({latent}) belongs in the posterior and no density-based "
-                        "sampler (nuts, hmc, mala, parallel_tempering, ...) can include it. "
-                        "This posterior is doubly intractable (Murray, Ghahramani & MacKay "
-                        f"2006): fix {latent!r}, or infer it by the exchange algorithm or a "
-                        "pseudo-likelihood outside this model"
-                    )
+                    found[name] = latent
+    return tuple(found.items())
 
 
-def _base(fn):
+def normalizer_message(site: str, latent: str) -> str:
+    """Why a density-based sampler refuses a model whose energy site ``site`` has a
+    normalizer that depends on the latent site ``latent``, and what samples it."""
+    return (
+        f"the energy site {site!r} has a normalizer that depends on the latent site "
+        f"{latent!r}: its energy or temperature changes with {latent!r}, so log Z({latent}) "
+        "belongs in the posterior and no density-based sampler (nuts, hmc, mala, "
+        "parallel_tempering, ...) can include it. This posterior is doubly intractable "
+        f"(Murray, Ghahramani & MacKay 2006): sample it with ne.samplers.exchange() (the "
+        f"exchange algorithm, for an observed {site!r}), or fix {latent!r}"
+    )
+
+
+def base_distribution(fn):
     """The distribution under NumPyro's wrappers (a plate's ``ExpandedDistribution``,
     ``to_event``'s ``Independent``, a mask)."""
     while hasattr(fn, "base_dist"):

@@ -305,13 +305,26 @@ def sample(
             chunk_bytes=CHUNK_BYTES,
         )
 
-    posterior = draws if target.kind in ("model", "mixed") else _named(target.var_name, draws)
+    model = target.kind in ("model", "mixed", "doubly_intractable")
+    posterior = draws if model else _named(target.var_name, draws)
     bad = np.asarray(stats["nonfinite"]).any(axis=1)
     if bad.any():
         warnings.warn(
             f"{int(bad.sum())} of {num_chains} chain(s) reached a non-finite position or "
             f"density (chains {np.flatnonzero(bad).tolist()}); see sample_stats.nonfinite and "
             "do not use their draws",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    failed = np.asarray(stats.get("auxiliary_failed", False))
+    if failed.any():
+        warnings.warn(
+            f"{int(failed.sum())} of {failed.size} exchange proposals were rejected because "
+            "their exact auxiliary draw (coupling from the past) did not coalesce: the chains "
+            "reach parameters where exact draws are too slow (an Ising model near or below its "
+            "critical temperature), and the posterior is truncated there; see "
+            "sample_stats.auxiliary_failed, and narrow the prior or use an approximate "
+            "auxiliary sampler",
             RuntimeWarning,
             stacklevel=2,
         )

@@ -14,7 +14,10 @@ callable behind it is (its ``kind``), so that samplers never guess from argument
   checkerboard, Swendsen-Wang, block Gibbs, Gibbs with gradients);
 * ``"mixed"``: a NumPyro model with discrete latent sites of bits or spins (``discrete``
   names them and their values) beside continuous ones, for Gibbs-within-HMC
-  (:func:`~numpyro_ebm.samplers.hmc_gibbs`).
+  (:func:`~numpyro_ebm.samplers.hmc_gibbs`);
+* ``"doubly_intractable"``: a NumPyro model with an energy site whose normalizer depends on a
+  latent site (``intractable`` names them), for the exchange algorithm
+  (:func:`~numpyro_ebm.samplers.exchange`).
 
 :func:`energy_target` and :func:`model_target` build them; :func:`numpyro_ebm.sample` builds
 one from a bare callable (an energy if ``event_shape`` or ``init_position`` is given, a model
@@ -45,7 +48,7 @@ from numpyro_ebm._spins import SPINS, check_spins
 __all__ = ["KINDS", "SUPPORTS", "Target", "TargetKey", "energy_target", "model_target"]
 
 #: The kinds of target a sampler may accept.
-KINDS = ("energy", "noise_conditional", "model", "discrete", "mixed")
+KINDS = ("energy", "noise_conditional", "model", "discrete", "mixed", "doubly_intractable")
 
 #: The supports of an energy's configurations: real vectors, spins {-1, +1} (``"pm1"``) or bits
 #: {0, 1} (``"01"``), the encodings of :data:`numpyro_ebm._spins.SPINS`.
@@ -86,7 +89,8 @@ class Target(NamedTuple):
     energy or model may have changed since.
     ``support``: ``"real"``, ``"pm1"`` or ``"01"`` (see :data:`SUPPORTS`). ``discrete``: for a
     ``"mixed"`` target, ``((site, support), ...)`` of its discrete latent sites, whose values
-    the positions hold as they are.
+    the positions hold as they are. ``intractable``: for a ``"doubly_intractable"`` target,
+    ``((site, latent), ...)`` of its energy sites whose normalizer depends on a latent.
     """
 
     logdensity_fn: Callable
@@ -102,6 +106,7 @@ class Target(NamedTuple):
     cache_key: Any = None
     support: str = "real"
     discrete: tuple = ()
+    intractable: tuple = ()
 
     @property
     def num_chains(self) -> int:
@@ -382,11 +387,19 @@ def target_key(target: Target) -> TargetKey:
             "this Target has no fn (the energy or model it samples), so what it computes "
             "cannot be keyed: build it with energy_target or model_target"
         )
-    if target.kind in ("model", "mixed"):
+    if target.kind in ("model", "mixed", "doubly_intractable"):
         return _model_key(target.fn, target.model_args, target.model_kwargs or {})
     return _energy_key(
         target.fn, target.initial_position, target.kind, target.temperature, target.support
     )
+
+
+def model_kind(density) -> str:
+    """The kind of a model's target from its :class:`~numpyro_ebm.model_density.ModelDensity`:
+    ``"doubly_intractable"``, ``"mixed"`` (discrete latent sites) or ``"model"``."""
+    if density.intractable:
+        return "doubly_intractable"
+    return "mixed" if density.discrete else "model"
 
 
 def _model_key(model: Callable, args: tuple, kwargs: dict) -> TargetKey:
@@ -461,8 +474,9 @@ def model_target(
     return Target(
         logdensity_fn=full_precision(density.logdensity_fn),
         initial_position=density.initial_position,
-        kind="mixed" if density.discrete else "model",
+        kind=model_kind(density),
         discrete=density.discrete,
+        intractable=density.intractable,
         fn=model,
         postprocess_fn=density.postprocess_fn,
         model_args=tuple(model_args),

@@ -276,7 +276,11 @@ def test_until_compiles_its_mixing_check_once_for_all_blocks():
     attrs = results[0].sample_stats.attrs
     assert attrs["until_num_draws"] == 100 and attrs["until_reason"] == "max_draws"  # 5 blocks
     assert names.count("jit(mixing_so_far)") == 1
-    assert max(Counter(names).values()) == 1, names  # no program compiled twice
+    # no program compiled twice; an eager cast (jit(convert_element_type)) is compiled once per
+    # input shape and dtype, so which casts a fresh process still needs depends on the tests
+    # that ran before in it: those are not programs of the run
+    programs = [name for name in names if name != "jit(convert_element_type)"]
+    assert max(Counter(programs).values()) == 1, names
     assert _compiles(lambda: ne.sample(_gaussian, "mala", key=jax.random.key(5), **options)) == []
 
 

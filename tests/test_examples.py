@@ -34,6 +34,7 @@ FIGURES = {
     ],
     "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
     "ising": ["curves.png", "autocorrelation.png"],
+    "ising_denoising": ["denoising.png", "sigma.png"],
     "evidence": ["bayes_factor.png"],
     "ring_prior": ["posteriors.png"],
 }
@@ -230,3 +231,13 @@ def test_ring_prior_smoke(smoke_runs):
         assert posteriors["true prior"]["mean_error_in_sd"] == 0.0
         assert _is_finite(*(p["mean_error_in_sd"] for p in posteriors.values()))
         assert _is_finite(observation["sampled"]["z_against_quadrature"])
+
+
+@pytest.mark.slow
+def test_ising_denoising_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ising_denoising")
+    assert "ours / NumPyro, ESS per second" in stdout
+    assert set(metrics["samplers"]) == {"hmc_gibbs", "numpyro_discrete_hmc_gibbs"}
+    for row in metrics["samplers"].values():
+        assert _is_finite(row["seconds"], row["sigma_mean"], row["ess_per_s_sigma"])
+        assert 0 <= row["wrong_pixels"] <= metrics["L"] ** 2

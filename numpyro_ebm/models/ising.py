@@ -63,6 +63,8 @@ L. Onsager (1944). Crystal statistics. I. A two-dimensional model with an order-
 transition. Physical Review 65(3-4).
 C. N. Yang (1952). The spontaneous magnetization of a two-dimensional Ising model. Physical
 Review 85(5).
+S. Geman and D. Geman (1984). Stochastic relaxation, Gibbs distributions, and the Bayesian
+restoration of images. IEEE TPAMI 6(6).
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ from typing import ClassVar
 import jax
 import jax.numpy as jnp
 import numpy as np
+import numpyro
+import numpyro.distributions as dist
 from jax.core import Tracer
 from scipy.special import ellipk
 
@@ -85,6 +89,7 @@ __all__ = [
     "Ising",
     "PairwiseBinary",
     "critical_beta",
+    "denoising_model",
     "onsager_energy",
     "onsager_magnetization",
     "sublattice_masks",
@@ -290,6 +295,35 @@ class PairwiseBinary:
         """:math:`W x + b = -\\nabla E(x)`: flipping site :math:`i` changes :math:`\\log p` by
         :math:`(x^{(i)}_i - x_i)(Wx + b)_i`."""
         return self.couplings @ x + self.fields
+
+
+def denoising_model(model: Ising, noise_scale: float = 1.0):
+    r"""The NumPyro model of image denoising with an Ising prior and an unknown noise level
+    (Geman & Geman 1984): spins :math:`s` on the lattice of ``model``,
+
+    .. math::
+
+        p(s) \propto e^{-\beta E(s)}, \quad \sigma \sim \text{HalfNormal}(\text{noise\_scale}),
+        \quad y_i \mid s, \sigma \sim \mathcal N(s_i, \sigma^2),
+
+    returned as ``denoise(y)`` for an observed image ``y`` of shape ``(L, L)``. The spins are
+    the latent site ``"s01"`` of bits, :math:`s = 2b - 1` (a ``Bernoulli(1/2)`` in two plates),
+    with the prior as the factor ``"prior"`` (``model.logdensity``; its :math:`\log Z_\beta` is
+    a constant): the form that NumPyro's ``DiscreteHMCGibbs`` can run as well as
+    :func:`~numpyro_ebm.samplers.hmc_gibbs`, so that both sample the same model. The spins are
+    also recorded as the deterministic site ``"s"``."""
+    check_positive("noise_scale", noise_scale)
+    L = model.L
+
+    def denoise(y):
+        sigma = numpyro.sample("sigma", dist.HalfNormal(noise_scale))
+        with numpyro.plate("rows", L, dim=-2), numpyro.plate("columns", L, dim=-1):
+            bits = numpyro.sample("s01", dist.Bernoulli(0.5))
+            s = numpyro.deterministic("s", 2.0 * bits - 1.0)
+            numpyro.sample("y", dist.Normal(s, sigma), obs=y)
+        numpyro.factor("prior", model.logdensity(s if model.spins == "pm1" else bits))
+
+    return denoise
 
 
 def critical_beta(J: float = 1.0) -> float:

@@ -17,6 +17,7 @@ from numpyro_ebm.samplers.discrete import (
     gibbs_with_gradients,
     swendsen_wang,
 )
+from numpyro_ebm.samplers.exchange import exchange
 from numpyro_ebm.samplers.hmc import hmc, nuts
 from numpyro_ebm.samplers.langevin import mala, sgld, ula
 from numpyro_ebm.samplers.mixed import hmc_gibbs
@@ -31,6 +32,7 @@ __all__ = [
     "annealed_langevin",
     "block_gibbs",
     "checkerboard",
+    "exchange",
     "get_sampler",
     "gibbs",
     "gibbs_with_gradients",

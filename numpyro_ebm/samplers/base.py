@@ -56,7 +56,7 @@ import numpy as np
 from blackjax.adaptation.step_size import dual_averaging_adaptation
 
 from numpyro_ebm._checks import all_finite
-from numpyro_ebm.model_density import gradient_cannot_move
+from numpyro_ebm.model_density import gradient_cannot_move, normalizer_message
 
 __all__ = [
     "SAMPLERS",
@@ -183,6 +183,8 @@ class Sampler:
 
 
 def _hint(sampler: Sampler, target) -> str:
+    if target.kind == "doubly_intractable":
+        return f" ({normalizer_message(*target.intractable[0])})"
     if target.kind == "mixed":
         return f" ({gradient_cannot_move(target.discrete)})"
     if "mixed" in sampler.accepts:
