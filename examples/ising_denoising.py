@@ -46,7 +46,6 @@ import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and
 
 # isort: split
 
-import arviz as az
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
@@ -54,6 +53,7 @@ import numpy as np
 from numpyro.infer import MCMC, NUTS, DiscreteHMCGibbs
 
 import numpyro_ebm as ne
+from numpyro_ebm import _arviz
 from numpyro_ebm.models.ising import Ising, denoising_model
 
 NAME = "ising_denoising"
@@ -110,14 +110,14 @@ def runners(model, y, config) -> dict:
 
     def numpyro(key):
         samples = jax.device_get(draws(key))
-        return az.from_dict(posterior={name: samples[name] for name in ("sigma", "s")})
+        return _arviz.from_dict({"posterior": {name: samples[name] for name in ("sigma", "s")}}, {})
 
     return {"hmc_gibbs": ours, "numpyro_discrete_hmc_gibbs": numpyro}
 
 
 def judge(result, seconds: float, truth: np.ndarray, sigma: float) -> dict:
-    posterior = result.posterior
-    report = ne.mixing_report(result, var_names=["sigma", "s"])
+    posterior = _arviz.group(result, "posterior")
+    report = ne.mixing_report(result, var_names=["sigma", "s"], display=False)
     table = report.table
     spins = table.loc[[name for name in table.index if name.startswith("s[")]]
     sigma_draws = posterior["sigma"].values.ravel()
@@ -185,7 +185,7 @@ def main(argv=None) -> dict:
         result = run(run_key)
         seconds = time.perf_counter() - started
         rows[name] = judge(result, seconds, truth, config.sigma)
-        draws[name] = result.posterior["sigma"].values.ravel()
+        draws[name] = _arviz.group(result, "posterior")["sigma"].values.ravel()
 
     plot_images(args.out / "denoising.png", truth, np.asarray(y), rows)
     plot_sigma(args.out / "sigma.png", draws, config.sigma)
