@@ -81,12 +81,17 @@ DISCRETE_AUXILIARY = ("gibbs", "checkerboard", "gibbs_with_gradients")
 CONTINUOUS_AUXILIARY = ("mala", "ula")
 
 
-def _energy_sites(target, position) -> dict:
-    """The distributions of the target's intractable energy sites at the latent values of
-    ``position`` (unconstrained): the model traced with its latent sites substituted."""
+def _trace_at(target, position) -> dict:
+    """The model's trace at the latent values of ``position`` (unconstrained)."""
     values = target.postprocess_fn(position)
     model = handlers.substitute(handlers.seed(target.fn, rng_seed=0), data=values)
-    trace = handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
+    return handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
+
+
+def _energy_sites(target, position) -> dict:
+    """The distributions of the target's intractable energy sites at the latent values of
+    ``position`` (unconstrained)."""
+    trace = _trace_at(target, position)
     return {name: trace[name]["fn"] for name, _ in target.intractable}
 
 
@@ -257,10 +262,7 @@ def _observed(target) -> dict:
     """The observed values of the intractable energy sites (the start of approximate auxiliary
     draws); ``ValueError`` for a latent energy site, which the exchange algorithm does not
     sample."""
-    start = jax.tree.map(lambda x: x[0], target.initial_position)
-    values = target.postprocess_fn(start)
-    model = handlers.substitute(handlers.seed(target.fn, rng_seed=0), data=values)
-    trace = handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
+    trace = _trace_at(target, jax.tree.map(lambda x: x[0], target.initial_position))
     observed = {}
     for name, latent in target.intractable:
         if not trace[name]["is_observed"]:
