@@ -161,7 +161,8 @@ def kept_stat_names(sampler, target, keep_stats) -> frozenset | None:
             f"keep_stats={keep_stats!r} names no statistic of this sampler: {unknown}; "
             f"it reports {known}"
         )
-    return frozenset({*keep_stats, "nonfinite"})
+    # the statistics whose findings sample() always warns about
+    return frozenset({*keep_stats, "nonfinite", *({"auxiliary_failed"} & set(known))})
 
 
 def _reported_stats(sampler, target) -> list[str]:

@@ -25,7 +25,7 @@ from numpyro.infer.util import constrain_fn, initialize_model, log_density, pote
 
 from numpyro_ebm import _cache
 from numpyro_ebm._precision import full_precision
-from numpyro_ebm._spins import spin_values
+from numpyro_ebm._spins import flip, spin_values
 from numpyro_ebm.energy import DiscreteEnergyDistribution, EnergyDistribution
 
 __all__ = [
@@ -193,7 +193,7 @@ _NO_VALID_START = (
 
 def _model_pieces(model: Callable, args, kwargs):
     """What does not depend on the key, built once per model content (:func:`model_key`):
-    ``(logdensity_fn, postprocess_fn, initialize, discrete)``.
+    ``(logdensity_fn, postprocess_fn, initialize, discrete, intractable)``.
 
     ``logdensity_fn(z)`` is NumPyro's ``potential_energy`` (negated) and ``postprocess_fn`` its
     ``constrain_fn`` (deterministic sites included) of the model with its ``param`` sites fixed
@@ -320,11 +320,12 @@ def _dependent_normalizers(model, args, kwargs, prototype) -> tuple:
         base = log_probs(latents)
         for latent, value in latents.items():
             support = prototype[latent]["fn"].support
-            if support.is_discrete:
-                continue
-            transform = biject_to(support)
-            unconstrained = transform.inv(value)
-            moved = transform(unconstrained + 0.5 + rng.normal(size=np.shape(unconstrained)))
+            if support.is_discrete:  # bits or spins: every entry to its other value
+                moved = flip(jnp.asarray(value), discrete_support(prototype[latent]))
+            else:
+                transform = biject_to(support)
+                unconstrained = transform.inv(value)
+                moved = transform(unconstrained + 0.5 + rng.normal(size=np.shape(unconstrained)))
             changed = log_probs({**latents, latent: moved})
             for name in sites:
                 if name == latent or name in found:

@@ -200,3 +200,18 @@ def test_what_the_exchange_algorithm_cannot_sample_is_refused_in_our_words():
             key=jax.random.key(0),
             model_args=(x,),
         )
+
+
+def test_a_normalizer_that_depends_on_a_discrete_latent_is_refused_by_hmc_gibbs():
+    ising = Ising(4)
+
+    def model(x):
+        d = numpyro.sample("d", dist.Bernoulli(0.5))
+        site = ne.DiscreteEnergyDistribution(ising.energy, (4, 4), temperature=1.0 + d)
+        numpyro.sample("x", site, obs=x)
+
+    x = observed(ising, 1, jax.random.key(1))[0]
+    with pytest.raises(ValueError, match="normalizer that depends on the latent site 'd'"):
+        ne.sample(model, "hmc_gibbs", key=jax.random.key(0), model_args=(x,))
+    with pytest.raises(ValueError, match="exchange algorithm moves continuous latent sites only"):
+        ne.sample(model, "exchange", key=jax.random.key(0), model_args=(x,))

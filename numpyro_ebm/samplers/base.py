@@ -187,7 +187,7 @@ def _hint(sampler: Sampler, target) -> str:
         return f" ({normalizer_message(*target.intractable[0])})"
     if target.kind == "mixed":
         return f" ({gradient_cannot_move(target.discrete)})"
-    if "mixed" in sampler.accepts:
+    if "mixed" in sampler.accepts and target.kind == "model":
         return " (the model has no discrete latent site: use nuts, hmc or mala)"
     if target.kind == "discrete":
         return (

@@ -34,9 +34,10 @@ approximation, :math:`\log \epsilon_{t+1} = \log \epsilon_t + (t + 1)^{-0.6} (a_
 first try steps ten times larger, and an exact auxiliary draw at a far proposal (an Ising
 model below its critical temperature) can cost thousands of sweeps. A coupling from the past
 that has not coalesced after :data:`CFTP_DOUBLINGS` doublings rejects its proposal; such
-proposals are counted in ``sample_stats.auxiliary_failed`` (a truncation of the far tail: if
-there are many, the posterior reaches where exact draws are too slow, and the approximate
-algorithm is the alternative).
+proposals are counted in ``sample_stats.auxiliary_failed`` and warned about. They are not
+harmless: rejecting them weights the posterior by the probability of coalescing in time,
+which falls towards the ordered phase, so a run with failures is biased there (narrow the
+prior, or use the approximate algorithm).
 
 References
 ----------
@@ -55,9 +56,11 @@ import math
 
 import jax
 import jax.numpy as jnp
+from jax.core import Tracer
 from numpyro import handlers
 
 from numpyro_ebm._checks import check_int, check_positive, check_probability
+from numpyro_ebm._spins import from_pm1
 from numpyro_ebm.energy import DiscreteEnergyDistribution
 from numpyro_ebm.kernels.cftp import ising_cftp
 from numpyro_ebm.model_density import base_distribution
@@ -96,8 +99,9 @@ def _energy_sites(target, position) -> dict:
 
 
 def _exact_draw(name: str, fn):
-    """``draw(key, fn) -> w`` drawing exactly from a site's distribution ``fn`` (its batch
-    included), chosen from the site's prototype ``fn``; ``ValueError`` where none exists."""
+    """``draw(key, fn) -> (w, exact)`` drawing exactly from a site's distribution ``fn`` (its
+    batch included), chosen from the site's prototype ``fn``; ``ValueError`` where none
+    exists."""
     base = base_distribution(fn)
     batch = fn.batch_shape
     if isinstance(base, DiscreteEnergyDistribution):
@@ -106,36 +110,43 @@ def _exact_draw(name: str, fn):
         from numpyro_ebm.models.ising import Ising
 
         ising = getattr(base.energy, "__self__", None)
-        if isinstance(ising, Ising) and base.energy == ising.energy and float(ising.J) >= 0:
+        if (
+            isinstance(ising, Ising)
+            and base.energy == ising.energy
+            and ising.spins == base.spins
+            and all(side % 2 == 0 for side in ising.shape)
+            and (isinstance(ising.J, Tracer) or float(ising.J) >= 0)
+        ):
 
             def cftp(key, fn):
                 site = base_distribution(fn)
                 one = site.energy.__self__
-                keys = jax.random.split(key, math.prod(batch)).reshape((*batch,))
-                draw = jax.vmap(
+                coupling = one.J / site.temperature
+                spins, coalesced, _ = jax.vmap(
                     lambda k: ising_cftp(
                         k,
                         one.shape,
-                        one.J / site.temperature,
+                        coupling,
                         one.h / site.temperature,
                         max_doublings=CFTP_DOUBLINGS,
-                    )[:2]
-                )
-                spins, coalesced = draw(keys.reshape(-1))
-                spins = spins.reshape((*batch, *one.shape))
-                return (spins if site.spins == "pm1" else (spins + 1) / 2), coalesced.all()
+                    )
+                )(jax.random.split(key, math.prod(batch)))
+                spins = from_pm1(spins.reshape((*batch, *one.shape)), site.spins)
+                # an antiferromagnetic coupling breaks the monotone coupling: no exact draw
+                return spins, coalesced.all() & (coupling >= 0)
 
             return cftp
     raise ValueError(
         f"exchange(auxiliary='exact') has no exact sampler for the energy site {name!r} "
         f"({type(base).__name__}): exact draws come from enumeration (at most "
         f"{DiscreteEnergyDistribution.max_enumerated_sites} sites) or coupling from the past "
-        "(a ferromagnetic Ising energy, Ising(L).energy); give auxiliary=ne.samplers.gibbs() "
-        "(or another kernel) for the approximate exchange algorithm"
+        "(a ferromagnetic Ising(L).energy with every side even, in the Ising model's own spin "
+        "encoding); give auxiliary=ne.samplers.gibbs() (or another kernel) for the "
+        "approximate exchange algorithm"
     )
 
 
-def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int):
+def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
     """``draw(key, fn, start) -> w``: ``steps`` transitions of the auxiliary sampler's kernel on
     each configuration of the site's batch, from ``start`` (the observed configurations)."""
     base = base_distribution(fn)
@@ -147,12 +158,17 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int):
             f"auxiliary sampler must be one of {list(allowed)}, got {auxiliary!r}"
         )
 
+    def kernel_of(site):
+        if discrete:
+            return auxiliary.kernel(site.log_prob, site.spins, **auxiliary.options)
+        return auxiliary.kernel(site.log_prob, auxiliary.options["step_size"])
+
+    # the structure the kernel assumes (checkerboard's), checked once where values are concrete
+    kernel_of(base).init(observed.reshape((-1, *base.event_shape))[0])
+
     def draw(key, fn, start):
         site = base_distribution(fn)
-        if discrete:
-            kernel = auxiliary.kernel(site.log_prob, site.spins, **auxiliary.options)
-        else:
-            kernel = auxiliary.kernel(site.log_prob, auxiliary.options["step_size"])
+        kernel = kernel_of(site)
 
         def chain(key, x):
             state = kernel.init(x)
@@ -172,6 +188,12 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int):
 
 
 def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_rate):
+    if target.discrete:
+        names = [name for name, _ in target.discrete]
+        raise ValueError(
+            f"the model has discrete latent sites {names} beside its doubly intractable energy "
+            "site: the exchange algorithm moves continuous latent sites only"
+        )
     logdensity_fn = target.logdensity_fn
     start = jax.tree.map(lambda x: x[0], target.initial_position)
     prototypes = _energy_sites(target, start)
@@ -188,7 +210,7 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
     else:
         sampler = get_sampler(auxiliary)
         kernel_draws = {
-            name: _kernel_draw(name, fn, sampler, auxiliary_steps)
+            name: _kernel_draw(name, fn, sampler, auxiliary_steps, observed[name])
             for name, fn in prototypes.items()
         }
 
