@@ -172,30 +172,35 @@ def main(argv=None) -> int:
         "git": _common.git_revision(),
         "targets": {},
     }
-    for target, (f, dim, truth) in TARGETS.items():
-        rows = {}
-        for name, run in methods(args.particles).items():
-            errors, ses, grads, seconds = [], [], [], []
-            for repeat in range(args.repeats):
-                key = jax.random.fold_in(jax.random.key(args.seed), repeat)
-                t0 = time.perf_counter()
-                estimate, se, cost = run(key, f, dim)
-                seconds.append(time.perf_counter() - t0)
-                errors.append(estimate - truth)
-                ses.append(se)
-                grads.append(cost)
-            errors = np.asarray(errors)
-            rows[name] = {
-                "rmse": float(np.sqrt(np.mean(errors**2))),
-                "mean_error": float(errors.mean()),
-                "mean_reported_se": float(np.mean(ses)),
-                "max_abs_z": float(np.max(np.abs(errors) / np.asarray(ses))),
-                "grad_evals": float(np.mean(grads)),
-                "seconds_first_call": seconds[0],
-                "seconds_later_calls": float(np.mean(seconds[1:])) if len(seconds) > 1 else None,
-            }
-            print(f"{target} {name}: {rows[name]}", file=sys.stderr, flush=True)
-        result["targets"][target] = {"log_z": truth, "methods": rows}
+    # the contention guard: waits for a quiet machine, records the others' load meanwhile
+    with _common.Contention() as guard:
+        for target, (f, dim, truth) in TARGETS.items():
+            rows = {}
+            for name, run in methods(args.particles).items():
+                errors, ses, grads, seconds = [], [], [], []
+                for repeat in range(args.repeats):
+                    key = jax.random.fold_in(jax.random.key(args.seed), repeat)
+                    t0 = time.perf_counter()
+                    estimate, se, cost = run(key, f, dim)
+                    seconds.append(time.perf_counter() - t0)
+                    errors.append(estimate - truth)
+                    ses.append(se)
+                    grads.append(cost)
+                errors = np.asarray(errors)
+                rows[name] = {
+                    "rmse": float(np.sqrt(np.mean(errors**2))),
+                    "mean_error": float(errors.mean()),
+                    "mean_reported_se": float(np.mean(ses)),
+                    "max_abs_z": float(np.max(np.abs(errors) / np.asarray(ses))),
+                    "grad_evals": float(np.mean(grads)),
+                    "seconds_first_call": seconds[0],
+                    "seconds_later_calls": float(np.mean(seconds[1:]))
+                    if len(seconds) > 1
+                    else None,
+                }
+                print(f"{target} {name}: {rows[name]}", file=sys.stderr, flush=True)
+            result["targets"][target] = {"log_z": truth, "methods": rows}
+    result["contention"] = guard.record()
     result["peak_rss_mib"] = _common.peak_rss_mib()
     _common.write_json(Path(args.out), result)
     print(json.dumps(result, default=float))

@@ -24,7 +24,7 @@ import time
 
 import jax
 import numpy as np
-from _common import RESULTS, local_versions, machine_info, utc_now
+from _common import RESULTS, Contention, git_revision, local_versions, machine_info, utc_now
 
 from numpyro_ebm import datasets, metrics, workflow
 
@@ -74,26 +74,30 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     ring = RINGS[args.dataset]
     rows = []
-    for seed in args.seeds:
-        for label, steps in (("score matching alone", 0), ("default", None)):
-            row = {"seed": seed, "training": label, **run(args.dataset, seed, steps)}
-            held = row["held_out"]
-            print(
-                f"seed {seed} {label:>21}: weights {row['weights']} (max error "
-                f"{row['max_weight_error']:.3f}); held-out log-lik {held['mean']:.4f} +- "
-                f"{held['standard_error']:.4f} (AIS), {held['mean_quadrature']:.4f} "
-                f"(quadrature), truth {held['true_mean']:.4f}: difference "
-                f"{held['difference']:+.4f} +- {held['difference_standard_error']:.4f}; "
-                f"{row['train_seconds_with_evaluation']} s",
-                flush=True,
-            )
-            rows.append(row)
+    # the contention guard: waits for a quiet machine, records the others' load meanwhile
+    with Contention() as guard:
+        for seed in args.seeds:
+            for label, steps in (("score matching alone", 0), ("default", None)):
+                row = {"seed": seed, "training": label, **run(args.dataset, seed, steps)}
+                held = row["held_out"]
+                print(
+                    f"seed {seed} {label:>21}: weights {row['weights']} (max error "
+                    f"{row['max_weight_error']:.3f}); held-out log-lik {held['mean']:.4f} +- "
+                    f"{held['standard_error']:.4f} (AIS), {held['mean_quadrature']:.4f} "
+                    f"(quadrature), truth {held['true_mean']:.4f}: difference "
+                    f"{held['difference']:+.4f} +- {held['difference_standard_error']:.4f}; "
+                    f"{row['train_seconds_with_evaluation']} s",
+                    flush=True,
+                )
+                rows.append(row)
     record = {
         "benchmark": "mode_weights",
         "date": utc_now().isoformat(timespec="seconds"),
+        "git": git_revision(),
         "dataset": args.dataset,
         "true_weights": list(ring.weights),
         "runs": rows,
+        "contention": guard.record(),
         "machine": machine_info(),
         "versions": local_versions(),
     }
