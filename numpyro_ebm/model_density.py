@@ -178,10 +178,15 @@ def initial_value(site: dict):
     or spins (:func:`discrete_support`), each entry one of its two values with probability
     1/2, whatever its prior (an energy prior of many sites has no exact sampler)."""
     if site["type"] == "sample" and not site["is_observed"] and site["fn"].support.is_discrete:
-        low, high = spin_values(discrete_support(site))
-        bits = jax.random.bernoulli(site["kwargs"]["rng_key"], 0.5, site["fn"].shape())
-        return jnp.where(bits, high, low).astype(jnp.result_type(float))
+        return _uniform(site["kwargs"]["rng_key"], discrete_support(site), site["fn"].shape())
     return init_to_uniform(site)
+
+
+def _uniform(key, support: str, shape) -> jax.Array:
+    """Each entry one of the two values of ``support`` with probability 1/2, as floats."""
+    low, high = spin_values(support)
+    bits = jax.random.bernoulli(key, 0.5, shape)
+    return jnp.where(bits, high, low).astype(jnp.result_type(float))
 
 
 _NO_VALID_START = (
@@ -247,9 +252,7 @@ def _model_pieces(model: Callable, args, kwargs):
         values = {}
         for i, (name, support) in enumerate(discrete):
             bit_key = jax.random.fold_in(key, i + 1)
-            low, high = spin_values(support)
-            bits = jax.random.bernoulli(bit_key, 0.5, shapes[name])
-            values[name] = jnp.where(bits, high, low).astype(jnp.result_type(float))
+            values[name] = _uniform(bit_key, support, shapes[name])
         conditioned = handlers.condition(prepared, data=values)
         z, potential, grad = initialize_model(
             key, conditioned, model_args=args, model_kwargs=kwargs
