@@ -43,7 +43,7 @@ from numpyro_ebm import _health, samplers
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm.model_density import density_of, model_key
 from numpyro_ebm.samplers import Sampler
-from numpyro_ebm.samplers.base import DENSITY_KINDS
+from numpyro_ebm.samplers.base import HEALTH_KINDS
 from numpyro_ebm.targets import Target, model_kind
 
 __all__ = ["MALA", "AnnealedLangevin", "ParallelTempering", "SamplerKernel", "SamplerKernelState"]
@@ -185,7 +185,7 @@ class SamplerKernel(MCMCKernel):
         target = self._target(init_key, init_params, model_args, model_kwargs)
         self._chain = self.sampler.chain_sampler(target)
         self._num_warmup = int(num_warmup)
-        self._checked = target.kind in DENSITY_KINDS | {"mixed"}
+        self._checked = target.kind in HEALTH_KINDS
         position = jax.tree.map(lambda x: x[0], target.initial_position)
         inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
         nan = jnp.asarray(jnp.nan, jnp.float32)

@@ -29,8 +29,8 @@ from numpyro_ebm._chain_run import run_chains
 from numpyro_ebm._checks import check_int, check_key, check_positive
 from numpyro_ebm._resume import STATE_GROUP
 from numpyro_ebm.samplers import Sampler, get_sampler
-from numpyro_ebm.samplers.base import DENSITY_KINDS
-from numpyro_ebm.targets import TargetOptions, build_target, shapes_of
+from numpyro_ebm.samplers.base import HEALTH_KINDS
+from numpyro_ebm.targets import MODEL_KINDS, TargetOptions, build_target, shapes_of
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
@@ -305,8 +305,7 @@ def sample(
             chunk_bytes=CHUNK_BYTES,
         )
 
-    model = target.kind in ("model", "mixed", "doubly_intractable")
-    posterior = draws if model else _named(target.var_name, draws)
+    posterior = draws if target.kind in MODEL_KINDS else _named(target.var_name, draws)
     bad = np.asarray(stats["nonfinite"]).any(axis=1)
     if bad.any():
         warnings.warn(
@@ -322,7 +321,7 @@ def sample(
             f"{int(failed.sum())} of {failed.size} exchange proposals were rejected because "
             "their exact auxiliary draw (coupling from the past) did not coalesce: the chains "
             "reach parameters where exact draws are too slow (an Ising model near or below its "
-            "critical temperature), and the posterior is truncated there; see "
+            "critical temperature), and rejecting them weights the posterior away from there; see "
             "sample_stats.auxiliary_failed, and narrow the prior or use an approximate "
             "auxiliary sampler",
             RuntimeWarning,
@@ -344,7 +343,7 @@ def _health_findings(sampler, target, draws, posterior, stats, key) -> list:
     target: frozen chains, an exploded step size, draws that run off, and, for an energy, a
     probe of the energy near the draws for NaN or infinite values. Samplers whose draws are
     independent sweeps (those with a ``refine``) are not chains and are not checked."""
-    if target.kind not in DENSITY_KINDS | {"mixed"} or sampler.refine is not None:
+    if target.kind not in HEALTH_KINDS or sampler.refine is not None:
         return []
     found = _health.chain_findings(posterior, stats, _health.initial_step_size(sampler))
     kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))

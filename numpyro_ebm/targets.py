@@ -50,6 +50,9 @@ __all__ = ["KINDS", "SUPPORTS", "Target", "TargetKey", "energy_target", "model_t
 #: The kinds of target a sampler may accept.
 KINDS = ("energy", "noise_conditional", "model", "discrete", "mixed", "doubly_intractable")
 
+#: The kinds of a NumPyro model's target (:func:`model_target`, :func:`model_kind`).
+MODEL_KINDS = ("model", "mixed", "doubly_intractable")
+
 #: The supports of an energy's configurations: real vectors, spins {-1, +1} (``"pm1"``) or bits
 #: {0, 1} (``"01"``), the encodings of :data:`numpyro_ebm._spins.SPINS`.
 SUPPORTS = {"real": None, **SPINS}
@@ -387,7 +390,7 @@ def target_key(target: Target) -> TargetKey:
             "this Target has no fn (the energy or model it samples), so what it computes "
             "cannot be keyed: build it with energy_target or model_target"
         )
-    if target.kind in ("model", "mixed", "doubly_intractable"):
+    if target.kind in MODEL_KINDS:
         return _model_key(target.fn, target.model_args, target.model_kwargs or {})
     return _energy_key(
         target.fn, target.initial_position, target.kind, target.temperature, target.support

@@ -81,6 +81,9 @@ STAT_NAMES = (
 #: Target kinds of the continuous samplers that need only a log density.
 DENSITY_KINDS = frozenset({"energy", "model"})
 
+#: Target kinds whose chains the post-run health checks judge (:mod:`numpyro_ebm._health`).
+HEALTH_KINDS = DENSITY_KINDS | {"mixed"}
+
 
 class ChainSampler(NamedTuple):
     """One chain's warmup, transition and draw (see the module docstring)."""

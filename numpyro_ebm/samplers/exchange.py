@@ -147,8 +147,8 @@ def _exact_draw(name: str, fn):
 
 
 def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
-    """``draw(key, fn, start) -> w``: ``steps`` transitions of the auxiliary sampler's kernel on
-    each configuration of the site's batch, from ``start`` (the observed configurations)."""
+    """``draw(key, fn) -> w``: ``steps`` transitions of the auxiliary sampler's kernel on each
+    configuration of the site's batch, from the ``observed`` configurations."""
     base = base_distribution(fn)
     discrete = isinstance(base, DiscreteEnergyDistribution)
     allowed = DISCRETE_AUXILIARY if discrete else CONTINUOUS_AUXILIARY
@@ -166,7 +166,7 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
     # the structure the kernel assumes (checkerboard's), checked once where values are concrete
     kernel_of(base).init(observed.reshape((-1, *base.event_shape))[0])
 
-    def draw(key, fn, start):
+    def draw(key, fn):
         site = base_distribution(fn)
         kernel = kernel_of(site)
 
@@ -180,9 +180,9 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
             return state.position
 
         event = site.event_shape
-        flat = start.reshape((-1, *event))
+        flat = observed.reshape((-1, *event))
         keys = jax.random.split(key, flat.shape[0])
-        return jax.vmap(chain)(keys, flat).reshape(start.shape)
+        return jax.vmap(chain)(keys, flat).reshape(observed.shape)
 
     return draw
 
@@ -195,9 +195,9 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
             "site: the exchange algorithm moves continuous latent sites only"
         )
     logdensity_fn = target.logdensity_fn
-    start = jax.tree.map(lambda x: x[0], target.initial_position)
-    prototypes = _energy_sites(target, start)
-    observed = _observed(target)
+    trace = _trace_at(target, jax.tree.map(lambda x: x[0], target.initial_position))
+    prototypes = {name: trace[name]["fn"] for name, _ in target.intractable}
+    observed = _observed(target, trace)
     if auxiliary == "exact":
         exact = {name: _exact_draw(name, fn) for name, fn in prototypes.items()}
 
@@ -216,9 +216,7 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
 
         def draws(key, fns):
             keys = jax.random.split(key, len(fns))
-            values = {
-                n: kernel_draws[n](k, fns[n], observed[n]) for n, k in zip(fns, keys, strict=True)
-            }
+            values = {n: kernel_draws[n](k, fns[n]) for n, k in zip(fns, keys, strict=True)}
             return values, jnp.asarray(True)
 
     def log_f(fns, values) -> jax.Array:
@@ -280,11 +278,10 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
     return ChainSampler(warmup, step, lambda state: state[0])
 
 
-def _observed(target) -> dict:
-    """The observed values of the intractable energy sites (the start of approximate auxiliary
-    draws); ``ValueError`` for a latent energy site, which the exchange algorithm does not
-    sample."""
-    trace = _trace_at(target, jax.tree.map(lambda x: x[0], target.initial_position))
+def _observed(target, trace) -> dict:
+    """The observed values of the intractable energy sites in the model's ``trace`` (the start
+    of approximate auxiliary draws); ``ValueError`` for a latent energy site, which the
+    exchange algorithm does not sample."""
     observed = {}
     for name, latent in target.intractable:
         if not trace[name]["is_observed"]:

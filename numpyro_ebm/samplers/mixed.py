@@ -48,6 +48,7 @@ from numpyro_ebm.samplers.base import (
     get_sampler,
     register_sampler,
     stats,
+    untuned_warmup,
 )
 
 __all__ = ["hmc_gibbs"]
@@ -132,11 +133,8 @@ def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
     def warmup(rng_key, position, num_warmup):
         z, _ = split(position)
         if not z:
-            keys = jax.random.split(rng_key, num_warmup)
-            position, _ = jax.lax.scan(
-                lambda p, key: (transition(key, p, {})[0], None), position, keys
-            )
-            return position, {}
+            state = untuned_warmup(lambda k, p: transition(k, p, {}), position, rng_key, num_warmup)
+            return state, {}
         schedule = jnp.asarray(build_schedule(num_warmup), jnp.int32).reshape(-1, 2)
 
         def body(carry, xs):
@@ -163,10 +161,7 @@ def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
             inverse_mass_matrix = adaptation.inverse_mass_matrix
         return position, {"step_size": step_size, "inverse_mass_matrix": inverse_mass_matrix}
 
-    def step(rng_key, position, parameters):
-        return transition(rng_key, position, parameters)
-
-    return ChainSampler(warmup, step, lambda position: position)
+    return ChainSampler(warmup, transition, lambda position: position)
 
 
 def _part(name: str, value, allowed) -> Sampler:
