@@ -162,7 +162,9 @@ def kept_stat_names(sampler, target, keep_stats) -> frozenset | None:
             f"it reports {known}"
         )
     # the statistics whose findings sample() always warns about
-    return frozenset({*keep_stats, "nonfinite", *({"auxiliary_failed"} & set(known))})
+    return frozenset(
+        {*keep_stats, "nonfinite", *({"auxiliary_failed", "calibration_failed"} & set(known))}
+    )
 
 
 def _reported_stats(sampler, target) -> list[str]:

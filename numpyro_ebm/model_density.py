@@ -347,7 +347,8 @@ def normalizer_message(site: str, latent: str) -> str:
         "belongs in the posterior and no density-based sampler (nuts, hmc, mala, "
         "parallel_tempering, ...) can include it. This posterior is doubly intractable "
         f"(Murray, Ghahramani & MacKay 2006): sample it with ne.samplers.exchange() (the "
-        f"exchange algorithm, for an observed {site!r}), or fix {latent!r}"
+        "exchange algorithm) or ne.samplers.pseudo_likelihood() (calibrated pseudo-likelihood, "
+        f"faster), for an observed {site!r}, or fix {latent!r}"
     )
 
 

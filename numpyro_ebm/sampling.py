@@ -327,6 +327,18 @@ def sample(
             RuntimeWarning,
             stacklevel=2,
         )
+    uncalibrated = np.asarray(stats.get("calibration_failed", False)).any(axis=-1)
+    if uncalibrated.any():
+        warnings.warn(
+            f"the pseudo-likelihood calibration failed in {int(uncalibrated.sum())} of "
+            f"{num_chains} chain(s) (chains {np.flatnonzero(uncalibrated).tolist()}): no proper "
+            "pseudo-posterior mode, a curvature estimate that is not positive definite, or an "
+            "exact auxiliary draw that did not coalesce; their draws are the uncalibrated "
+            "pseudo-posterior's, too narrow: see sample_stats.calibration_failed, and give more "
+            "num_calibration_draws, a proper prior, or the exchange algorithm",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     found = _health_findings(sampler, target, draws, posterior, stats, run_key)
     for finding in found:
         warnings.warn(finding.message, RuntimeWarning, stacklevel=2)

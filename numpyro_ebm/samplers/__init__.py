@@ -21,6 +21,7 @@ from numpyro_ebm.samplers.exchange import exchange
 from numpyro_ebm.samplers.hmc import hmc, nuts
 from numpyro_ebm.samplers.langevin import mala, sgld, ula
 from numpyro_ebm.samplers.mixed import hmc_gibbs
+from numpyro_ebm.samplers.pseudo_likelihood import pseudo_likelihood
 from numpyro_ebm.samplers.tempering import annealed_langevin, parallel_tempering
 from numpyro_ebm.samplers.whole_runs import numpyro_nuts, tempered_smc
 
@@ -42,6 +43,7 @@ __all__ = [
     "numpyro_nuts",
     "nuts",
     "parallel_tempering",
+    "pseudo_likelihood",
     "register_sampler",
     "sgld",
     "swendsen_wang",

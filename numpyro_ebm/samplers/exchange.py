@@ -33,7 +33,7 @@ approximation, :math:`\log \epsilon_{t+1} = \log \epsilon_t + (t + 1)^{-0.6} (a_
 (the adaptive scaling of Andrieu & Thoms 2008), from ``step_size``: dual averaging would
 first try steps ten times larger, and an exact auxiliary draw at a far proposal (an Ising
 model below its critical temperature) can cost thousands of sweeps. A coupling from the past
-that has not coalesced after :data:`CFTP_DOUBLINGS` doublings rejects its proposal; such
+that has not coalesced after 13 doublings (4096 sweeps) rejects its proposal; such
 proposals are counted in ``sample_stats.auxiliary_failed`` and warned about. They are not
 harmless: rejecting them weights the posterior by the probability of coalescing in time,
 which falls towards the ordered phase, so a run with failures is biased there (narrow the
@@ -52,175 +52,24 @@ normalizing constants. Journal of Statistical Computation and Simulation 80(9).
 
 from __future__ import annotations
 
-import math
-
 import jax
 import jax.numpy as jnp
-from jax.core import Tracer
-from numpyro import handlers
 
 from numpyro_ebm._checks import check_int, check_positive, check_probability
-from numpyro_ebm._spins import from_pm1
-from numpyro_ebm.energy import DiscreteEnergyDistribution
-from numpyro_ebm.kernels.cftp import ising_cftp
-from numpyro_ebm.model_density import base_distribution
-from numpyro_ebm.samplers.base import (
-    ChainSampler,
-    Sampler,
-    finite,
-    get_sampler,
-    register_sampler,
-    stats,
+from numpyro_ebm.samplers._intractable import (
+    auxiliary_draws,
+    check_auxiliary,
+    energy_sites,
+    log_f,
 )
+from numpyro_ebm.samplers.base import ChainSampler, Sampler, finite, register_sampler, stats
 
 __all__ = ["exchange"]
 
-#: Doublings of coupling from the past before an auxiliary draw is given up (at most 4096
-#: sweeps from the past; the proposal is then rejected and counted in ``auxiliary_failed``).
-CFTP_DOUBLINGS = 13
-
-#: Auxiliary samplers of the approximate exchange algorithm, by the kind of energy they move.
-DISCRETE_AUXILIARY = ("gibbs", "checkerboard", "gibbs_with_gradients")
-CONTINUOUS_AUXILIARY = ("mala", "ula")
-
-
-def _trace_at(target, position) -> dict:
-    """The model's trace at the latent values of ``position`` (unconstrained)."""
-    values = target.postprocess_fn(position)
-    model = handlers.substitute(handlers.seed(target.fn, rng_seed=0), data=values)
-    return handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
-
-
-def _energy_sites(target, position) -> dict:
-    """The distributions of the target's intractable energy sites at the latent values of
-    ``position`` (unconstrained)."""
-    trace = _trace_at(target, position)
-    return {name: trace[name]["fn"] for name, _ in target.intractable}
-
-
-def _exact_draw(name: str, fn):
-    """``draw(key, fn) -> (w, exact)`` drawing exactly from a site's distribution ``fn`` (its
-    batch included), chosen from the site's prototype ``fn``; ``ValueError`` where none
-    exists."""
-    base = base_distribution(fn)
-    batch = fn.batch_shape
-    if isinstance(base, DiscreteEnergyDistribution):
-        if math.prod(base.event_shape) <= base.max_enumerated_sites:
-            return lambda key, fn: (fn.sample(key), jnp.asarray(True))
-        from numpyro_ebm.models.ising import Ising
-
-        ising = getattr(base.energy, "__self__", None)
-        if (
-            isinstance(ising, Ising)
-            and base.energy == ising.energy
-            and ising.spins == base.spins
-            and all(side % 2 == 0 for side in ising.shape)
-            and (isinstance(ising.J, Tracer) or float(ising.J) >= 0)
-        ):
-
-            def cftp(key, fn):
-                site = base_distribution(fn)
-                one = site.energy.__self__
-                coupling = one.J / site.temperature
-                spins, coalesced, _ = jax.vmap(
-                    lambda k: ising_cftp(
-                        k,
-                        one.shape,
-                        coupling,
-                        one.h / site.temperature,
-                        max_doublings=CFTP_DOUBLINGS,
-                    )
-                )(jax.random.split(key, math.prod(batch)))
-                spins = from_pm1(spins.reshape((*batch, *one.shape)), site.spins)
-                # an antiferromagnetic coupling breaks the monotone coupling: no exact draw
-                return spins, coalesced.all() & (coupling >= 0)
-
-            return cftp
-    raise ValueError(
-        f"exchange(auxiliary='exact') has no exact sampler for the energy site {name!r} "
-        f"({type(base).__name__}): exact draws come from enumeration (at most "
-        f"{DiscreteEnergyDistribution.max_enumerated_sites} sites) or coupling from the past "
-        "(a ferromagnetic Ising(L).energy with every side even, in the Ising model's own spin "
-        "encoding); give auxiliary=ne.samplers.gibbs() (or another kernel) for the "
-        "approximate exchange algorithm"
-    )
-
-
-def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
-    """``draw(key, fn) -> w``: ``steps`` transitions of the auxiliary sampler's kernel on each
-    configuration of the site's batch, from the ``observed`` configurations."""
-    base = base_distribution(fn)
-    discrete = isinstance(base, DiscreteEnergyDistribution)
-    allowed = DISCRETE_AUXILIARY if discrete else CONTINUOUS_AUXILIARY
-    if auxiliary.name not in allowed:
-        raise ValueError(
-            f"the energy site {name!r} is {'discrete' if discrete else 'continuous'}: its "
-            f"auxiliary sampler must be one of {list(allowed)}, got {auxiliary!r}"
-        )
-
-    def kernel_of(site):
-        if discrete:
-            return auxiliary.kernel(site.log_prob, site.spins, **auxiliary.options)
-        return auxiliary.kernel(site.log_prob, auxiliary.options["step_size"])
-
-    # the structure the kernel assumes (checkerboard's), checked once where values are concrete
-    kernel_of(base).init(observed.reshape((-1, *base.event_shape))[0])
-
-    def draw(key, fn):
-        site = base_distribution(fn)
-        kernel = kernel_of(site)
-
-        def chain(key, x):
-            state = kernel.init(x)
-            state, _ = jax.lax.scan(
-                lambda state, k: (kernel.step(k, state)[0], None),
-                state,
-                jax.random.split(key, steps),
-            )
-            return state.position
-
-        event = site.event_shape
-        flat = observed.reshape((-1, *event))
-        keys = jax.random.split(key, flat.shape[0])
-        return jax.vmap(chain)(keys, flat).reshape(observed.shape)
-
-    return draw
-
 
 def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_rate):
-    if target.discrete:
-        names = [name for name, _ in target.discrete]
-        raise ValueError(
-            f"the model has discrete latent sites {names} beside its doubly intractable energy "
-            "site: the exchange algorithm moves continuous latent sites only"
-        )
     logdensity_fn = target.logdensity_fn
-    trace = _trace_at(target, jax.tree.map(lambda x: x[0], target.initial_position))
-    prototypes = {name: trace[name]["fn"] for name, _ in target.intractable}
-    observed = _observed(target, trace)
-    if auxiliary == "exact":
-        exact = {name: _exact_draw(name, fn) for name, fn in prototypes.items()}
-
-        def draws(key, fns):
-            keys = jax.random.split(key, len(fns))
-            pairs = {n: exact[n](k, fns[n]) for n, k in zip(fns, keys, strict=True)}
-            ok = jnp.all(jnp.stack([pair[1] for pair in pairs.values()]))
-            return {n: pair[0] for n, pair in pairs.items()}, ok
-
-    else:
-        sampler = get_sampler(auxiliary)
-        kernel_draws = {
-            name: _kernel_draw(name, fn, sampler, auxiliary_steps, observed[name])
-            for name, fn in prototypes.items()
-        }
-
-        def draws(key, fns):
-            keys = jax.random.split(key, len(fns))
-            values = {n: kernel_draws[n](k, fns[n]) for n, k in zip(fns, keys, strict=True)}
-            return values, jnp.asarray(True)
-
-    def log_f(fns, values) -> jax.Array:
-        return sum(jnp.sum(fns[name].log_prob(values[name])) for name in fns)
+    draws, _ = auxiliary_draws(target, auxiliary, auxiliary_steps, "the exchange algorithm")
 
     def move(rng_key, state, scale):
         position, logdensity = state
@@ -239,7 +88,7 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
         # auxiliary draws at a proposal of zero density are not needed (it is rejected):
         # draw at the current point, where they are defined
         at = jax.tree.map(lambda new, old: jnp.where(valid, new, old), proposal, position)
-        here, there = _energy_sites(target, position), _energy_sites(target, at)
+        here, there = energy_sites(target, position), energy_sites(target, at)
         w, exact = draws(draw_key, there)
         log_ratio = proposed - logdensity + log_f(here, w) - log_f(there, w)
         log_ratio = jnp.where(valid & exact, log_ratio, -jnp.inf)
@@ -278,22 +127,6 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
     return ChainSampler(warmup, step, lambda state: state[0])
 
 
-def _observed(target, trace) -> dict:
-    """The observed values of the intractable energy sites in the model's ``trace`` (the start
-    of approximate auxiliary draws); ``ValueError`` for a latent energy site, which the
-    exchange algorithm does not sample."""
-    observed = {}
-    for name, latent in target.intractable:
-        if not trace[name]["is_observed"]:
-            raise ValueError(
-                f"the energy site {name!r} is latent and its normalizer depends on {latent!r}: "
-                "the exchange algorithm samples the parameters of observed configurations; fix "
-                f"{latent!r} or observe {name!r}"
-            )
-        observed[name] = jnp.asarray(trace[name]["value"])
-    return observed
-
-
 @register_sampler("exchange")
 def exchange(
     *,
@@ -308,13 +141,7 @@ def exchange(
     auxiliary configurations drawn exactly (``auxiliary="exact"``: enumeration or coupling
     from the past) or by ``auxiliary_steps`` transitions of a kernel (``auxiliary=`` a sampler
     value: the approximate exchange algorithm)."""
-    if auxiliary != "exact":
-        auxiliary = get_sampler(auxiliary)
-        if auxiliary.name not in DISCRETE_AUXILIARY + CONTINUOUS_AUXILIARY:
-            raise ValueError(
-                "auxiliary must be 'exact' or one of "
-                f"{list(DISCRETE_AUXILIARY + CONTINUOUS_AUXILIARY)}, got {auxiliary!r}"
-            )
+    auxiliary = check_auxiliary(auxiliary)
     check_int("auxiliary_steps", auxiliary_steps)
     check_positive("step_size", step_size)
     check_probability("target_acceptance_rate", target_acceptance_rate)
