@@ -352,6 +352,14 @@ def normalizer_message(site: str, latent: str) -> str:
     )
 
 
+def trace_at(target, position) -> dict:
+    """The trace of a model target's model (``target.fn``, with its arguments) at the latent
+    values of ``position`` (unconstrained; discrete sites as they are)."""
+    values = target.postprocess_fn(position)
+    model = handlers.substitute(handlers.seed(target.fn, rng_seed=0), data=values)
+    return handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
+
+
 def base_distribution(fn):
     """The distribution under NumPyro's wrappers (a plate's ``ExpandedDistribution``,
     ``to_event``'s ``Independent``, a mask)."""

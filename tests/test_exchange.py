@@ -143,10 +143,10 @@ def test_approximate_exchange_with_gibbs_sweeps_is_close_to_the_exact_posterior(
     assert_posterior(result, mean, sd)
 
 
-def test_approximate_exchange_infers_the_scale_of_a_continuous_energy():
-    """x_i ~ exp(-a x_i^2) / Z(a), Z(a) = sqrt(pi / a): the posterior of a under HalfNormal(2) by
-    quadrature; auxiliary draws by 50 MALA steps from the observations."""
-    data = jnp.asarray(np.random.default_rng(0).normal(size=(20, 1)) / np.sqrt(2 * 1.5))
+def gaussian_scale(n):
+    """x_i ~ exp(-a x_i^2) / Z(a), Z(a) = sqrt(pi / a), n draws at a = 1.5: ``(data, model,
+    mean, sd)`` with the posterior mean and sd of a under HalfNormal(2) by quadrature."""
+    data = jnp.asarray(np.random.default_rng(0).normal(size=(n, 1)) / np.sqrt(2 * 1.5))
 
     def model(x):
         a = numpyro.sample("a", dist.HalfNormal(2.0))
@@ -155,10 +155,16 @@ def test_approximate_exchange_infers_the_scale_of_a_continuous_energy():
 
     grid = np.linspace(1e-3, 8.0, 4000)
     squares = float((np.asarray(data, np.float64) ** 2).sum())
-    log_post = -(grid**2) / 8 - grid * squares + 0.5 * len(data) * np.log(grid)
+    log_post = -(grid**2) / 8 - grid * squares + 0.5 * n * np.log(grid)
     weights = np.exp(log_post - logsumexp(log_post))
     mean = (weights * grid).sum()
-    sd = np.sqrt((weights * (grid - mean) ** 2).sum())
+    return data, model, mean, np.sqrt((weights * (grid - mean) ** 2).sum())
+
+
+def test_approximate_exchange_infers_the_scale_of_a_continuous_energy():
+    """The scale of observed Gaussian energies (gaussian_scale); auxiliary draws by 50 MALA steps
+    from the observations."""
+    data, model, mean, sd = gaussian_scale(20)
     sampler = ne.samplers.exchange(
         auxiliary=ne.samplers.mala(step_size=0.1), auxiliary_steps=50
     )

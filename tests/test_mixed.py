@@ -15,6 +15,7 @@ from numpyro.infer import MCMC
 
 import numpyro_ebm as ne
 from numpyro_ebm.models.ising import Ising
+from numpyro_ebm.models.rbm import BernoulliRBM
 
 BETA = 0.25
 
@@ -97,6 +98,35 @@ def exact_mixture():
     return (weights.sum(0) * p).sum(), weights.sum(1) @ bits
 
 
+RBM = BernoulliRBM(6, 3)
+RBM_PARAMS = RBM.init(jax.random.key(5), scale=1.0)
+Y_RBM = jnp.asarray([0.9, -0.2, 1.4, 0.1, 0.6, -0.4])
+
+
+def rbm_prior(y):
+    """An RBM prior on six bits observed with unknown Gaussian noise."""
+    energy = ne.BoundEnergy(RBM.free_energy, RBM_PARAMS)
+    v = numpyro.sample("v", ne.DiscreteEnergyDistribution(energy, (6,), support="01"))
+    sigma = numpyro.sample("sigma", dist.HalfNormal(1.0))
+    numpyro.sample("y", dist.Normal(v, sigma).to_event(1), obs=y)
+
+
+def exact_rbm_prior():
+    bits = ((np.arange(64)[:, None] >> np.arange(6)) & 1).astype(np.float64)
+    free = np.asarray(jax.vmap(lambda v: RBM.free_energy(RBM_PARAMS, v))(bits), np.float64)
+    squares = ((np.asarray(Y_RBM, np.float64)[None] - bits) ** 2).sum(1)
+    sigma = np.linspace(2e-3, 6.0, 20000)
+    log_post = (
+        -free[:, None]
+        - sigma[None] ** 2 / 2
+        - 6 * np.log(sigma)[None]
+        - squares[:, None] / (2 * sigma[None] ** 2)
+    )
+    weights = np.exp(log_post - log_post.max())
+    weights /= weights.sum()
+    return (weights.sum(0) * sigma).sum(), weights.sum(1) @ bits
+
+
 def assert_matches(result, site, exact_mean, marginal_site, exact_marginal, high=1.0):
     summary = az.summary(result, var_names=[site], kind="diagnostics")
     draws = result.posterior[site].values
@@ -109,8 +139,8 @@ def assert_matches(result, site, exact_mean, marginal_site, exact_marginal, high
 
 @pytest.mark.parametrize(
     ("L", "discrete"),
-    [(3, "gibbs"), (4, ne.samplers.checkerboard(flip_ratio="curvature"))],
-    ids=["gibbs-3x3", "checkerboard-4x4"],
+    [(3, "gibbs"), (4, ne.samplers.checkerboard(flip_ratio="curvature")), (4, "swendsen_wang")],
+    ids=["gibbs-3x3", "checkerboard-4x4", "swendsen_wang-4x4"],
 )
 def test_gibbs_within_nuts_recovers_the_ising_denoising_posterior(L, discrete):
     sigma_mean, spin_marginals = exact_denoising(L)
@@ -128,6 +158,32 @@ def test_gibbs_within_nuts_recovers_the_ising_denoising_posterior(L, discrete):
     stats = result.sample_stats
     assert float(stats.discrete_acceptance_rate.min()) == 1.0  # heat-bath sweeps
     assert 0.6 < float(stats.acceptance_rate.mean()) < 0.99  # tuned towards 0.8
+
+
+def test_block_gibbs_within_nuts_recovers_a_posterior_under_an_rbm_prior():
+    sigma_mean, marginals = exact_rbm_prior()
+    result = ne.sample(
+        rbm_prior,
+        ne.samplers.hmc_gibbs(discrete="block_gibbs"),
+        key=jax.random.key(4),
+        model_args=(Y_RBM,),
+        num_chains=4,
+        num_samples=4000,
+        num_warmup=500,
+    )
+    assert_matches(result, "sigma", sigma_mean, "v", marginals)
+
+
+def test_block_gibbs_within_hmc_refuses_terms_that_couple_visible_units():
+    def coupled(y):
+        energy = ne.BoundEnergy(RBM.free_energy, RBM_PARAMS)
+        v = numpyro.sample("v", ne.DiscreteEnergyDistribution(energy, (6,), support="01"))
+        numpyro.factor("pair", v[0] * v[1])
+        numpyro.sample("y", dist.Normal(v, 1.0).to_event(1), obs=y)
+
+    with pytest.raises(ValueError, match="couples visible unit"):
+        ne.sample(coupled, ne.samplers.hmc_gibbs(discrete="block_gibbs"),
+                  key=jax.random.key(0), model_args=(Y_RBM,))
 
 
 def test_gibbs_with_gradients_within_mala_recovers_a_mixture_of_bits():
@@ -199,8 +255,11 @@ def test_models_with_discrete_sites_are_refused_by_gradient_samplers_in_our_word
 
     with pytest.raises(ValueError, match=r"site \('c'.*neither bits nor spins"):
         ne.sample(categorical, "hmc_gibbs", key=jax.random.key(0))
-    with pytest.raises(ValueError, match="swendsen_wang and block_gibbs need the whole"):
-        ne.samplers.hmc_gibbs(discrete="swendsen_wang")
+    with pytest.raises(ValueError, match="discrete must be one of"):
+        ne.samplers.hmc_gibbs(discrete="nuts")
+    with pytest.raises(ValueError, match="block_gibbs moves the discrete site 's' only as"):
+        ne.sample(denoising, ne.samplers.hmc_gibbs(discrete="block_gibbs"),
+                  key=jax.random.key(0), model_args=(Y,))
     with pytest.raises(ValueError, match="continuous must be one of"):
         ne.samplers.hmc_gibbs(continuous="ula")
 

@@ -17,7 +17,13 @@ import numpyro
 import numpyro.distributions as dist
 import pytest
 from scipy.special import logsumexp
-from test_exchange import enumerated_log_z, exact_posterior, ising_beta_model, observed
+from test_exchange import (
+    enumerated_log_z,
+    exact_posterior,
+    gaussian_scale,
+    ising_beta_model,
+    observed,
+)
 
 import numpyro_ebm as ne
 from numpyro_ebm.models.ising import Ising
@@ -97,22 +103,10 @@ def test_calibrated_pseudo_likelihood_recovers_beta_and_h_jointly():
 
 
 def test_calibrated_hyvarinen_score_infers_the_scale_of_a_continuous_energy():
-    """x_i ~ exp(-a x_i^2) / Z(a): the posterior of a under HalfNormal(2) by quadrature; the
-    continuous energy's pseudo-likelihood is the Hyvärinen score, calibrated with auxiliary
-    draws by 50 MALA steps from the observations."""
-    data = jnp.asarray(np.random.default_rng(0).normal(size=(40, 1)) / np.sqrt(2 * 1.5))
-
-    def model(x):
-        a = numpyro.sample("a", dist.HalfNormal(2.0))
-        with numpyro.plate("n", x.shape[0]):
-            numpyro.sample("x", ne.EnergyDistribution(lambda v: a * jnp.sum(v**2), (1,)), obs=x)
-
-    grid = np.linspace(1e-3, 8.0, 4000)
-    squares = float((np.asarray(data, np.float64) ** 2).sum())
-    log_post = -(grid**2) / 8 - grid * squares + 0.5 * len(data) * np.log(grid)
-    weights = np.exp(log_post - logsumexp(log_post))
-    mean = (weights * grid).sum()
-    sd = np.sqrt((weights * (grid - mean) ** 2).sum())
+    """The scale of observed Gaussian energies (test_exchange.gaussian_scale): the continuous
+    energy's pseudo-likelihood is the Hyvärinen score, calibrated with auxiliary draws by 50
+    MALA steps from the observations."""
+    data, model, mean, sd = gaussian_scale(40)
     sampler = ne.samplers.pseudo_likelihood(
         auxiliary=ne.samplers.mala(step_size=0.1), auxiliary_steps=50
     )

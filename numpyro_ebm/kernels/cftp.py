@@ -34,12 +34,9 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_ebm.models.ising import neighbour_sum
+
 __all__ = ["ising_cftp"]
-
-
-def _neighbour_sum(s: jax.Array) -> jax.Array:
-    """The sum of the :math:`2n` periodic nearest neighbours of each site of an n-D array."""
-    return sum(jnp.roll(s, shift, axis) for axis in range(s.ndim) for shift in (1, -1))
 
 
 def ising_cftp(
@@ -76,7 +73,7 @@ def ising_cftp(
     def sweep(x, key):
         uniforms = jax.random.uniform(key, (2, *shape), dtype)
         for colour, u in zip(colours, uniforms, strict=True):
-            up = u < jax.nn.sigmoid(2.0 * (coupling * _neighbour_sum(x) + field))
+            up = u < jax.nn.sigmoid(2.0 * (coupling * neighbour_sum(x) + field))
             x = jnp.where(colour, jnp.where(up, 1.0, -1.0).astype(dtype), x)
         return x
 

@@ -90,6 +90,7 @@ __all__ = [
     "PairwiseBinary",
     "critical_beta",
     "denoising_model",
+    "neighbour_sum",
     "onsager_energy",
     "onsager_magnetization",
     "sublattice_masks",
@@ -104,9 +105,9 @@ def sublattice_masks(shape: tuple[int, ...]) -> tuple[jax.Array, jax.Array]:
     return parity == 0, parity == 1
 
 
-def _neighbour_sum(s: jax.Array) -> jax.Array:
-    """Sum of the four periodic nearest neighbours of each site of a 2-D array."""
-    return jnp.roll(s, 1, 0) + jnp.roll(s, -1, 0) + jnp.roll(s, 1, 1) + jnp.roll(s, -1, 1)
+def neighbour_sum(s: jax.Array) -> jax.Array:
+    """The sum of the :math:`2n` periodic nearest neighbours of each site of an n-D array."""
+    return sum(jnp.roll(s, shift, axis) for axis in range(s.ndim) for shift in (1, -1))
 
 
 def _check_scalar(name: str, value) -> None:
@@ -207,7 +208,7 @@ class Ising:
         r"""The local field of every site, :math:`h_i = J \sum_{j \sim i} s_j + h`, in the
         :math:`\pm 1` encoding: :math:`p(s_i = +1 \mid s_{-i}) = \sigma(2 \beta h_i)`, and
         flipping :math:`s_i` changes the energy by :math:`2 s_i h_i`."""
-        return self.J * _neighbour_sum(self._configuration(x)) + self.h
+        return self.J * neighbour_sum(self._configuration(x)) + self.h
 
     def sublattice_masks(self) -> tuple[jax.Array, jax.Array]:
         """The red-black colouring ``(even, odd)`` of the lattice; see

@@ -10,12 +10,11 @@ import math
 import jax
 import jax.numpy as jnp
 from jax.core import Tracer
-from numpyro import handlers
 
 from numpyro_ebm._spins import from_pm1
 from numpyro_ebm.energy import DiscreteEnergyDistribution
 from numpyro_ebm.kernels.cftp import ising_cftp
-from numpyro_ebm.model_density import base_distribution
+from numpyro_ebm.model_density import base_distribution, trace_at
 from numpyro_ebm.samplers.base import Sampler, get_sampler
 
 #: Doublings of coupling from the past before an auxiliary draw is given up (at most 4096
@@ -25,13 +24,6 @@ CFTP_DOUBLINGS = 13
 #: Auxiliary samplers of the approximate exchange algorithm, by the kind of energy they move.
 DISCRETE_AUXILIARY = ("gibbs", "checkerboard", "gibbs_with_gradients")
 CONTINUOUS_AUXILIARY = ("mala", "ula")
-
-
-def trace_at(target, position) -> dict:
-    """The model's trace at the latent values of ``position`` (unconstrained)."""
-    values = target.postprocess_fn(position)
-    model = handlers.substitute(handlers.seed(target.fn, rng_seed=0), data=values)
-    return handlers.trace(model).get_trace(*target.model_args, **(target.model_kwargs or {}))
 
 
 def energy_sites(target, position) -> dict:

@@ -99,20 +99,29 @@ def _build_swendsen_wang(target) -> ChainSampler:
     from numpyro_ebm.models.ising import Ising
 
     model = getattr(target.fn, "__self__", None)
-    if not isinstance(model, Ising) or target.support != "pm1":
-        raise ValueError(
-            "swendsen_wang samples an Ising model: pass its energy as the target, "
-            "ne.sample(model.energy, 'swendsen_wang', temperature=1 / beta, support='pm1', "
-            "event_shape=(L, L), ...)"
-        )
-    return _chain(_swendsen_wang.as_top_level_api(model.with_beta(1.0 / target.temperature)))
+    if isinstance(model, Ising) and target.fn == model.energy and target.support == model.spins:
+        # the couplings read off the model: no derivatives per sweep
+        return _chain(_swendsen_wang.as_top_level_api(model.with_beta(1.0 / target.temperature)))
+    return _chain(_swendsen_wang.for_log_density(target.logdensity_fn, target.support))
 
 
 @register_sampler("swendsen_wang")
 def swendsen_wang() -> Sampler:
     """Swendsen-Wang cluster updates (Swendsen & Wang 1987) of a ferromagnetic Ising model
-    (:mod:`numpyro_ebm.kernels.swendsen_wang`): the cure for critical slowing down."""
-    return Sampler("swendsen_wang", {}, DISCRETE, build=_build_swendsen_wang)
+    (:mod:`numpyro_ebm.kernels.swendsen_wang`): the cure for critical slowing down. As the move
+    of a log density (the discrete move of :func:`~numpyro_ebm.samplers.hmc_gibbs`, the inner
+    move of :func:`~numpyro_ebm.samplers.parallel_tempering`) it reads the coupling and the
+    fields of an Ising model in a field from the log density at every sweep
+    (:func:`~numpyro_ebm.kernels.swendsen_wang.for_log_density`)."""
+    return Sampler(
+        "swendsen_wang",
+        {},
+        DISCRETE,
+        build=_build_swendsen_wang,
+        kernel=lambda logdensity_fn, support: _swendsen_wang.for_log_density(
+            logdensity_fn, support
+        ),
+    )
 
 
 def bipartite(target) -> tuple:

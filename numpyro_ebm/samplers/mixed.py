@@ -6,7 +6,11 @@ Write :math:`z` for the continuous sites (on NumPyro's unconstrained space, Jaco
 and :math:`d = (d_1, \dots, d_m)` for the discrete sites, each of bits or spins. One transition
 
 1. moves each discrete site :math:`d_j` in turn by one sweep of the discrete kernel (``gibbs``,
-   ``checkerboard`` or ``gibbs_with_gradients``) on its full conditional
+   ``checkerboard``, ``gibbs_with_gradients``, ``swendsen_wang`` for a conditional that is
+   an Ising model in a field, such as an Ising prior with a likelihood of each spin, or
+   ``block_gibbs`` for an RBM prior on the site with a likelihood of each unit: an RBM's
+   hidden layer drawn afresh, then the visible units, by data augmentation) on its full
+   conditional
    :math:`p(d_j \mid d_{-j}, z) \propto p(z, d)`, the log joint with every other site fixed;
 2. then moves :math:`z` by one transition of the continuous kernel on
    :math:`p(z \mid d) \propto p(z, d)`.
@@ -39,7 +43,11 @@ import jax.flatten_util
 import jax.numpy as jnp
 from blackjax.adaptation.window_adaptation import base as window_base
 from blackjax.adaptation.window_adaptation import build_schedule
+from jax.core import Tracer
 
+from numpyro_ebm.energy import BoundEnergy
+from numpyro_ebm.kernels import block_gibbs as block_gibbs_kernel
+from numpyro_ebm.model_density import base_distribution, trace_at
 from numpyro_ebm.samplers.base import (
     ChainSampler,
     Sampler,
@@ -70,7 +78,32 @@ CONTINUOUS = {
 }
 
 #: The discrete moves: samplers that need only the log density (a ``kernel`` of one site).
-DISCRETE = ("gibbs", "checkerboard", "gibbs_with_gradients")
+DISCRETE = ("gibbs", "checkerboard", "gibbs_with_gradients", "swendsen_wang", "block_gibbs")
+
+
+def _rbm(target, name: str) -> tuple:
+    """The ``(model, params)`` of the RBM whose visible units the discrete site ``name`` is (for
+    ``block_gibbs``), or a ``ValueError`` saying what it needs."""
+    trace = trace_at(target, jax.tree.map(lambda x: x[0], target.initial_position))
+    site = base_distribution(trace[name]["fn"])
+    energy = getattr(site, "energy", None)
+    model = getattr(getattr(energy, "energy_fn", None), "__self__", None)
+    if (
+        not isinstance(energy, BoundEnergy)
+        or model is None
+        or energy.energy_fn != getattr(model, "free_energy", None)
+        or not getattr(model, "binary_visible", False)
+        or site.spins != "01"
+        or isinstance(site.temperature, Tracer)
+        or site.temperature != 1.0
+    ):
+        raise ValueError(
+            f"block_gibbs moves the discrete site {name!r} only as the visible units of an RBM: "
+            "DiscreteEnergyDistribution(BoundEnergy(rbm.free_energy, params), (n_visible,), "
+            "support='01') at temperature 1, with Bernoulli visible units; sample it with "
+            "gibbs, which assumes no structure"
+        )
+    return model, energy.params
 
 
 def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
@@ -85,10 +118,16 @@ def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
         continuous_part = {k: v for k, v in position.items() if k not in names}
         return continuous_part, {name: position[name] for name in names}
 
+    rbms = (
+        {name: _rbm(target, name) for name in names} if discrete.name == "block_gibbs" else {}
+    )
+
     def discrete_kernel(position, name, support):
         def conditional(value):
             return logdensity_fn({**position, name: value})
 
+        if rbms:
+            return block_gibbs_kernel.with_visible_terms(*rbms[name], conditional)
         return discrete.kernel(conditional, support, **discrete.options)
 
     # the structure a discrete kernel assumes (checkerboard's sublattices), checked once on
@@ -170,12 +209,6 @@ def _part(name: str, value, allowed) -> Sampler:
         raise ValueError(
             f"hmc_gibbs(): {name} must be one of {list(allowed)} (a name or a sampler value), "
             f"got {sampler!r}"
-            + (
-                "; swendsen_wang and block_gibbs need the whole conditional to be an Ising "
-                "model or an RBM, which the model's other terms break"
-                if sampler.name in ("swendsen_wang", "block_gibbs")
-                else ""
-            )
         )
     return sampler
 
@@ -184,9 +217,11 @@ def _part(name: str, value, allowed) -> Sampler:
 def hmc_gibbs(*, discrete="gibbs", continuous="nuts") -> Sampler:
     """Gibbs within HMC for a NumPyro model with discrete latent sites of bits or spins beside
     continuous ones (see the module docstring): each transition sweeps every discrete site with
-    ``discrete`` (``"gibbs"``, ``"checkerboard"``, ``"gibbs_with_gradients"``, or their sampler
-    values with options) given the rest, then moves the continuous sites with ``continuous``
-    (``"nuts"``, ``"hmc"``, ``"mala"``, or their values), tuned in warm-up.
+    ``discrete`` (``"gibbs"``, ``"checkerboard"``, ``"gibbs_with_gradients"``,
+    ``"swendsen_wang"`` for an Ising model in a field, ``"block_gibbs"`` for an RBM's visible
+    units, or their sampler values with options) given the rest, then moves the continuous
+    sites with ``continuous`` (``"nuts"``, ``"hmc"``, ``"mala"``, or their values), tuned in
+    warm-up.
 
     ``sample_stats`` report the continuous move's ``acceptance_rate``, ``step_size`` and
     ``diverging``, and ``discrete_acceptance_rate`` (the mean flip rate of the Metropolis-type

@@ -186,7 +186,7 @@ def parallel_tempering(
     if not isinstance(inner, Sampler) or (inner.kernel is None and inner.name != "block_gibbs"):
         raise TypeError(
             "inner must be a sampler value with a move of its own (mala, ula, gibbs, "
-            f"checkerboard, gibbs_with_gradients, block_gibbs), got {inner!r}"
+            f"checkerboard, gibbs_with_gradients, swendsen_wang, block_gibbs), got {inner!r}"
         )
     if temperatures is None:
         check_int("num_replicas", num_replicas, minimum=2)
