@@ -62,7 +62,10 @@ def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat
         draws = NamedSharding(mesh, PartitionSpec(None, "chains"))
         per_chain = lambda tree: jax.lax.with_sharding_constraint(tree, chains)
         per_draw = lambda tree: jax.lax.with_sharding_constraint(tree, draws)
-    warm = _over_chains(jax.vmap(lambda k, x: chain_sampler.warmup(k, x, num_warmup)), mesh)
+    if chain_sampler.ensemble_warmup is None:
+        warm = _over_chains(jax.vmap(lambda k, x: chain_sampler.warmup(k, x, num_warmup)), mesh)
+    else:  # tuned across chains: one program over all of them (partitioned under a mesh)
+        warm = lambda keys, positions: chain_sampler.ensemble_warmup(keys, positions, num_warmup)
     step = _over_chains(jax.vmap(chain_sampler.step), mesh)
     position = _over_chains(jax.vmap(chain_sampler.position), mesh)
     postprocess = target.postprocess_fn

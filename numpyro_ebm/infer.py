@@ -178,16 +178,42 @@ class SamplerKernel(MCMCKernel):
             density = self.potential_fn is not None and "energy" in self.sampler.accepts
             if density and init_params is not None:
                 _check_start(lambda z: -self.potential_fn(z), init_params, batched=True)
+            keys = jax.vmap(lambda k: jax.random.split(k, 3))(rng_key)
+            first = None if init_params is None else jax.tree.map(lambda x: x[0], init_params)
+            target = self._target(keys[0, 0], first, model_args, model_kwargs)
+            if self.sampler.chain_sampler(target).ensemble_warmup is not None:
+                return self._init_ensemble(keys, num_warmup, init_params, target)
             return jax.vmap(lambda k, p: self.init(k, num_warmup, p, model_args, model_kwargs))(
                 rng_key, init_params
             )
         init_key, warmup_key, rng_key = jax.random.split(rng_key, 3)
         target = self._target(init_key, init_params, model_args, model_kwargs)
+        self._prepare(target, num_warmup)
+        position = jax.tree.map(lambda x: x[0], target.initial_position)
+        inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
+        return self._initial_state(target, inner, parameters, rng_key)
+
+    def _prepare(self, target, num_warmup) -> None:
         self._chain = self.sampler.chain_sampler(target)
         self._num_warmup = int(num_warmup)
         self._checked = target.kind in HEALTH_KINDS
-        position = jax.tree.map(lambda x: x[0], target.initial_position)
-        inner, parameters = self._chain.warmup(warmup_key, position, num_warmup)
+
+    def _init_ensemble(self, keys, num_warmup, init_params, target):
+        """Vectorized chains of a sampler tuned across chains (ChEES-HMC, MEADS): one warm-up
+        of them all, from ``init_params`` or the model's initial positions, one per chain."""
+        self._prepare(target, num_warmup)
+        if init_params is None:
+            kwargs = dict(target.model_kwargs or {})
+            content = model_key(self.model, target.model_args, kwargs)
+            init_params = density_of(
+                self.model, target.model_args, kwargs, keys[:, 0], content
+            ).initial_position
+        inner, parameters = self._chain.ensemble_warmup(keys[:, 1], init_params, num_warmup)
+        return jax.vmap(lambda i, p, k: self._initial_state(target, i, p, k))(
+            inner, parameters, keys[:, 2]
+        )
+
+    def _initial_state(self, target, inner, parameters, rng_key) -> SamplerKernelState:
         nan = jnp.asarray(jnp.nan, jnp.float32)
         zero = jnp.zeros((), jnp.int32)
         health = _health.Tally(zero, zero, jnp.zeros((), jnp.float32), *[zero] * 5)

@@ -2,6 +2,7 @@
 ``ne.samplers.parallel_tempering(inner=..., temperatures=...)``, ..., each registered under its
 name for the command line and :func:`~numpyro_ebm.compare`."""
 
+from numpyro_ebm.samplers.adaptive import chees_hmc, mclmc, meads
 from numpyro_ebm.samplers.base import (
     SAMPLERS,
     STAT_NAMES,
@@ -33,6 +34,7 @@ __all__ = [
     "annealed_langevin",
     "block_gibbs",
     "checkerboard",
+    "chees_hmc",
     "exchange",
     "get_sampler",
     "gibbs",
@@ -40,6 +42,8 @@ __all__ = [
     "hmc",
     "hmc_gibbs",
     "mala",
+    "mclmc",
+    "meads",
     "numpyro_nuts",
     "nuts",
     "parallel_tempering",

@@ -66,6 +66,7 @@ __all__ = [
     "blackjax_step_size",
     "get_sampler",
     "register_sampler",
+    "tuned_across_chains",
 ]
 
 #: Per-draw statistics every sampler reports (NaN where a sampler has no such notion).
@@ -86,11 +87,28 @@ HEALTH_KINDS = DENSITY_KINDS | {"mixed"}
 
 
 class ChainSampler(NamedTuple):
-    """One chain's warmup, transition and draw (see the module docstring)."""
+    """One chain's warmup, transition and draw (see the module docstring); for a sampler tuned
+    across chains (ChEES-HMC, MEADS), ``ensemble_warmup(keys, positions, num_warmup) ->
+    (states, parameters)`` warms every chain up at once, every leaf with a leading chain axis
+    (:func:`tuned_across_chains`)."""
 
     warmup: Callable
     step: Callable
     position: Callable
+    ensemble_warmup: Callable | None = None
+
+
+def tuned_across_chains(ensemble_warmup: Callable, step: Callable, position: Callable):
+    """A :class:`ChainSampler` whose warm-up tunes across all chains at once (what
+    :func:`~numpyro_ebm.sample` runs); its one-chain ``warmup`` is the ensemble of that chain
+    alone, for callers that warm chains up one by one."""
+
+    def warmup(rng_key, position, num_warmup):
+        one = jax.tree.map(lambda x: jnp.asarray(x)[None], (rng_key, position))
+        state, parameters = ensemble_warmup(*one, num_warmup)
+        return jax.tree.map(lambda x: x[0], (state, parameters))
+
+    return ChainSampler(warmup, step, position, ensemble_warmup)
 
 
 def blackjax_step_size(step_size):

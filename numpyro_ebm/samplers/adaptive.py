@@ -1,0 +1,249 @@
+r"""Gradient samplers whose tuning suits many vectorized chains, wrapping BlackJAX: ChEES-HMC and
+MEADS tune one set of parameters across all the chains (the warm-up of
+:func:`~numpyro_ebm.samplers.base.tuned_across_chains`), MCLMC tunes each chain on its own
+without a Metropolis step.
+
+* :func:`chees_hmc`: jittered HMC (a uniform fraction of a trajectory length :math:`T` per
+  transition, from a Halton sequence shared by the chains) whose :math:`T` follows the
+  gradient of the ChEES criterion, the change in the expected squared distance to the
+  ensemble mean, and whose step size follows dual averaging on the chains' mean acceptance
+  (Hoffman, Radul & Sountsov 2021; BlackJAX's ``chees_adaptation``), with a diagonal mass
+  matrix estimated from the ensemble over the last half of the warm-up.
+* :func:`meads`: generalized HMC (one leapfrog step, partial momentum refreshment, a
+  persistent non-reversible slice) whose step size, damping and preconditioner each fold of
+  chains takes from the others (Hoffman & Sountsov 2022, Algorithm 3; BlackJAX's
+  ``meads_adaptation``). It needs the chains in ``num_folds`` folds of at least 2.
+* :func:`mclmc`: microcanonical Langevin Monte Carlo (Robnik, De Luca, Silverstein & Seljak
+  2023; BlackJAX's ``mclmc``), an isokinetic dynamics with partial momentum refreshment over a
+  decoherence length :math:`L`; its step size is tuned towards an energy-error variance per
+  dimension of ``desired_energy_var`` and :math:`L` from the chain's autocorrelation
+  (``mclmc_find_L_and_step_size``). It has no accept/reject step: its draws carry a bias that
+  shrinks with the energy error (what the tuning holds small); it reports no acceptance rate.
+
+References
+----------
+M. D. Hoffman, A. Radul and P. Sountsov (2021). An adaptive MCMC scheme for setting trajectory
+lengths in Hamiltonian Monte Carlo. AISTATS.
+M. D. Hoffman and P. Sountsov (2022). Tuning-free generalized Hamiltonian Monte Carlo.
+AISTATS.
+J. Robnik, G. B. De Luca, E. Silverstein and U. Seljak (2023). Microcanonical Hamiltonian Monte
+Carlo. JMLR 24.
+"""
+
+from __future__ import annotations
+
+import math
+
+import blackjax
+import jax
+import jax.flatten_util
+import jax.numpy as jnp
+import optax
+from blackjax.adaptation.base import get_filter_adapt_info_fn
+from blackjax.mcmc import dynamic_hmc
+
+from numpyro_ebm._checks import check_int, check_positive, check_probability
+from numpyro_ebm.samplers.base import (
+    DENSITY_KINDS,
+    ChainSampler,
+    Sampler,
+    finite,
+    register_sampler,
+    stats,
+    tuned_across_chains,
+)
+
+__all__ = ["chees_hmc", "mclmc", "meads"]
+
+#: Bits of the Halton sequence that jitters ChEES-HMC's trajectories (distinct fractions for
+#: 2^30 transitions).
+HALTON_BITS = 30
+
+
+def _per_chain(parameters: dict, num_chains: int) -> dict:
+    """Parameters shared by the ensemble, one copy per chain (what the chain steps take)."""
+    return jax.tree.map(lambda x: jnp.broadcast_to(x, (num_chains, *jnp.shape(x))), parameters)
+
+
+def _jittered_steps(random_generator_arg, num_leapfrog_steps):
+    """ChEES-HMC's leapfrog steps at a transition: a Halton fraction of the tuned number."""
+    fraction = dynamic_hmc.halton_sequence(random_generator_arg, HALTON_BITS)
+    return jnp.asarray(jnp.ceil(fraction * num_leapfrog_steps), jnp.int32)
+
+
+def _build_chees(target, *, initial_step_size, learning_rate, target_acceptance_rate):
+    logdensity_fn = target.logdensity_fn
+
+    def ensemble_warmup(keys, positions, num_warmup):
+        num_chains = keys.shape[0]
+        adaptation = blackjax.chees_adaptation(
+            logdensity_fn,
+            num_chains,
+            target_acceptance_rate=target_acceptance_rate,
+            mass_matrix_estimation="diagonal",
+            adaptation_info_fn=get_filter_adapt_info_fn(),
+        )
+        (states, tuned), _ = adaptation.run(
+            keys[0], positions, initial_step_size, optax.adam(learning_rate), num_warmup
+        )
+        parameters = {
+            "step_size": tuned["step_size"],
+            "inverse_mass_matrix": tuned["inverse_mass_matrix"],
+            "num_leapfrog_steps": tuned["integration_steps_params"][0],
+        }
+        return states, _per_chain(parameters, num_chains)
+
+    def step(rng_key, state, parameters):
+        kernel = blackjax.dynamic_hmc(
+            logdensity_fn,
+            parameters["step_size"],
+            parameters["inverse_mass_matrix"],
+            next_random_arg_fn=lambda i: i + 1,
+            integration_steps_fn=_jittered_steps,
+            integration_steps_params=(parameters["num_leapfrog_steps"],),
+        )
+        state, info = kernel.step(rng_key, state)
+        out = stats(
+            acceptance_rate=info.acceptance_rate,
+            diverging=info.is_divergent,
+            step_size=parameters["step_size"],
+            logdensity=state.logdensity,
+            grads=info.num_integration_steps,
+            finite=finite(state.position, state.logdensity),
+        )
+        out["energy"] = info.energy.astype(out["potential_energy"].dtype)  # for the BFMI
+        return state, out
+
+    return tuned_across_chains(ensemble_warmup, step, lambda state: state.position)
+
+
+@register_sampler("chees_hmc")
+def chees_hmc(
+    *,
+    initial_step_size: float = 0.1,
+    learning_rate: float = 0.025,
+    target_acceptance_rate: float = 0.651,
+) -> Sampler:
+    """ChEES-HMC (see the module docstring): jittered HMC whose trajectory length and step size
+    are tuned across all the chains in warm-up (Adam at ``learning_rate`` on the log
+    trajectory length, dual averaging of the step size from ``initial_step_size`` towards
+    ``target_acceptance_rate``)."""
+    check_positive("initial_step_size", initial_step_size)
+    check_positive("learning_rate", learning_rate)
+    check_probability("target_acceptance_rate", target_acceptance_rate)
+    options = {
+        "initial_step_size": initial_step_size,
+        "learning_rate": learning_rate,
+        "target_acceptance_rate": target_acceptance_rate,
+    }
+    return Sampler("chees_hmc", options, DENSITY_KINDS, build=_build_chees)
+
+
+def _build_meads(target, *, num_folds):
+    logdensity_fn = target.logdensity_fn
+
+    def ensemble_warmup(keys, positions, num_warmup):
+        num_chains = keys.shape[0]
+        if num_chains % num_folds or num_chains < 2 * num_folds:
+            raise ValueError(
+                f"meads tunes each of its {num_folds} folds of chains from the others: "
+                f"num_chains must be a multiple of num_folds={num_folds} with at least 2 "
+                f"chains per fold, got num_chains={num_chains}"
+            )
+        adaptation = blackjax.meads_adaptation(
+            logdensity_fn, num_chains, num_folds, adaptation_info_fn=get_filter_adapt_info_fn()
+        )
+        (states, parameters), _ = adaptation.run(keys[0], positions, num_warmup)
+        return states, _per_chain(parameters, num_chains)
+
+    def step(rng_key, state, parameters):
+        state, info = blackjax.ghmc(logdensity_fn, **parameters).step(rng_key, state)
+        return state, stats(
+            acceptance_rate=info.acceptance_rate,
+            diverging=info.is_divergent,
+            step_size=parameters["step_size"],
+            logdensity=state.logdensity,
+            grads=1,
+            finite=finite(state.position, state.logdensity),
+        )
+
+    return tuned_across_chains(ensemble_warmup, step, lambda state: state.position)
+
+
+@register_sampler("meads")
+def meads(*, num_folds: int = 4) -> Sampler:
+    """MEADS (see the module docstring): generalized HMC tuned across chains, split into
+    ``num_folds`` folds that tune one another; ``num_chains`` must be a multiple of
+    ``num_folds``, with at least 2 chains per fold."""
+    check_int("num_folds", num_folds, minimum=2)
+    return Sampler("meads", {"num_folds": num_folds}, DENSITY_KINDS, build=_build_meads)
+
+
+#: Fractions of its run that ``mclmc_find_L_and_step_size`` spends in its three stages.
+MCLMC_FRACTIONS = (0.1, 0.1, 0.1)
+
+
+def _build_mclmc(target, *, desired_energy_var):
+    logdensity_fn = target.logdensity_fn
+    one = jax.tree.map(lambda x: x[0], target.initial_position)
+    if jax.flatten_util.ravel_pytree(one)[0].size < 2:
+        raise ValueError(
+            "mclmc moves on the unit sphere of velocities, which needs at least 2 dimensions; "
+            "this target has 1: use mala, hmc or nuts"
+        )
+
+    def warmup(rng_key, position, num_warmup):
+        init_key, tune_key = jax.random.split(rng_key)
+        state = blackjax.mcmc.mclmc.init(position, logdensity_fn, init_key)
+        if num_warmup == 0:
+            size = jax.flatten_util.ravel_pytree(position)[0].size
+            return state, {
+                "L": jnp.asarray(math.sqrt(size), jnp.float32),
+                "step_size": jnp.asarray(0.25 * math.sqrt(size), jnp.float32),
+                "inverse_mass_matrix": jnp.ones(size),
+            }
+        # the tuner spends the fractions MCLMC_FRACTIONS of the run it is told of
+        state, tuned, _ = blackjax.mclmc_find_L_and_step_size(
+            mclmc_kernel=blackjax.mcmc.mclmc.build_kernel(desired_energy_var=desired_energy_var),
+            num_steps=math.ceil(num_warmup / sum(MCLMC_FRACTIONS)),
+            state=state,
+            rng_key=tune_key,
+            logdensity_fn=logdensity_fn,
+            frac_tune1=MCLMC_FRACTIONS[0],
+            frac_tune2=MCLMC_FRACTIONS[1],
+            frac_tune3=MCLMC_FRACTIONS[2],
+            desired_energy_var=desired_energy_var,
+        )
+        return state, {
+            "L": tuned.L,
+            "step_size": tuned.step_size,
+            "inverse_mass_matrix": tuned.inverse_mass_matrix,
+        }
+
+    def step(rng_key, state, parameters):
+        kernel = blackjax.mclmc(
+            logdensity_fn,
+            L=parameters["L"],
+            step_size=parameters["step_size"],
+            inverse_mass_matrix=parameters["inverse_mass_matrix"],
+        )
+        state, info = kernel.step(rng_key, state)
+        return state, stats(
+            step_size=parameters["step_size"],
+            logdensity=state.logdensity,
+            grads=2,  # the isokinetic McLachlan integrator: two gradients a step
+            finite=finite(state.position, state.logdensity),
+        ) | {"energy_change": info.energy_change.astype(jnp.float32)}
+
+    return ChainSampler(warmup, step, lambda state: state.position)
+
+
+@register_sampler("mclmc")
+def mclmc(*, desired_energy_var: float = 5e-4) -> Sampler:
+    """Microcanonical Langevin Monte Carlo (see the module docstring), each chain's step size
+    and decoherence length tuned in warm-up towards an energy-error variance per dimension of
+    ``desired_energy_var`` (smaller: less bias, smaller steps)."""
+    check_positive("desired_energy_var", desired_energy_var)
+    return Sampler(
+        "mclmc", {"desired_energy_var": desired_energy_var}, DENSITY_KINDS, build=_build_mclmc
+    )
