@@ -37,6 +37,13 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack([jnp.all(jnp.isfinite(leaf)) for leaf in jax.tree.leaves(tree)]))
 
 
+def check_bool(name: str, value) -> bool:
+    """``value`` if it is ``True`` or ``False``, else ``TypeError`` naming it."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, got {value!r}")
+    return value
+
+
 def check_int(name: str, value, minimum: int = 1) -> int:
     """Return ``value`` as an ``int``; raise ``TypeError`` unless it is an integer and
     ``ValueError`` unless it is ``>= minimum`` (counts, sizes, step numbers)."""

@@ -70,15 +70,16 @@ POSTERIORS = {
 }
 
 
-#: (posterior, sampler) pairs that reach posteriordb's gold standard from NumPyro's initial
-#: positions (uniform on [-2, 2] unconstrained) in 1000 warm-up steps of 16 chains. Not reached,
-#: and reported as such (test below): kidiq by all three (its regression on mom_iq ~ 100 makes
-#: the start 1e7 nats out, and the ensembles freeze or crawl there), arK by MEADS (3 of 16
-#: chains frozen).
+#: (posterior, sampler) pairs that reach posteriordb's gold standard in 1000 warm-up steps of
+#: 16 chains started from Pathfinder draws (NumPyro's uniform starts, without Pathfinder, froze
+#: every sampler on kidiq, whose start lies 1e7 nats out). Not reached by MEADS on kidiq and arK
+#: (means within 0.1 sd, but R-hat 1.16 and 1.12: not mixed, and reported, test below); not run:
+#: MCLMC on kidiq (its step-size tuning did not finish in ten minutes).
 REACHED = [
     ("eight_schools-eight_schools_noncentered", "chees_hmc"),
     ("eight_schools-eight_schools_noncentered", "meads"),
     ("eight_schools-eight_schools_noncentered", "mclmc"),
+    ("kidiq-kidscore_momhsiq", "chees_hmc"),
     ("arK-arK", "chees_hmc"),
     ("arK-arK", "mclmc"),
 ]
@@ -104,20 +105,16 @@ def gold_standard_run(posterior, sampler):
 def test_adaptive_samplers_reproduce_the_posteriordb_gold_standards(posterior, sampler):
     idata, errors = gold_standard_run(posterior, sampler)
     assert max(errors.values()) < 0.1, (posterior, sampler, errors)
-    # max R-hat measured at these 1000 draws: 1.053 (MEADS, eight schools), 1.011 and 1.017
-    # (MCLMC, eight schools and arK), below 1.01 otherwise: slower to mix than NUTS, mixing
+    # max R-hat measured at these 1000 draws: 1.029 (MEADS, eight schools), 1.006 (MCLMC),
+    # 1.002-1.003 (ChEES): MEADS mixes slower than NUTS here, but mixes
     assert float(ne.mixing_report(idata, display=False).table["rhat"].max()) < 1.1
 
 
 @pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize("sampler", SAMPLERS)
-def test_a_gold_standard_not_reached_is_reported_not_returned_silently(sampler):
-    idata, errors = gold_standard_run("kidiq-kidscore_momhsiq", sampler)
-    assert max(errors.values()) > 0.1
-    report = ne.mixing_report(idata, display=False)
-    frozen = "health" in idata.sample_stats.attrs
-    assert frozen or float(report.table["rhat"].max()) > 1.01
+@pytest.mark.parametrize("posterior", ["kidiq-kidscore_momhsiq", "arK-arK"])
+def test_a_gold_standard_not_reached_is_reported_not_returned_silently(posterior):
+    idata, _ = gold_standard_run(posterior, "meads")
+    assert float(ne.mixing_report(idata, display=False).table["rhat"].max()) > 1.01
 
 
 def correlated():

@@ -35,6 +35,7 @@ FIGURES = {
     "rbm_digits": ["loglik.png", "samples.png", "filters.png"],
     "ising": ["curves.png", "autocorrelation.png"],
     "ising_denoising": ["denoising.png", "sigma.png"],
+    "ising_parameters": ["posterior.png", "coverage.png"],
     "evidence": ["bayes_factor.png"],
     "ring_prior": ["posteriors.png"],
 }
@@ -234,6 +235,17 @@ def test_ring_prior_smoke(smoke_runs):
 
 
 @pytest.mark.slow
+def test_ising_parameters_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "ising_parameters")
+    assert "coverage of the 90 % intervals" in stdout
+    assert set(metrics["samplers"]) == {"exchange", "pseudo_likelihood"}
+    for row in metrics["samplers"].values():
+        for name in ("beta", "h"):
+            assert _is_finite(row["seconds"], row[name]["mean"], row[name]["ess_per_s"])
+            assert row[name]["sd_ratio"] > 0
+    assert all(0 <= r <= 1 for rates in metrics["coverage_90"].values() for r in rates.values())
+
+
 def test_ising_denoising_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "ising_denoising")
     assert "ours / NumPyro, ESS per second" in stdout

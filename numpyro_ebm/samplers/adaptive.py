@@ -42,7 +42,13 @@ import optax
 from blackjax.adaptation.base import get_filter_adapt_info_fn
 from blackjax.mcmc import dynamic_hmc
 
-from numpyro_ebm._checks import check_int, check_positive, check_probability
+from numpyro_ebm._checks import (
+    all_finite,
+    check_bool,
+    check_int,
+    check_positive,
+    check_probability,
+)
 from numpyro_ebm.samplers.base import (
     DENSITY_KINDS,
     ChainSampler,
@@ -53,11 +59,28 @@ from numpyro_ebm.samplers.base import (
     tuned_across_chains,
 )
 
-__all__ = ["chees_hmc", "mclmc", "meads"]
+__all__ = ["chees_hmc", "mclmc", "meads", "pathfinder_starts"]
 
 #: Bits of the Halton sequence that jitters ChEES-HMC's trajectories (distinct fractions for
 #: 2^30 transitions).
 HALTON_BITS = 30
+
+
+def pathfinder_starts(logdensity_fn, keys, positions):
+    """Each chain's start moved to a draw of the Pathfinder approximation (Zhang, Carpenter,
+    Gelman & Vehtari 2022; BlackJAX's ``vi.pathfinder``) fitted by L-BFGS from its given
+    position: starts in the bulk, still dispersed, where NumPyro's uniform starts can lie
+    millions of nats out and freeze an ensemble that shares one step size. A fit that fails
+    (a non-finite draw) leaves the chain where it was."""
+
+    def one(key, position):
+        fit_key, draw_key = jax.random.split(key)
+        state, _ = blackjax.vi.pathfinder.approximate(fit_key, logdensity_fn, position)
+        draw, _ = blackjax.vi.pathfinder.sample(draw_key, state)
+        ok = all_finite(draw) & jnp.isfinite(logdensity_fn(draw))
+        return jax.tree.map(lambda new, old: jnp.where(ok, new, old), draw, position)
+
+    return jax.vmap(one)(keys, positions)
 
 
 def _per_chain(parameters: dict, num_chains: int) -> dict:
@@ -71,11 +94,21 @@ def _jittered_steps(random_generator_arg, num_leapfrog_steps):
     return jnp.asarray(jnp.ceil(fraction * num_leapfrog_steps), jnp.int32)
 
 
-def _build_chees(target, *, initial_step_size, learning_rate, target_acceptance_rate):
+def _starts(logdensity_fn, pathfinder: bool, keys, positions, num_warmup: int):
+    """The positions warm-up starts from: Pathfinder draws (:func:`pathfinder_starts`, keys
+    folded apart from the warm-up's) when asked and there is a warm-up, else as given."""
+    if not pathfinder or num_warmup == 0:
+        return positions
+    keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
+    return pathfinder_starts(logdensity_fn, keys, positions)
+
+
+def _build_chees(target, *, initial_step_size, learning_rate, target_acceptance_rate, pathfinder):
     logdensity_fn = target.logdensity_fn
 
     def ensemble_warmup(keys, positions, num_warmup):
         num_chains = keys.shape[0]
+        positions = _starts(logdensity_fn, pathfinder, keys, positions, num_warmup)
         adaptation = blackjax.chees_adaptation(
             logdensity_fn,
             num_chains,
@@ -123,11 +156,13 @@ def chees_hmc(
     initial_step_size: float = 0.1,
     learning_rate: float = 0.025,
     target_acceptance_rate: float = 0.651,
+    pathfinder: bool = True,
 ) -> Sampler:
     """ChEES-HMC (see the module docstring): jittered HMC whose trajectory length and step size
     are tuned across all the chains in warm-up (Adam at ``learning_rate`` on the log
     trajectory length, dual averaging of the step size from ``initial_step_size`` towards
-    ``target_acceptance_rate``)."""
+    ``target_acceptance_rate``), from Pathfinder draws (:func:`pathfinder_starts`) unless
+    ``pathfinder=False``."""
     check_positive("initial_step_size", initial_step_size)
     check_positive("learning_rate", learning_rate)
     check_probability("target_acceptance_rate", target_acceptance_rate)
@@ -135,11 +170,12 @@ def chees_hmc(
         "initial_step_size": initial_step_size,
         "learning_rate": learning_rate,
         "target_acceptance_rate": target_acceptance_rate,
+        "pathfinder": check_bool("pathfinder", pathfinder),
     }
     return Sampler("chees_hmc", options, DENSITY_KINDS, build=_build_chees)
 
 
-def _build_meads(target, *, num_folds):
+def _build_meads(target, *, num_folds, pathfinder):
     logdensity_fn = target.logdensity_fn
 
     def ensemble_warmup(keys, positions, num_warmup):
@@ -150,6 +186,7 @@ def _build_meads(target, *, num_folds):
                 f"num_chains must be a multiple of num_folds={num_folds} with at least 2 "
                 f"chains per fold, got num_chains={num_chains}"
             )
+        positions = _starts(logdensity_fn, pathfinder, keys, positions, num_warmup)
         adaptation = blackjax.meads_adaptation(
             logdensity_fn, num_chains, num_folds, adaptation_info_fn=get_filter_adapt_info_fn()
         )
@@ -171,19 +208,21 @@ def _build_meads(target, *, num_folds):
 
 
 @register_sampler("meads")
-def meads(*, num_folds: int = 4) -> Sampler:
+def meads(*, num_folds: int = 4, pathfinder: bool = True) -> Sampler:
     """MEADS (see the module docstring): generalized HMC tuned across chains, split into
     ``num_folds`` folds that tune one another; ``num_chains`` must be a multiple of
-    ``num_folds``, with at least 2 chains per fold."""
+    ``num_folds``, with at least 2 chains per fold. Warm-up starts from Pathfinder draws
+    (:func:`pathfinder_starts`) unless ``pathfinder=False``."""
     check_int("num_folds", num_folds, minimum=2)
-    return Sampler("meads", {"num_folds": num_folds}, DENSITY_KINDS, build=_build_meads)
+    options = {"num_folds": num_folds, "pathfinder": check_bool("pathfinder", pathfinder)}
+    return Sampler("meads", options, DENSITY_KINDS, build=_build_meads)
 
 
 #: Fractions of its run that ``mclmc_find_L_and_step_size`` spends in its three stages.
 MCLMC_FRACTIONS = (0.1, 0.1, 0.1)
 
 
-def _build_mclmc(target, *, desired_energy_var):
+def _build_mclmc(target, *, desired_energy_var, pathfinder):
     logdensity_fn = target.logdensity_fn
     one = jax.tree.map(lambda x: x[0], target.initial_position)
     if jax.flatten_util.ravel_pytree(one)[0].size < 2:
@@ -194,6 +233,10 @@ def _build_mclmc(target, *, desired_energy_var):
 
     def warmup(rng_key, position, num_warmup):
         init_key, tune_key = jax.random.split(rng_key)
+        one = jax.tree.map(lambda x: x[None], (rng_key, position))
+        position = jax.tree.map(
+            lambda x: x[0], _starts(logdensity_fn, pathfinder, *one, num_warmup)
+        )
         state = blackjax.mcmc.mclmc.init(position, logdensity_fn, init_key)
         if num_warmup == 0:
             size = jax.flatten_util.ravel_pytree(position)[0].size
@@ -239,11 +282,15 @@ def _build_mclmc(target, *, desired_energy_var):
 
 
 @register_sampler("mclmc")
-def mclmc(*, desired_energy_var: float = 5e-4) -> Sampler:
+def mclmc(*, desired_energy_var: float = 5e-4, pathfinder: bool = True) -> Sampler:
     """Microcanonical Langevin Monte Carlo (see the module docstring), each chain's step size
     and decoherence length tuned in warm-up towards an energy-error variance per dimension of
-    ``desired_energy_var`` (smaller: less bias, smaller steps)."""
+    ``desired_energy_var`` (smaller: less bias, smaller steps), from a Pathfinder draw
+    (:func:`pathfinder_starts`) unless ``pathfinder=False``."""
     check_positive("desired_energy_var", desired_energy_var)
-    return Sampler(
-        "mclmc", {"desired_energy_var": desired_energy_var}, DENSITY_KINDS, build=_build_mclmc
-    )
+    options = {
+        "desired_energy_var": desired_energy_var,
+        "pathfinder": check_bool("pathfinder", pathfinder),
+    }
+    return Sampler("mclmc", options, DENSITY_KINDS, build=_build_mclmc)
+

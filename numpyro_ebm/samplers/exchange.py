@@ -28,11 +28,16 @@ configurations (the approximate exchange algorithm of Liang 2010): the chain the
 approximation of the posterior whose error shrinks as the steps grow; measure it (the
 documentation reports it against the exact algorithm on a lattice small enough to enumerate).
 
-Warm-up tunes :math:`\epsilon` towards ``target_acceptance_rate`` by stochastic
-approximation, :math:`\log \epsilon_{t+1} = \log \epsilon_t + (t + 1)^{-0.6} (a_t - a_\star)`
-(the adaptive scaling of Andrieu & Thoms 2008), from ``step_size``: dual averaging would
-first try steps ten times larger, and an exact auxiliary draw at a far proposal (an Ising
-model below its critical temperature) can cost thousands of sweeps. A coupling from the past
+Warm-up tunes the proposal :math:`\theta' = \theta + \epsilon L z` by adaptive Metropolis
+(Haario, Saksman & Tamminen 2001; Andrieu & Thoms 2008): over its first half :math:`L = I`
+and :math:`\log \epsilon_{t+1} = \log \epsilon_t + (t + 1)^{-0.6} (a_t - a_\star)` towards
+``target_acceptance_rate`` from ``step_size``; at the half, :math:`L` becomes the Cholesky
+factor of the draws' covariance so far and :math:`\epsilon` restarts at
+:math:`2.38 / \sqrt d` (Roberts & Rosenthal 2001), tuned again over the second half. Latent
+sites of different scales or correlated ones (an Ising model's :math:`\beta` and field
+:math:`h`) then move together. Dual averaging would first try steps ten times larger, and an
+exact auxiliary draw at a far proposal (an Ising model below its critical temperature) can
+cost thousands of sweeps. A coupling from the past
 that has not coalesced after 13 doublings (4096 sweeps) rejects its proposal; such
 proposals are counted in ``sample_stats.auxiliary_failed`` and warned about. They are not
 harmless: rejecting them weights the posterior by the probability of coalescing in time,
@@ -46,6 +51,9 @@ distributions. UAI.
 J. G. Propp and D. B. Wilson (1996). Exact sampling with coupled Markov chains and
 applications to statistical mechanics. Random Structures & Algorithms 9(1-2).
 C. Andrieu and J. Thoms (2008). A tutorial on adaptive MCMC. Statistics and Computing 18(4).
+H. Haario, E. Saksman and J. Tamminen (2001). An adaptive Metropolis algorithm. Bernoulli 7(2).
+G. O. Roberts and J. S. Rosenthal (2001). Optimal scaling for various Metropolis-Hastings
+algorithms. Statistical Science 16(4).
 F. Liang (2010). A double Metropolis-Hastings sampler for spatial models with intractable
 normalizing constants. Journal of Statistical Computation and Simulation 80(9).
 """
@@ -53,6 +61,7 @@ normalizing constants. Journal of Statistical Computation and Simulation 80(9).
 from __future__ import annotations
 
 import jax
+import jax.flatten_util
 import jax.numpy as jnp
 
 from numpyro_ebm._checks import check_int, check_positive, check_probability
@@ -70,19 +79,16 @@ __all__ = ["exchange"]
 def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_rate):
     logdensity_fn = target.logdensity_fn
     draws, _ = auxiliary_draws(target, auxiliary, auxiliary_steps, "the exchange algorithm")
+    unravel = jax.flatten_util.ravel_pytree(
+        jax.tree.map(lambda x: x[0], target.initial_position)
+    )[1]
 
-    def move(rng_key, state, scale):
+    def move(rng_key, state, scale, factor):
+        """One exchange transition proposing ``z + scale * factor @ noise`` (flattened)."""
         position, logdensity = state
         move_key, draw_key, accept_key = jax.random.split(rng_key, 3)
-        leaves, treedef = jax.tree.flatten(position)
-        noise = jax.random.split(move_key, len(leaves))
-        proposal = jax.tree.unflatten(
-            treedef,
-            [
-                x + scale * jax.random.normal(k, x.shape, x.dtype)
-                for x, k in zip(leaves, noise, strict=True)
-            ],
-        )
+        z = jax.flatten_util.ravel_pytree(position)[0]
+        proposal = unravel(z + scale * factor @ jax.random.normal(move_key, z.shape, z.dtype))
         proposed = logdensity_fn(proposal)
         valid = jnp.isfinite(proposed)
         # auxiliary draws at a proposal of zero density are not needed (it is rejected):
@@ -99,23 +105,45 @@ def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_r
         return (position, jnp.where(accept, proposed, logdensity)), acceptance, failed
 
     def warmup(rng_key, position, num_warmup):
+        size = jax.flatten_util.ravel_pytree(position)[0].shape[0]
+        eye = jnp.eye(size, dtype=jnp.float32)
+        # the shape is learnt over the first half, then used (and the scale retuned for it)
+        learn = num_warmup // 2
+
         def body(carry, key_and_time):
-            state, log_scale = carry
+            state, log_scale, factor, count, mean, scatter = carry
             key, t = key_and_time
-            state, acceptance, _ = move(key, state, jnp.exp(log_scale))
+            state, acceptance, _ = move(key, state, jnp.exp(log_scale), factor)
             log_scale = log_scale + (acceptance - target_acceptance_rate) / (t + 1.0) ** 0.6
-            return (state, log_scale), None
+            z = jax.flatten_util.ravel_pytree(state[0])[0]
+            count = count + 1.0
+            delta = z - mean
+            mean = mean + delta / count
+            scatter = scatter + jnp.outer(delta, z - mean)
+            # at the half: the Cholesky factor of the draws' covariance (regularized), with the
+            # scale reset to 2.38 / sqrt(d) of it (Roberts & Rosenthal 2001)
+            switch = t == learn - 1
+            covariance = scatter / jnp.maximum(count - 1.0, 1.0) + 1e-6 * eye
+            shaped = jnp.linalg.cholesky(covariance)
+            usable = switch & jnp.all(jnp.isfinite(shaped))
+            factor = jnp.where(usable, shaped, factor)
+            log_scale = jnp.where(usable, jnp.log(2.38 / jnp.sqrt(size)), log_scale)
+            return (state, log_scale, factor, count, mean, scatter), None
 
         state = (position, logdensity_fn(position))
         log_scale = jnp.log(jnp.asarray(step_size, jnp.float32))
+        zeros = jnp.zeros(size, jnp.float32)
         times = jnp.arange(num_warmup, dtype=jnp.float32)
-        (state, log_scale), _ = jax.lax.scan(
-            body, (state, log_scale), (jax.random.split(rng_key, num_warmup), times)
+        carry = (state, log_scale, eye, jnp.zeros(()), zeros, jnp.zeros((size, size)))
+        (state, log_scale, factor, *_), _ = jax.lax.scan(
+            body, carry, (jax.random.split(rng_key, num_warmup), times)
         )
-        return state, {"step_size": jnp.exp(log_scale)}
+        return state, {"step_size": jnp.exp(log_scale), "proposal_factor": factor}
 
     def step(rng_key, state, parameters):
-        state, acceptance, failed = move(rng_key, state, parameters["step_size"])
+        state, acceptance, failed = move(
+            rng_key, state, parameters["step_size"], parameters["proposal_factor"]
+        )
         return state, stats(
             acceptance_rate=acceptance,
             step_size=parameters["step_size"],
