@@ -58,6 +58,7 @@ from numpyro_ebm.samplers.base import (
     stats,
     tuned_across_chains,
 )
+from numpyro_ebm.samplers.hmc import hmc_stats
 
 __all__ = ["chees_hmc", "mclmc", "meads", "pathfinder_starts"]
 
@@ -136,16 +137,7 @@ def _build_chees(target, *, initial_step_size, learning_rate, target_acceptance_
             integration_steps_params=(parameters["num_leapfrog_steps"],),
         )
         state, info = kernel.step(rng_key, state)
-        out = stats(
-            acceptance_rate=info.acceptance_rate,
-            diverging=info.is_divergent,
-            step_size=parameters["step_size"],
-            logdensity=state.logdensity,
-            grads=info.num_integration_steps,
-            finite=finite(state.position, state.logdensity),
-        )
-        out["energy"] = info.energy.astype(out["potential_energy"].dtype)  # for the BFMI
-        return state, out
+        return state, hmc_stats(state, info, parameters["step_size"])
 
     return tuned_across_chains(ensemble_warmup, step, lambda state: state.position)
 

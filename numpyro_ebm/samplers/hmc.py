@@ -54,18 +54,24 @@ def _hmc_family(
     def step(rng_key, state, parameters):
         kernel = algorithm(logdensity_fn, **algorithm_options, **parameters)
         state, info = kernel.step(rng_key, state)
-        out = stats(
-            acceptance_rate=info.acceptance_rate,
-            diverging=info.is_divergent,
-            step_size=parameters["step_size"],
-            logdensity=state.logdensity,
-            grads=info.num_integration_steps,
-            finite=finite(state.position, state.logdensity),
-        )
-        out["energy"] = info.energy.astype(out["potential_energy"].dtype)  # for the BFMI
-        return state, out
+        return state, hmc_stats(state, info, parameters["step_size"])
 
     return ChainSampler(warmup, step, lambda state: state.position)
+
+
+def hmc_stats(state, info, step_size) -> dict:
+    """The statistics of one HMC-type transition (BlackJAX's HMC, NUTS, dynamic HMC), with
+    the Hamiltonian as ``energy`` (for the BFMI)."""
+    out = stats(
+        acceptance_rate=info.acceptance_rate,
+        diverging=info.is_divergent,
+        step_size=step_size,
+        logdensity=state.logdensity,
+        grads=info.num_integration_steps,
+        finite=finite(state.position, state.logdensity),
+    )
+    out["energy"] = info.energy.astype(out["potential_energy"].dtype)
+    return out
 
 
 def _hmc_family_sampler(name: str, algorithm, options: dict) -> Sampler:
