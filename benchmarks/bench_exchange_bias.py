@@ -9,7 +9,7 @@ row runs 8 chains of 500 warm-up and 5000 kept draws: the exchange algorithm wit
 draws by 1, 3, 10 and 30 Gibbs sweeps from the observations (the approximate algorithm of
 Liang 2010), with exact auxiliary draws (enumeration), and calibrated pseudo-likelihood. Each
 row reports the posterior mean, its error in Monte Carlo standard errors (ArviZ's
-``mcse_mean``) and in exact posterior sds, and the posterior sd against the exact one.
+``mcse``) and in exact posterior sds, and the posterior sd against the exact one.
 
 Run: ``python benchmarks/bench_exchange_bias.py [--out benchmarks/results/exchange_bias.json]``.
 """
@@ -64,7 +64,7 @@ def main(argv=None) -> dict:
                 num_warmup=500,
             )
             draws = idata.posterior["beta"].values
-            mcse = float(az.summary(idata, var_names=["beta"])["mcse_mean"].iloc[0])
+            mcse = float(az.mcse(idata, var_names=["beta"])["beta"])
             results[name] = {
                 "mean": float(draws.mean()),
                 "mcse_mean": mcse,

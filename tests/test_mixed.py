@@ -128,7 +128,7 @@ def exact_rbm_prior():
 
 
 def assert_matches(result, site, exact_mean, marginal_site, exact_marginal, high=1.0):
-    summary = az.summary(result, var_names=[site], kind="diagnostics")
+    summary = az.summary(result, var_names=[site], kind="diagnostics", round_to="none")
     draws = result.posterior[site].values
     mcse = float(summary["mcse_mean"].iloc[0])
     assert abs(draws.mean() - exact_mean) < 4 * mcse, (draws.mean(), exact_mean, mcse)

@@ -30,7 +30,7 @@ from numpyro_ebm.models.ising import Ising
 
 
 def assert_close(result, name, mean, sd, skew=0.25):
-    summary = az.summary(result, var_names=[name])
+    summary = az.summary(result, var_names=[name], round_to="none")
     draws = result.posterior[name].values
     mcse = float(summary["mcse_mean"].iloc[0])
     assert abs(draws.mean() - mean) < skew * sd + 4 * mcse, (name, draws.mean(), mean, sd, mcse)
