@@ -30,8 +30,15 @@ def energy(x):
 
 @pytest.mark.parametrize("sampler", SAMPLERS)
 def test_adaptive_samplers_match_the_moments_of_a_correlated_gaussian(sampler):
-    idata = ne.sample(energy, sampler, key=jax.random.key(0), event_shape=(3,), num_chains=16,
-                      num_samples=1000, num_warmup=500)
+    idata = ne.sample(
+        energy,
+        sampler,
+        key=jax.random.key(0),
+        event_shape=(3,),
+        num_chains=16,
+        num_samples=1000,
+        num_warmup=500,
+    )
     draws = idata.posterior["x"].values
     assert_mean_close(draws, np.zeros(3))
     assert_covariance_close(draws, np.zeros(3), COV)
@@ -43,8 +50,9 @@ def eight_schools(J, y, sigma):
     with numpyro.plate("J", J):
         theta_trans = numpyro.sample("theta_trans", dist.Normal(0.0, 1.0))
         numpyro.deterministic("theta", mu + tau * theta_trans)
-        numpyro.sample("y", dist.Normal(mu + tau * theta_trans, jnp.asarray(sigma)),
-                       obs=jnp.asarray(y))
+        numpyro.sample(
+            "y", dist.Normal(mu + tau * theta_trans, jnp.asarray(sigma)), obs=jnp.asarray(y)
+        )
 
 
 def kidiq(N, kid_score, mom_hs, mom_iq, **unused):
@@ -71,10 +79,10 @@ POSTERIORS = {
 
 
 #: (posterior, sampler) pairs that reach posteriordb's gold standard in 1000 warm-up steps of
-#: 16 chains started from Pathfinder draws (NumPyro's uniform starts, without Pathfinder, froze
-#: every sampler on kidiq, whose start lies 1e7 nats out). Not reached by MEADS on kidiq and arK
-#: (means within 0.1 sd, but R-hat 1.16 and 1.12: not mixed, and reported, test below); not run:
-#: MCLMC on kidiq (its step-size tuning did not finish in ten minutes).
+#: 16 chains, ChEES-HMC and MCLMC from draws of Laplace approximations (their default; from
+#: NumPyro's uniform starts every sampler froze on kidiq, whose start lies 1e7 nats out), MEADS
+#: from the uniform starts (its default). Not reached, and reported (test below): kidiq by MEADS
+#: and MCLMC, arK by MEADS (R-hat 1.09-10).
 REACHED = [
     ("eight_schools-eight_schools_noncentered", "chees_hmc"),
     ("eight_schools-eight_schools_noncentered", "meads"),
@@ -87,9 +95,15 @@ REACHED = [
 
 def gold_standard_run(posterior, sampler):
     spec = json.loads((DATA / f"{posterior}.json").read_text())
-    idata = ne.sample(POSTERIORS[posterior], sampler, key=jax.random.key(1),
-                      model_kwargs=spec["data"], num_chains=16, num_samples=1000,
-                      num_warmup=1000)
+    idata = ne.sample(
+        POSTERIORS[posterior],
+        sampler,
+        key=jax.random.key(1),
+        model_kwargs=spec["data"],
+        num_chains=16,
+        num_samples=1000,
+        num_warmup=1000,
+    )
     errors = {}
     for name, ref in spec["reference"].items():
         base, _, index = name.partition("[")
@@ -105,16 +119,25 @@ def gold_standard_run(posterior, sampler):
 def test_adaptive_samplers_reproduce_the_posteriordb_gold_standards(posterior, sampler):
     idata, errors = gold_standard_run(posterior, sampler)
     assert max(errors.values()) < 0.1, (posterior, sampler, errors)
-    # max R-hat measured at these 1000 draws: 1.029 (MEADS, eight schools), 1.006 (MCLMC),
-    # 1.002-1.003 (ChEES): MEADS mixes slower than NUTS here, but mixes
+    # max R-hat measured at these 1000 draws: 1.03-1.05 (MEADS, eight schools), 1.008-1.016
+    # (MCLMC), 1.003 (ChEES): MEADS and MCLMC mix slower than NUTS here, but mix
     assert float(ne.mixing_report(idata, display=False).table["rhat"].max()) < 1.1
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("posterior", ["kidiq-kidscore_momhsiq", "arK-arK"])
-def test_a_gold_standard_not_reached_is_reported_not_returned_silently(posterior):
-    idata, _ = gold_standard_run(posterior, "meads")
-    assert float(ne.mixing_report(idata, display=False).table["rhat"].max()) > 1.01
+@pytest.mark.filterwarnings("ignore::RuntimeWarning")
+@pytest.mark.parametrize(
+    ("posterior", "sampler"),
+    [
+        ("kidiq-kidscore_momhsiq", "meads"),
+        ("kidiq-kidscore_momhsiq", "mclmc"),
+        ("arK-arK", "meads"),
+    ],
+)
+def test_a_gold_standard_not_reached_is_reported_not_returned_silently(posterior, sampler):
+    idata, _ = gold_standard_run(posterior, sampler)
+    rhat = float(ne.mixing_report(idata, display=False).table["rhat"].max())
+    assert rhat > 1.01 or "health" in idata.sample_stats.attrs
 
 
 def correlated():
@@ -124,8 +147,14 @@ def correlated():
 @pytest.mark.parametrize("sampler", ["chees_hmc", "meads"])
 def test_numpyro_mcmc_tunes_vectorized_chains_across_chains(sampler):
     kernel = ne.infer.SamplerKernel(ne.samplers.get_sampler(sampler), model=correlated)
-    mcmc = MCMC(kernel, num_warmup=300, num_samples=500, num_chains=16,
-                chain_method="vectorized", progress_bar=False)
+    mcmc = MCMC(
+        kernel,
+        num_warmup=300,
+        num_samples=500,
+        num_chains=16,
+        chain_method="vectorized",
+        progress_bar=False,
+    )
     mcmc.run(jax.random.key(2))
     state = mcmc.last_state
     # one set of tuned parameters, shared by every chain
@@ -137,10 +166,12 @@ def test_numpyro_mcmc_tunes_vectorized_chains_across_chains(sampler):
 
 def test_resume_continues_a_run_tuned_across_chains():
     run = dict(event_shape=(3,), num_chains=8)
-    whole = ne.sample(energy, "chees_hmc", key=jax.random.key(3), num_samples=40,
-                      num_warmup=100, **run)
-    first = ne.sample(energy, "chees_hmc", key=jax.random.key(3), num_samples=20,
-                      num_warmup=100, **run)
+    whole = ne.sample(
+        energy, "chees_hmc", key=jax.random.key(3), num_samples=40, num_warmup=100, **run
+    )
+    first = ne.sample(
+        energy, "chees_hmc", key=jax.random.key(3), num_samples=20, num_warmup=100, **run
+    )
     second = ne.sample(energy, "chees_hmc", num_samples=20, resume=first, **run)
     np.testing.assert_allclose(
         second.posterior["x"].values, whole.posterior["x"].values[:, 20:], rtol=1e-5, atol=1e-6
