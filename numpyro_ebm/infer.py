@@ -181,7 +181,8 @@ class SamplerKernel(MCMCKernel):
             keys = jax.vmap(lambda k: jax.random.split(k, 3))(rng_key)
             first = None if init_params is None else jax.tree.map(lambda x: x[0], init_params)
             target = self._target(keys[0, 0], first, model_args, model_kwargs)
-            if self.sampler.chain_sampler(target).ensemble_warmup is not None:
+            self._prepare(target, num_warmup)
+            if self._chain.ensemble_warmup is not None:
                 return self._init_ensemble(keys, num_warmup, init_params, target)
             return jax.vmap(lambda k, p: self.init(k, num_warmup, p, model_args, model_kwargs))(
                 rng_key, init_params
@@ -201,7 +202,6 @@ class SamplerKernel(MCMCKernel):
     def _init_ensemble(self, keys, num_warmup, init_params, target):
         """Vectorized chains of a sampler tuned across chains (ChEES-HMC, MEADS): one warm-up
         of them all, from ``init_params`` or the model's initial positions, one per chain."""
-        self._prepare(target, num_warmup)
         if init_params is None:
             kwargs = dict(target.model_kwargs or {})
             content = model_key(self.model, target.model_args, kwargs)

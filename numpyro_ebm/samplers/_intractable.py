@@ -15,7 +15,7 @@ from numpyro_ebm._spins import from_pm1
 from numpyro_ebm.energy import DiscreteEnergyDistribution
 from numpyro_ebm.kernels.cftp import ising_cftp
 from numpyro_ebm.model_density import base_distribution, trace_at
-from numpyro_ebm.samplers.base import Sampler, get_sampler
+from numpyro_ebm.samplers.base import Sampler, get_sampler, untuned_warmup
 
 #: Doublings of coupling from the past before an auxiliary draw is given up (at most 4096
 #: sweeps from the past; the proposal is then rejected and counted in ``auxiliary_failed``).
@@ -72,7 +72,7 @@ def _exact_draw(name: str, fn):
 
             return cftp
     raise ValueError(
-        f"exchange(auxiliary='exact') has no exact sampler for the energy site {name!r} "
+        f"auxiliary='exact' has no exact sampler for the energy site {name!r} "
         f"({type(base).__name__}): exact draws come from enumeration (at most "
         f"{DiscreteEnergyDistribution.max_enumerated_sites} sites) or coupling from the past "
         "(a ferromagnetic Ising(L).energy with every side even, in the Ising model's own spin "
@@ -106,13 +106,7 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
         kernel = kernel_of(site)
 
         def chain(key, x):
-            state = kernel.init(x)
-            state, _ = jax.lax.scan(
-                lambda state, k: (kernel.step(k, state)[0], None),
-                state,
-                jax.random.split(key, steps),
-            )
-            return state.position
+            return untuned_warmup(kernel.step, kernel.init(x), key, steps).position
 
         event = site.event_shape
         flat = observed.reshape((-1, *event))

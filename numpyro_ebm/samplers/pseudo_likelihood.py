@@ -144,9 +144,9 @@ def _build(
     draws, observed = auxiliary_draws(
         target, auxiliary, auxiliary_steps, "calibrated pseudo-likelihood"
     )
-    unravel = jax.flatten_util.ravel_pytree(
-        jax.tree.map(lambda x: x[0], target.initial_position)
-    )[1]
+    unravel = jax.flatten_util.ravel_pytree(jax.tree.map(lambda x: x[0], target.initial_position))[
+        1
+    ]
 
     def pseudo_logdensity(position):
         fns = energy_sites(target, position)
@@ -184,17 +184,16 @@ def _build(
             factor = jnp.linalg.cholesky(0.5 * (curvature + curvature.T))
             return (z + cho_solve((factor, True), gradient), factor, exact & jnp.all(ok)), None
 
-        size = pseudo_mode.shape[0]
-        start = (pseudo_mode, jnp.eye(size, dtype=z.dtype), jnp.asarray(True))
-        (mode, factor, exact), _ = jax.lax.scan(
-            newton, start, jax.random.split(rng_key, num_newton_steps)
-        )
         eye = jnp.eye(z.shape[0], dtype=z.dtype)
+        (mode, factor, exact), _ = jax.lax.scan(
+            newton,
+            (pseudo_mode, eye, jnp.asarray(True)),
+            jax.random.split(rng_key, num_newton_steps),
+        )
         matrix = solve_triangular(
             factor.T, solve_triangular(laplace.scale, eye, lower=True), lower=False
         )
-        failed = ~(valid & exact & jnp.all(jnp.isfinite(matrix)))
-        failed = failed | ~jnp.all(jnp.isfinite(mode))
+        failed = ~(valid & exact & jnp.all(jnp.isfinite(matrix)) & jnp.all(jnp.isfinite(mode)))
         # a failed calibration leaves the pseudo-posterior's draws as they are (and is warned of)
         return Calibration(
             pseudo_mode,
@@ -226,9 +225,7 @@ def _build(
             "calibration_failed": calibration.failed,
         }
 
-    return ChainSampler(
-        warmup, step, lambda state: calibrated(state[1], chain.position(state[0]))
-    )
+    return ChainSampler(warmup, step, lambda state: calibrated(state[1], chain.position(state[0])))
 
 
 @register_sampler("pseudo_likelihood")
@@ -244,9 +241,10 @@ def pseudo_likelihood(
     """Calibrated pseudo-likelihood (see the module docstring) for a model whose observed
     energy site has a normalizer that depends on its latent sites: the ``inner`` sampler
     (``nuts``, ``hmc`` or ``mala``, a value or a name) on the pseudo-posterior, its draws mapped
-    onto the true posterior's Laplace approximation, whose curvature is estimated from
-    ``num_calibration_draws`` auxiliary data sets drawn at the pseudo-posterior's mode (found in
-    ``num_mode_steps`` L-BFGS steps): exactly (``auxiliary="exact"``: enumeration or coupling
+    onto the true posterior's Laplace approximation, found by ``num_newton_steps`` Newton steps
+    from the pseudo-posterior's mode (itself found in ``num_mode_steps`` L-BFGS steps), each
+    with the gradient and curvature estimated from ``num_calibration_draws`` auxiliary data sets
+    drawn at its point: exactly (``auxiliary="exact"``: enumeration or coupling
     from the past) or by ``auxiliary_steps`` transitions of a kernel from the observed
     configurations (``auxiliary=`` a sampler value, as for
     :func:`~numpyro_ebm.samplers.exchange`)."""
