@@ -150,7 +150,12 @@ def _md_diagnostics_shapes(res: dict, suite: dict) -> list[str]:
         fc = row.get("speedup_first_result_cpu", {})
         shape = " x ".join(str(v) for v in row.get("shape", []))
         for key, ours_key, theirs_key, label in (
-            ("three", "ours_three", "arviz_three", "rhat + ess_bulk + ess_tail, one jit"),
+            (
+                "three",
+                "ours_three",
+                "arviz_three",
+                "rhat + ess_bulk + ess_tail, `summary(stats=...)`",
+            ),
             ("three_separately_jitted", "ours_separate", "arviz_three", "the same, 3 jits"),
             ("summary", "ours_summary", "arviz_summary", "summary (7 statistics)"),
         ):
@@ -232,7 +237,12 @@ def md_diagnostics(res: dict | None, suite: dict) -> list[str]:
         comp = res.get("jax_compile_s") if isinstance(res.get("jax_compile_s"), dict) else {}
         what = res.get("what", {})
         for ours_key, theirs_key, label, key in (
-            ("ours_three", "arviz_three", "rhat + ess_bulk + ess_tail, one jit", "three"),
+            (
+                "ours_three",
+                "arviz_three",
+                "rhat + ess_bulk + ess_tail, `summary(stats=...)`",
+                "three",
+            ),
             ("ours_separate", "arviz_three", "the same, three separate jits", "separate"),
             ("ours_summary", "arviz_summary", "summary (7 statistics)", "summary"),
         ):

@@ -170,3 +170,19 @@ def test_complex_draws_are_refused_naming_the_argument(function):
         function(np.zeros((2, 10), np.complex64))
     with pytest.raises(TypeError, match=r"draws must hold real draws, got complex"):
         diagnostics.max_rhat_min_ess(np.zeros((2, 10), np.complex64))
+
+
+def test_summary_of_chosen_statistics_equals_each_function():
+    x = jnp.asarray(draws((4, 60), seed=8, phi=0.4, shift=0.3), jnp.float32)
+    stats = ("ess_tail", "rhat", "ess_bulk")
+    ours = diagnostics.summary(x, stats=stats)
+    assert tuple(ours) == stats
+    for name in stats:
+        np.testing.assert_allclose(ours[name], getattr(diagnostics, name)(x), rtol=1e-6)
+    assert list(diagnostics.summary(x, stats="mean")) == ["mean"]
+
+
+@pytest.mark.parametrize("stats", [(), ("rhat", "rhat"), ("rhat", "r_hat"), ("ess_mean",)])
+def test_summary_refuses_unknown_or_repeated_statistics(stats):
+    with pytest.raises(ValueError, match=r"stats must be distinct names among .* got stats="):
+        diagnostics.summary(np.zeros((2, 10)), stats=stats)

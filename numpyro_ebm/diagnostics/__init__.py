@@ -49,10 +49,13 @@ keys, several times slower. Without ``jax_enable_x64`` (no 64-bit integers) the 
 XLA's key-value sorts: correct, several times slower.
 
 Each public function is compiled once per shape, dtype and set of statistics (``jax.jit``'s
-own cache, no other state); under an outer ``jit`` or ``scan`` it is inlined. The statistics
-computed together share their work: :func:`summary` (all of them) and
+own cache, no other state); under an outer ``jit`` or ``scan`` it is inlined. A function of
+one statistic does that statistic's work only. Statistics computed together share their
+work: :func:`summary` (all of them, or those named by ``stats=``) and
 :func:`max_rhat_min_ess` (the mixing check of samplers and training: :math:`\hat R` and bulk
-ESS from one sort per coordinate).
+ESS from one sort per coordinate). ``rhat``, ``ess_bulk`` and ``ess_tail`` called one after
+the other sort each parameter twice; ``summary(x, stats=("rhat", "ess_bulk", "ess_tail"))``
+sorts it once.
 
 Three more statistics, for what split-:math:`\hat R` and ESS do not see:
 

@@ -151,14 +151,11 @@ def _compute(x: Array, names: frozenset) -> dict[str, Array]:
     return {name: out[name].reshape(param_shape) for name in names}
 
 
-def _diagnostics(x: ArrayLike, names: tuple[str, ...]) -> dict[str, Array]:
-    """The statistics ``names`` of the draws ``x`` (checked first).
-
-    Every public function runs the one program computing all the statistics (compiled once
-    per shape and dtype, and shared by all of them) and keeps its own: called together under
-    an outer ``jit``, they lower to calls of a single function that XLA computes once."""
-    out = _compute(_check_draws("x", x), _ALL_STATS)
-    return {name: out[name] for name in names}
+def _diagnostics(x: ArrayLike, name: str) -> Array:
+    """The statistic ``name`` of the draws ``x`` (checked first), computed alone: a program
+    per statistic does only that statistic's work (:func:`summary` shares it between
+    several)."""
+    return _compute(_check_draws("x", x), frozenset({name}))[name]
 
 
 def _leaves(name: str, draws) -> tuple[list[Array], jax.tree_util.PyTreeDef]:
@@ -278,7 +275,7 @@ def rhat(x: ArrayLike) -> Array:
     ``blackjax.diagnostics.rhat`` is not used: it drops the last draw of an odd-length chain
     (ArviZ drops the middle one) and propagates a ``NaN`` tail value (``jnp.maximum``).
     """
-    return _diagnostics(x, ("rhat",))["rhat"]
+    return _diagnostics(x, "rhat")
 
 
 def ess_bulk(x: ArrayLike) -> Array:
@@ -309,7 +306,7 @@ def ess_bulk(x: ArrayLike) -> Array:
     with Geyer's (1992) initial monotone sequence of autocorrelation pair sums :math:`P_k`,
     :math:`\hat\tau` floored at :math:`1 / \log_{10}(MN)`.
     """
-    return _diagnostics(x, ("ess_bulk",))["ess_bulk"]
+    return _diagnostics(x, "ess_bulk")
 
 
 def ess_tail(x: ArrayLike) -> Array:
@@ -344,7 +341,7 @@ def ess_tail(x: ArrayLike) -> Array:
     :math:`I(\theta \ge q_{0.95})` rather than :math:`I(\theta \le q_{0.95})` (not complements
     when draws are tied), and it inherits the ESS differences listed in ``_ess_of_series``.
     """
-    return _diagnostics(x, ("ess_tail",))["ess_tail"]
+    return _diagnostics(x, "ess_tail")
 
 
 def ess_mean(x: ArrayLike) -> Array:
@@ -370,7 +367,7 @@ def ess_mean(x: ArrayLike) -> Array:
     The split-chain ESS of the raw draws, :math:`MN / \hat\tau` with Geyer's (1992) initial
     monotone sequence estimator of :math:`\hat\tau` (see :func:`ess_bulk`).
     """
-    return _diagnostics(x, ("ess_mean",))["ess_mean"]
+    return _diagnostics(x, "ess_mean")
 
 
 def mcse_mean(x: ArrayLike) -> Array:
@@ -397,7 +394,7 @@ def mcse_mean(x: ArrayLike) -> Array:
 
     with :math:`s` the standard deviation (``ddof=1``) of all draws pooled.
     """
-    return _diagnostics(x, ("mcse_mean",))["mcse_mean"]
+    return _diagnostics(x, "mcse_mean")
 
 
 def mcse_sd(x: ArrayLike) -> Array:
@@ -427,10 +424,10 @@ def mcse_sd(x: ArrayLike) -> Array:
     .. math:: \mathrm{MCSE}(\mathrm{sd}) = \sqrt{\frac{\overline{d^2} - \bar d^{\,2}}
         {4\, \bar d\, \widehat{\mathrm{ESS}}(d)}}.
     """
-    return _diagnostics(x, ("mcse_sd",))["mcse_sd"]
+    return _diagnostics(x, "mcse_sd")
 
 
-def summary(x) -> dict:
+def summary(x, stats: tuple[str, ...] = _SUMMARY_KEYS) -> dict:
     r"""ArviZ's summary statistics of every parameter, computed in one pass.
 
     Parameters
@@ -439,20 +436,26 @@ def summary(x) -> dict:
         Draws of shape ``(chain, draw, *param_shape)``, at least 2 chains and 4 draws, or a
         pytree of such arrays sharing their ``(chain, draw)`` axes (the draws of a
         pytree-valued energy).
+    stats
+        The statistics to compute, any of ``"mean"``, ``"sd"``, ``"mcse_mean"``,
+        ``"mcse_sd"``, ``"ess_bulk"``, ``"ess_tail"`` and ``"rhat"`` (all by default). Only
+        their work is done: ``("rhat", "ess_bulk", "ess_tail")`` costs one selection, one
+        sort and two FFTs per parameter, where three separate calls sort twice.
 
     Returns
     -------
     dict
-        ``"mean"``, ``"sd"`` (``ddof=1``, all draws pooled), ``"mcse_mean"``, ``"mcse_sd"``,
-        ``"ess_bulk"``, ``"ess_tail"`` and ``"rhat"``, each an array of shape ``param_shape``
-        equal to the function of that name; ``NaN`` where a draw is ``NaN``. For a pytree,
+        The ``stats`` in the order given: ``"mean"``, ``"sd"`` (``ddof=1``, all draws
+        pooled), and the others each equal to the function of that name, every one an array
+        of shape ``param_shape``; ``NaN`` where a draw is ``NaN``. For a pytree,
         each entry is a pytree of the same structure (leaves of shape ``param_shape``);
         :func:`coordinate_names` names its coordinates.
 
     Raises
     ------
     ValueError
-        If ``x`` (or a leaf) has fewer than 2 chains or 4 draws.
+        If ``x`` (or a leaf) has fewer than 2 chains or 4 draws, or ``stats`` is empty,
+        repeats a name or names an unknown statistic.
     TypeError
         If ``x`` is not real (complex draws, strings...).
 
@@ -464,6 +467,17 @@ def summary(x) -> dict:
     ``r_hat`` with an odd number of draws: ``az.summary`` folds the split draws about the
     median of *all* draws, ``az.rhat`` (and this function) about the median of the split draws.
     """
+    stats = _check_stats(stats)
     leaves, treedef = _leaves("x", x)
-    stats = [_compute(leaf, frozenset(_SUMMARY_KEYS)) for leaf in leaves]
-    return {name: jax.tree.unflatten(treedef, [s[name] for s in stats]) for name in _SUMMARY_KEYS}
+    values = [_compute(leaf, frozenset(stats)) for leaf in leaves]
+    return {name: jax.tree.unflatten(treedef, [v[name] for v in values]) for name in stats}
+
+
+def _check_stats(stats) -> tuple[str, ...]:
+    stats = (stats,) if isinstance(stats, str) else tuple(stats)
+    unknown = [name for name in stats if name not in _SUMMARY_KEYS]
+    if not stats or unknown or len(set(stats)) < len(stats):
+        raise ValueError(
+            f"stats must be distinct names among {_SUMMARY_KEYS}, got stats={stats!r}"
+        )
+    return stats
