@@ -38,6 +38,7 @@ FIGURES = {
     "ising_parameters": ["posterior.png", "coverage.png"],
     "evidence": ["bayes_factor.png"],
     "ring_prior": ["posteriors.png"],
+    "reward_model": ["reward.png", "hacking.png"],
 }
 
 
@@ -253,3 +254,21 @@ def test_ising_denoising_smoke(smoke_runs):
     for row in metrics["samplers"].values():
         assert _is_finite(row["seconds"], row["sigma_mean"], row["ess_per_s_sigma"])
         assert 0 <= row["wrong_pixels"] <= metrics["L"] ** 2
+
+
+def test_reward_model_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "reward_model")
+    assert "tilt at beta" in stdout
+    for name in (
+        "heldout_preference_accuracy",
+        "heldout_label_accuracy",
+        "bayes_label_accuracy",
+        "tilted_mean_z",
+        "model_error",
+    ):
+        assert _is_finite(metrics[name]), name
+    assert 0 <= metrics["heldout_preference_accuracy"] <= 1
+    assert set(metrics["compare"]) >= {"nuts", "mala"}
+    for row in metrics["by_num_pairs"].values():
+        assert len(row["hacking"]["true_gain"]) == len(row["hacking"]["beta"])
+        assert _is_finite(*row["hacking"]["true_gain"], *row["hacking"]["kl"])

@@ -1,7 +1,8 @@
 """Training energies and score networks: objectives, the replay buffer and the fit loop; RBMs
-and DBNs in :mod:`numpyro_ebm.training.rbm`."""
+and DBNs in :mod:`numpyro_ebm.training.rbm`; reward models from pairwise preferences in
+:mod:`numpyro_ebm.training.preferences`."""
 
-from numpyro_ebm.training import buffer, rbm
+from numpyro_ebm.training import buffer, preferences, rbm
 from numpyro_ebm.training.buffer import ReplayBuffer
 from numpyro_ebm.training.fit import FitResult, fit
 from numpyro_ebm.training.objectives import (
@@ -16,6 +17,7 @@ from numpyro_ebm.training.objectives import (
     score_matching,
     sliced_score_matching,
 )
+from numpyro_ebm.training.preferences import bradley_terry
 from numpyro_ebm.training.tempered import (
     TemperedMove,
     TemperedNegatives,
@@ -31,6 +33,7 @@ __all__ = [
     "ReplayBuffer",
     "TemperedMove",
     "TemperedNegatives",
+    "bradley_terry",
     "buffer",
     "cd",
     "combine",
@@ -42,6 +45,7 @@ __all__ = [
     "nce",
     "ncsn",
     "pcd",
+    "preferences",
     "rbm",
     "rbm_move",
     "replica_exchange_pcd",
