@@ -8,6 +8,9 @@ they tell a wrong density (the model's error) from a sampler that did not mix.
 :func:`class_weights` does the same for images: a classifier names the class of each
 generated sample, and the samples' class frequencies are compared with the data's (KL
 divergence with its Monte Carlo error, and R-hat of the class indicators across chains).
+For classifiers read as energies (JEM), :func:`expected_calibration_error` says whether the
+predicted probabilities can be trusted and :func:`auroc` how well a score (the energy) tells
+data from out-of-distribution inputs.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 from jax.typing import ArrayLike
 
 from numpyro_ebm._checks import check_finite_array, check_int, check_real_array
@@ -27,9 +31,11 @@ from numpyro_ebm.evidence import exact
 __all__ = [
     "ClassWeights",
     "ModeWeights",
+    "auroc",
     "class_weights",
     "density_mode_weights",
     "energy_distance",
+    "expected_calibration_error",
     "mode_weights",
 ]
 
@@ -250,3 +256,62 @@ def class_weights(labels, reference, num_classes: int) -> ClassWeights:
         num_chains=num_chains,
         num_draws=num_draws,
     )
+
+
+def expected_calibration_error(probabilities, labels, num_bins: int = 15) -> float:
+    r"""The expected calibration error of a classifier's predicted probabilities (Naeini,
+    Cooper & Hauskrecht 2015; Guo et al. 2017).
+
+    With confidences :math:`c_i = \max_k p_{ik}`, predictions :math:`\hat y_i = \arg\max_k
+    p_{ik}` and ``num_bins`` equal-width bins :math:`B_b` of :math:`[0, 1]` (the confidence 1
+    in the last),
+
+    .. math:: \mathrm{ECE} = \sum_b \frac{|B_b|}{n}\,
+        \Big|\frac{1}{|B_b|}\sum_{i \in B_b} 1[\hat y_i = y_i]
+        - \frac{1}{|B_b|}\sum_{i \in B_b} c_i\Big|.
+
+    ``probabilities`` is ``(n, K)`` (rows summing to 1), ``labels`` ``(n,)`` integers in
+    ``0..K-1``.
+    """
+    probabilities = np.asarray(probabilities, np.float64)
+    check_finite_array("probabilities", probabilities)
+    num_bins = check_int("num_bins", num_bins)
+    if probabilities.ndim != 2:
+        raise ValueError(f"probabilities must be (n, K), got shape {probabilities.shape}")
+    labels = _labels("labels", labels, probabilities.shape[1])
+    if labels.shape != probabilities.shape[:1]:
+        raise ValueError(
+            f"labels must hold one label per row of probabilities ({probabilities.shape[0]}), "
+            f"got shape {labels.shape}"
+        )
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    bins = np.minimum((confidence * num_bins).astype(int), num_bins - 1)
+    total = 0.0
+    for b in range(num_bins):
+        members = bins == b
+        if members.any():
+            total += members.mean() * abs(correct[members].mean() - confidence[members].mean())
+    return float(total)
+
+
+def auroc(positive, negative) -> float:
+    r"""The area under the ROC curve of scores meant to be higher for ``positive`` (n,) than
+    for ``negative`` (m,) examples: the Mann-Whitney statistic
+
+    .. math:: \mathrm{AUROC} = \frac{1}{nm} \sum_{i, j}
+        \Big(1[s^+_i > s^-_j] + \tfrac12\, 1[s^+_i = s^-_j]\Big),
+
+    the probability that a random positive outscores a random negative (ties count half).
+    """
+    positive, negative = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    check_finite_array("positive", positive)
+    check_finite_array("negative", negative)
+    if positive.ndim != 1 or negative.ndim != 1 or not positive.size or not negative.size:
+        raise ValueError(
+            "positive and negative must be non-empty 1-D arrays of scores, got shapes "
+            f"{positive.shape} and {negative.shape}"
+        )
+    ranks = scipy.stats.rankdata(np.concatenate([positive, negative]))
+    n, m = positive.size, negative.size
+    return float((ranks[:n].sum() - n * (n + 1) / 2) / (n * m))

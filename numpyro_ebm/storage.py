@@ -42,17 +42,22 @@ from numpyro_ebm.models.rbm import (
     RBMParams,
     check_params,
 )
-from numpyro_ebm.nets import MLPEnergy, NoiseConditionalMLP, activation
+from numpyro_ebm.nets import ConvEnergy, MLPEnergy, NoiseConditionalMLP, activation
 
 __all__ = ["NETWORKS", "build_network", "load_network", "load_rbm", "save_network", "save_rbm"]
 
-NETWORKS = {"MLPEnergy": MLPEnergy, "NoiseConditionalMLP": NoiseConditionalMLP}
+NETWORKS = {
+    "ConvEnergy": ConvEnergy,
+    "MLPEnergy": MLPEnergy,
+    "NoiseConditionalMLP": NoiseConditionalMLP,
+}
 _FORMAT = 1
 
 
 def build_network(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
-    """A network from its JSON-able ``spec``: ``{"network": "MLPEnergy" or
-    "NoiseConditionalMLP", "event_shape": [...], "hidden": [...], "activation": "silu", ...}``
+    """A network from its JSON-able ``spec``: ``{"network": "MLPEnergy",
+    "NoiseConditionalMLP" or "ConvEnergy", "event_shape": [...], "hidden": [...],
+    "activation": "silu", ...}``
     (the remaining keys are the class's constructor arguments; the activation is one of
     :data:`numpyro_ebm.nets.ACTIVATIONS`).
 
@@ -69,13 +74,16 @@ def build_network(spec: dict[str, Any], seed: int = 0) -> nnx.Module:
     if not isinstance(name, str) or name not in NETWORKS:
         raise ValueError(f"unknown network {name!r}; known networks: {sorted(NETWORKS)}")
     nonlinearity = activation(spec.pop("activation", "silu"))
-    for key in ("event_shape", "hidden"):
-        sizes = spec.get(key, [])
+    for key in ("event_shape", "hidden", "channels"):
+        if key not in spec:
+            continue
+        sizes = spec[key]
         if not isinstance(sizes, list | tuple):
             raise ValueError(f"spec[{key!r}] must be a list of positive integers, got {sizes!r}")
         spec[key] = [_size(f"spec[{key!r}]", size) for size in sizes]
-    if "num_features" in spec:
-        spec["num_features"] = _size("spec['num_features']", spec["num_features"])
+    for key in ("num_features", "num_outputs"):
+        if key in spec:
+            spec[key] = _size(f"spec[{key!r}]", spec[key])
     try:
         return NETWORKS[name](**spec, activation=nonlinearity, rngs=nnx.Rngs(seed))
     except TypeError as error:

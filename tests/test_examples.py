@@ -39,6 +39,9 @@ FIGURES = {
     "evidence": ["bayes_factor.png"],
     "ring_prior": ["posteriors.png"],
     "reward_model": ["reward.png", "hacking.png"],
+    "jem_digits": ["samples.png", "basins.png"],
+    "gan_energy": ["gan.png", "entropy.png"],
+    "gail": ["trajectories.png", "training.png"],
 }
 
 
@@ -272,3 +275,47 @@ def test_reward_model_smoke(smoke_runs):
     for row in metrics["by_num_pairs"].values():
         assert len(row["hacking"]["true_gain"]) == len(row["hacking"]["beta"])
         assert _is_finite(*row["hacking"]["true_gain"], *row["hacking"]["kl"])
+
+
+def test_gan_energy_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "gan_energy")
+    assert "after / before (parallel tempering)" in stdout
+    assert _is_finite(
+        metrics["energy_distance_before"],
+        metrics["energy_distance_after"],
+        metrics["energy_distance_ratio"],
+        metrics["latent_max_rhat"],
+        metrics["elbo_with_entropy"],
+        metrics["elbo_with_entropy_se"],
+        metrics["log_z_true"],
+    )
+    assert metrics["energy_distance_before"] > 0 and metrics["energy_distance_after"] > 0
+    assert set(metrics["latent_mcmc"]) == {"mala", "parallel_tempering"}
+    for key in ("modes_covered_without_entropy", "modes_covered_with_entropy"):
+        assert 0.0 <= metrics[key] <= 1.0
+    # the mixture's log density is normalized: the log Z of exp(-E) = p_data is 0, and the
+    # bound lies below it up to its Monte Carlo error whatever the fit
+    assert abs(metrics["log_z_true"]) < 1e-3
+    bound, se = metrics["elbo_with_entropy"], metrics["elbo_with_entropy_se"]
+    assert bound < metrics["log_z_true"] + 4 * se
+
+
+def test_jem_digits_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "jem_digits")
+    assert "class-conditional samples" in stdout
+    for name in ("test_accuracy", "ece", "ood_auroc_permuted", "ood_auroc_noise"):
+        assert _is_finite(metrics[name], metrics["classifier"][name]), name
+    assert 0 <= metrics["conditional_sample_accuracy"] <= 1
+    assert 0 <= metrics["spurious_basins"]["fraction"] <= 1
+
+
+def test_gail_smoke(smoke_runs):
+    _, metrics, stdout = _finished(smoke_runs, "gail")
+    assert "evaluation episodes" in stdout
+    for name in ("expert", "bc", "gail", "ebm_il"):
+        assert _is_finite(metrics[f"{name}_return"], metrics[f"{name}_return_se"]), name
+        for share in ("left_share", "right_share"):
+            assert 0.0 <= metrics[f"{name}_{share}"] <= 1.0
+        assert metrics[f"{name}_left_share"] + metrics[f"{name}_right_share"] <= 1.0 + 1e-6
+    assert metrics["expert_return"] > 0.9  # the expert solves the task at any size
+    assert isinstance(metrics["gail_at_least_0.9_expert"], bool)

@@ -69,11 +69,15 @@ Three more statistics, for what split-:math:`\hat R` and ESS do not see:
 * :func:`pareto_khat` with :func:`pareto_khat_threshold`, the Pareto :math:`\hat k` of
   importance log-weights as ``arviz.psislw`` fits it (Vehtari et al. 2024): whether an
   importance-sampling estimate (AIS, SMC, reweighting) can be trusted.
+* :func:`spurious_basins`, gradient descent on an energy from noise: the share of descents
+  that end at an energy typical of held-out data yet far from every training point, the
+  spurious low-energy basins that contrastive training leaves behind.
 
 The package holds these parts: ``_ranks`` (integer sort keys, order statistics, rank
 normalization), ``_ess`` (split chains, autocovariances, ESS and :math:`\hat R` kernels),
 ``_summary`` (input checks, the loop over parameters, the ArviZ functions), ``_stein``
-(:func:`ksd`), ``_nested`` (:func:`nested_rhat`) and ``_pareto`` (:func:`pareto_khat`).
+(:func:`ksd`), ``_nested`` (:func:`nested_rhat`), ``_pareto`` (:func:`pareto_khat`) and
+``_basins`` (:func:`spurious_basins`).
 
 References
 ----------
@@ -84,6 +88,7 @@ Rank-normalization, folding, and localization: an improved R-hat for assessing c
 MCMC. *Bayesian Analysis*, 16(2), 667-718.
 """
 
+from numpyro_ebm.diagnostics._basins import BasinProbe, spurious_basins
 from numpyro_ebm.diagnostics._nested import nested_rhat, nested_rhat_threshold
 from numpyro_ebm.diagnostics._pareto import pareto_khat, pareto_khat_threshold
 from numpyro_ebm.diagnostics._stein import ksd
@@ -100,6 +105,7 @@ from numpyro_ebm.diagnostics._summary import (
 )
 
 __all__ = [
+    "BasinProbe",
     "coordinate_names",
     "ess_bulk",
     "ess_mean",
@@ -113,5 +119,6 @@ __all__ = [
     "pareto_khat",
     "pareto_khat_threshold",
     "rhat",
+    "spurious_basins",
     "summary",
 ]

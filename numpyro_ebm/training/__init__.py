@@ -1,10 +1,12 @@
 """Training energies and score networks: objectives, the replay buffer and the fit loop; RBMs
 and DBNs in :mod:`numpyro_ebm.training.rbm`; reward models from pairwise preferences in
-:mod:`numpyro_ebm.training.preferences`."""
+:mod:`numpyro_ebm.training.preferences`; classifiers as energies (JEM) in
+:mod:`numpyro_ebm.training.hybrid`."""
 
-from numpyro_ebm.training import buffer, preferences, rbm
+from numpyro_ebm.training import buffer, hybrid, preferences, rbm
 from numpyro_ebm.training.buffer import ReplayBuffer
 from numpyro_ebm.training.fit import FitResult, fit
+from numpyro_ebm.training.hybrid import jem, jem_energy
 from numpyro_ebm.training.objectives import (
     Objective,
     cd,
@@ -41,6 +43,9 @@ __all__ = [
     "fit",
     "from_loss",
     "geometric_sigmas",
+    "hybrid",
+    "jem",
+    "jem_energy",
     "langevin_move",
     "nce",
     "ncsn",

@@ -46,8 +46,9 @@ def build_chunk(loss, optimizer, batch_size, mesh=None, loss_state_sharding=None
     def step(carry, t, key, data):
         params, opt_state, loss_state, bad_step = carry
         key_batch, key_loss = jax.random.split(jax.random.fold_in(key, t))
-        indices = batch_sharded(jax.random.randint(key_batch, (batch_size,), 0, data.shape[0]))
-        batch = batch_sharded(data[indices])
+        size = jax.tree.leaves(data)[0].shape[0]
+        indices = batch_sharded(jax.random.randint(key_batch, (batch_size,), 0, size))
+        batch = jax.tree.map(lambda d: batch_sharded(d[indices]), data)
         (value, (aux, new_loss_state)), grads = grad_fn(params, batch, key_loss, loss_state)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new = (optax.apply_updates(params, updates), new_opt_state, new_loss_state)

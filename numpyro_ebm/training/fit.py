@@ -63,14 +63,16 @@ def _check_objective(objective, params, data, batch_size, key, loss_state) -> No
     """Trace the loss once on a batch's shape (``jax.eval_shape``: nothing runs or
     compiles), so that data the model cannot take are refused in our words before anything
     is compiled, and a loss that is not a scalar too."""
-    batch = jax.ShapeDtypeStruct((batch_size, *data.shape[1:]), data.dtype)
+    batch = jax.tree.map(
+        lambda d: jax.ShapeDtypeStruct((batch_size, *d.shape[1:]), d.dtype), data
+    )
     try:
         value, _ = jax.eval_shape(objective.loss, params, batch, key, loss_state)
     except (TypeError, ValueError) as error:
         raise type(error)(
             f"the objective {objective.name!r} cannot be evaluated on batches of the data "
-            f"(shape {tuple(data.shape)}: examples of shape {tuple(data.shape[1:])}); does the "
-            f"model take inputs of that shape? It raised: {str(error).splitlines()[0]}"
+            f"({_describe_data(data)}); does the model take inputs of that shape? It raised: "
+            f"{str(error).splitlines()[0]}"
         ) from error
     if jnp.shape(value) != ():
         raise ValueError(
@@ -79,14 +81,44 @@ def _check_objective(objective, params, data, batch_size, key, loss_state) -> No
         )
 
 
-def _check_data(data) -> jax.Array:
-    data = np.asarray(data)
-    if data.ndim < 1 or data.shape[0] == 0:
-        raise ValueError(f"data must have shape (n, *event_shape) with n >= 1, got {data.shape}")
-    if not np.issubdtype(data.dtype, np.number):
-        raise TypeError(f"data must be numeric, got dtype {data.dtype}")
-    check_finite_array("data", data)
-    return jnp.asarray(data)
+def _describe_data(data) -> str:
+    if isinstance(data, jax.Array):
+        return f"shape {tuple(data.shape)}: examples of shape {tuple(data.shape[1:])}"
+    shapes = jax.tree_util.tree_map_with_path(
+        lambda path, d: f"{jax.tree_util.keystr(path)} {tuple(d.shape)}", data
+    )
+    return "shapes " + ", ".join(jax.tree.leaves(shapes))
+
+
+def _check_data(data):
+    """``data`` as JAX arrays: an array ``(n, *event_shape)``, or a pytree of arrays sharing
+    their first axis (labelled data ``{"x": images, "y": labels}``), each numeric and
+    finite."""
+    leaves = jax.tree_util.tree_flatten_with_path(data)[0]
+    if not leaves:
+        raise ValueError(f"data must hold at least one array of examples, got {data!r}")
+    checked = []
+    for path, leaf in leaves:
+        name = "data" + jax.tree_util.keystr(path)
+        leaf = np.asarray(leaf)
+        if leaf.ndim < 1 or leaf.shape[0] == 0:
+            raise ValueError(
+                f"{name} must have shape (n, *event_shape) with n >= 1, got {leaf.shape}"
+            )
+        if not np.issubdtype(leaf.dtype, np.number):
+            raise TypeError(f"{name} must be numeric, got dtype {leaf.dtype}")
+        check_finite_array(name, leaf)
+        checked.append(jnp.asarray(leaf))
+    sizes = {leaf.shape[0] for leaf in checked}
+    if len(sizes) > 1:
+        raise ValueError(
+            f"the arrays of data must hold the same number of examples, got {sorted(sizes)}"
+        )
+    return jax.tree.unflatten(jax.tree.structure(data), checked)
+
+
+def _num_examples(data) -> int:
+    return jax.tree.leaves(data)[0].shape[0]
 
 
 def _loss_state_sharding(loss_state, mesh, devices):
@@ -126,7 +158,7 @@ class _Carry(NamedTuple):
     mixing: _mixing.MixingTrace | None
 
 
-def _fingerprint(objective: Objective, carry: _Carry, data: jax.Array) -> dict:
+def _fingerprint(objective: Objective, carry: _Carry, data) -> dict:
     """What a resumed run must share with the checkpoint: the parameter, optimizer-state and
     objective-state trees, the objective and its options, the data's event shape and dtype,
     and whether the mixing trace is kept."""
@@ -135,7 +167,9 @@ def _fingerprint(objective: Objective, carry: _Carry, data: jax.Array) -> dict:
         "opt_state": tree_fingerprint(carry.opt_state),
         "state": tree_fingerprint(carry.loss_state),
         "objective": {"name": objective.name, "options": dict(objective.options)},
-        "data": {"event_shape": list(data.shape[1:]), "dtype": str(data.dtype)},
+        "data": jax.tree.map(
+            lambda d: {"event_shape": list(d.shape[1:]), "dtype": str(d.dtype)}, data
+        ),
         "monitor_mixing": carry.mixing is not None,
     }
 
@@ -176,8 +210,8 @@ def fit(
     r"""Minimize an :class:`~numpyro_ebm.training.objectives.Objective` with optax.
 
     The objective's state starts as ``objective.init(fold_in(key, 2**32 - 1), params,
-    data[0])`` (an index no step reaches). Step :math:`t` draws a minibatch (with replacement)
-    and an objective key from ``fold_in(key, t)``, computes
+    example)`` with the first example ``data[0]`` (an index no step reaches). Step :math:`t`
+    draws a minibatch (with replacement) and an objective key from ``fold_in(key, t)``, computes
     ``jax.value_and_grad(objective.loss, has_aux=True)`` and applies the optimizer's update.
     Steps run in compiled chunks of ``steps_per_chunk`` (one ``lax.scan`` each, aligned on
     multiples of ``steps_per_chunk``; at most two programs are compiled, the second for a
@@ -194,7 +228,9 @@ def fit(
         Initial parameters (any pytree of arrays, e.g. the ``nnx.State`` of
         :func:`~numpyro_ebm.nets.as_pure`).
     data
-        Array of shape ``(n, *event_shape)``, finite.
+        Array of shape ``(n, *event_shape)``, finite; or a pytree of such arrays sharing
+        their first axis (labelled examples ``{"x": images, "y": labels}``, for
+        :func:`~.hybrid.jem`), whose minibatches are the same pytree of ``batch_size`` rows.
     key
         PRNG key; the run is a function of it and the step index.
     optimizer
@@ -276,9 +312,10 @@ def fit(
     batch_size = check_int("batch_size", batch_size)
     steps_per_chunk = check_int("steps_per_chunk", steps_per_chunk)
     data = _check_data(data)
-    if batch_size > data.shape[0]:
+    if batch_size > _num_examples(data):
         raise ValueError(
-            f"batch_size ({batch_size}) must not exceed the number of examples ({data.shape[0]})"
+            f"batch_size ({batch_size}) must not exceed the number of examples "
+            f"({_num_examples(data)})"
         )
     key = check_key(key)
     checkpoint_every = steps_per_chunk if checkpoint_every is None else checkpoint_every
@@ -298,7 +335,8 @@ def fit(
         )
 
     params = jax.tree.map(jnp.asarray, params)
-    loss_state = objective.init(jax.random.fold_in(key, _INIT_INDEX), params, data[0])
+    example = jax.tree.map(lambda d: d[0], data)
+    loss_state = objective.init(jax.random.fold_in(key, _INIT_INDEX), params, example)
     _check_objective(objective, params, data, batch_size, key, loss_state)
     if monitor_mixing and not isinstance(loss_state, ReplayBuffer):
         raise ValueError(
