@@ -51,7 +51,6 @@ NeurIPS.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import time
@@ -63,17 +62,18 @@ import _setup  # first: XLA flags for --smoke and the Agg canvas, before JAX and
 
 # isort: split
 
-import blackjax
+import _implicit_policy
+
+# isort: split
+
 import jax
 import jax.numpy as jnp
 import matplotlib.pyplot as plt
 import numpy as np
 import optax
-from blackjax.base import SamplingAlgorithm
 from flax import nnx
 
 import numpyro_ebm as ne
-from numpyro_ebm.training import objectives
 
 NAME = "imitation_learning"
 NOISE_SD = 0.05  # the expert's action noise
@@ -140,54 +140,19 @@ def demonstrations(key: jax.Array, n: int) -> jax.Array:
     return jnp.stack([s, a], axis=1)
 
 
-def local_global_kernel(logdensity_fn, step: float = 0.1) -> SamplingAlgorithm:
-    """One transition = a Gaussian random-walk Metropolis step (sd ``step``) followed by an
-    independent Metropolis-Hastings step with a uniform proposal on the (s, a) box. Both are
-    BlackJAX kernels on the same ``RMHState`` and both leave the target invariant."""
-    local = blackjax.normal_random_walk(logdensity_fn, step * jnp.ones(2))
-    low, high = jnp.asarray(BOX_LOW), jnp.asarray(BOX_HIGH)
-    uniform = lambda key: jax.random.uniform(key, (2,), minval=low, maxval=high)
-    jump = blackjax.irmh(logdensity_fn, uniform)
-
-    def step_fn(key, state):
-        key_local, key_jump = jax.random.split(key)
-        state, _ = local.step(key_local, state)
-        return jump.step(key_jump, state)
-
-    return SamplingAlgorithm(local.init, step_fn)
-
-
 def train_energy(demos, key: jax.Array, config: Config):
-    """PCD with the local/global kernel and a replay buffer of uniform-box noise. Returns the
+    """PCD with the local/global kernel on the (s, a) box (``_implicit_policy``). Returns the
     energy ``E(sa)`` of one ``(s, a)`` pair and ``fit``'s history."""
-    key_init, key_fit = jax.random.split(key)
-    net = ne.MLPEnergy((2,), hidden=config.hidden, rngs=nnx.Rngs(params=key_init))
-    apply, params = ne.as_pure(net)
-
-    def noise(k, shape):
-        return jax.random.uniform(k, shape, minval=BOX_LOW, maxval=BOX_HIGH)
-
-    objective = objectives.pcd(
-        apply,
-        k=config.chain_steps,
-        alpha=0.01,
-        kernel=local_global_kernel,
-        noise=noise,
-        capacity=config.buffer_size,
-    )
-    schedule = optax.cosine_decay_schedule(1e-3, config.num_steps, alpha=0.01)
-    result = ne.fit(
-        objective,
-        params,
+    return _implicit_policy.train_energy(
         demos,
-        key=key_fit,
-        optimizer=optax.adam(schedule, b1=0.5),
+        key,
+        low=BOX_LOW,
+        high=BOX_HIGH,
+        hidden=config.hidden,
         num_steps=config.num_steps,
-        batch_size=128,
-        steps_per_chunk=min(250, config.num_steps),
-        progress=False,
+        chain_steps=config.chain_steps,
+        buffer_size=config.buffer_size,
     )
-    return functools.partial(apply, result.params), result.history
 
 
 def train_regression(demos, key: jax.Array, config: Config):
