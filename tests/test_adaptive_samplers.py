@@ -78,18 +78,15 @@ POSTERIORS = {
 }
 
 
-#: (posterior, sampler) pairs that reach posteriordb's gold standard in 1000 warm-up steps of
-#: 16 chains, ChEES-HMC and MCLMC from draws of Laplace approximations (their default; from
-#: NumPyro's uniform starts every sampler froze on kidiq, whose start lies 1e7 nats out), MEADS
-#: from the uniform starts (its default). Not reached, and reported (test below): kidiq by MEADS
-#: and MCLMC, arK by MEADS (R-hat 1.09-10).
+#: Every (posterior, sampler) pair reaches posteriordb's gold standard in 1000 warm-up steps of
+#: 16 chains, from draws of Laplace approximations (ChEES-HMC), in their whitened coordinates
+#: (MEADS, MCLMC). From NumPyro's uniform starts every sampler froze on kidiq, whose start lies
+#: 1e7 nats out; without the whitening MEADS and MCLMC did not mix on kidiq (R-hat about 10 and
+#: 1.33) and MEADS not on arK (1.12).
 REACHED = [
-    ("eight_schools-eight_schools_noncentered", "chees_hmc"),
-    ("eight_schools-eight_schools_noncentered", "meads"),
-    ("eight_schools-eight_schools_noncentered", "mclmc"),
-    ("kidiq-kidscore_momhsiq", "chees_hmc"),
-    ("arK-arK", "chees_hmc"),
-    ("arK-arK", "mclmc"),
+    (posterior, sampler)
+    for posterior in POSTERIORS
+    for sampler in ("chees_hmc", "meads", "mclmc")
 ]
 
 
@@ -119,25 +116,9 @@ def gold_standard_run(posterior, sampler):
 def test_adaptive_samplers_reproduce_the_posteriordb_gold_standards(posterior, sampler):
     idata, errors = gold_standard_run(posterior, sampler)
     assert max(errors.values()) < 0.1, (posterior, sampler, errors)
-    # max R-hat measured at these 1000 draws: 1.03-1.05 (MEADS, eight schools), 1.008-1.016
-    # (MCLMC), 1.003 (ChEES): MEADS and MCLMC mix slower than NUTS here, but mix
+    # max R-hat measured at these 1000 draws (key 1): MEADS 1.02-1.06, MCLMC 1.002-1.013,
+    # ChEES 1.003: MEADS mixes slower than NUTS here, but mixes
     assert float(ne.mixing_report(idata, display=False).table["rhat"].max()) < 1.1
-
-
-@pytest.mark.slow
-@pytest.mark.filterwarnings("ignore::RuntimeWarning")
-@pytest.mark.parametrize(
-    ("posterior", "sampler"),
-    [
-        ("kidiq-kidscore_momhsiq", "meads"),
-        ("kidiq-kidscore_momhsiq", "mclmc"),
-        ("arK-arK", "meads"),
-    ],
-)
-def test_a_gold_standard_not_reached_is_reported_not_returned_silently(posterior, sampler):
-    idata, _ = gold_standard_run(posterior, sampler)
-    rhat = float(ne.mixing_report(idata, display=False).table["rhat"].max())
-    assert rhat > 1.01 or "health" in idata.sample_stats.attrs
 
 
 def correlated():
