@@ -300,6 +300,7 @@ def test_gan_energy_smoke(smoke_runs):
     assert bound < metrics["log_z_true"] + 4 * se
 
 
+@pytest.mark.slow
 def test_jem_digits_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "jem_digits")
     assert "class-conditional samples" in stdout
