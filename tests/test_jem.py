@@ -131,3 +131,27 @@ def test_fit_takes_labelled_data_and_refuses_mismatched_lengths():
             batch_size=10,
             progress=False,
         )
+
+
+def test_a_jem_fit_of_a_conv_energy_resumes_exactly(tmp_path):
+    data = {
+        "x": jax.random.uniform(jax.random.key(14), (64, 8, 8), minval=-1, maxval=1),
+        "y": jax.random.randint(jax.random.key(15), (64,), 0, 3),
+    }
+    apply, params = nets.as_pure(storage.build_network(SPEC))
+    objective = ne.training.jem(apply, k=2, capacity=64)
+    run = dict(
+        key=jax.random.key(16),
+        optimizer=optax.adam(1e-3),
+        batch_size=16,
+        steps_per_chunk=2,
+        progress=False,
+    )
+    whole = ne.training.fit(objective, params, data, num_steps=6, **run)
+    ne.training.fit(objective, params, data, num_steps=4, checkpoint_dir=tmp_path, **run)
+    resumed = ne.training.fit(
+        objective, params, data, num_steps=6, checkpoint_dir=tmp_path, resume=True, **run
+    )
+    for a, b in zip(jax.tree.leaves(whole.params), jax.tree.leaves(resumed.params), strict=True):
+        np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(whole.loss_state.samples, resumed.loss_state.samples)
