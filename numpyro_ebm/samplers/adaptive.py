@@ -111,23 +111,28 @@ class WhitenedState(NamedTuple):
     """A chain run in whitened coordinates: BlackJAX's state ``inner`` at ``z``, the position
     being ``x = shift + scale @ z`` (flat, then unravelled to the target's shape). With the
     map of a Laplace approximation the target is close to a standard normal in ``z``: a dense
-    preconditioner, which correlated posteriors need and a diagonal mass matrix cannot give."""
+    preconditioner, which correlated posteriors need and a diagonal mass matrix cannot give.
+    Without one (``laplace_start=False``) ``shift`` and ``scale`` are ``None`` and ``z`` is
+    ``x`` itself, flat: no matrix is stored or applied."""
 
     inner: Any
-    shift: jax.Array
-    scale: jax.Array
+    shift: jax.Array | None
+    scale: jax.Array | None
 
 
 def _whitened(logdensity_fn, unravel):
     """``(log_density_of, position_of)``: ``log_density_of(shift, scale)`` is the log density
-    of ``z``, that of ``x = shift + scale @ z`` (the map's constant Jacobian left out), and
-    ``position_of(state)`` a :class:`WhitenedState`'s position."""
+    of ``z``, that of ``x = shift + scale @ z`` (the map's constant Jacobian left out; ``x =
+    z`` for ``scale=None``), and ``position_of(state)`` a :class:`WhitenedState`'s position."""
+
+    def to_x(shift, scale, z):
+        return unravel(z if scale is None else shift + scale @ z)
 
     def log_density_of(shift, scale):
-        return lambda z: logdensity_fn(unravel(shift + scale @ z))
+        return lambda z: logdensity_fn(to_x(shift, scale, z))
 
     def position_of(state: WhitenedState):
-        return unravel(state.shift + state.scale @ state.inner.position)
+        return to_x(state.shift, state.scale, state.inner.position)
 
     return log_density_of, position_of
 
@@ -229,8 +234,10 @@ def _build_meads(target, *, num_folds, laplace_start):
         Laplace approximation whose mode is the highest of the chains' fits, starts drawn
         from it; else (no fit, or none holds) the identity at the given starts."""
         flats = jax.vmap(lambda p: jax.flatten_util.ravel_pytree(p)[0])(positions)
+        if not laplace_start:
+            return None, None, flats
         identity = (jnp.zeros_like(flat), jnp.eye(flat.size, dtype=flat.dtype), flats)
-        if not laplace_start or num_warmup == 0:
+        if num_warmup == 0:  # the same state structure as after a fit, for resume=
             return identity
         keys = jax.vmap(lambda k: jax.random.fold_in(k, 1))(keys)
         shifts, scales, zs, oks = jax.vmap(lambda k, p: _laplace(logdensity_fn, k, p))(
@@ -308,9 +315,11 @@ def _build_mclmc(target, *, desired_energy_var, laplace_start):
 
     def warmup(rng_key, position, num_warmup):
         init_key, tune_key, fit_key = jax.random.split(rng_key, 3)
-        if laplace_start and num_warmup > 0:
+        if not laplace_start:
+            shift, scale, z = None, None, jax.flatten_util.ravel_pytree(position)[0]
+        elif num_warmup > 0:
             shift, scale, z, _ = _laplace(logdensity_fn, fit_key, position)
-        else:
+        else:  # the identity map at the start: the same state structure as after a fit
             shift = jax.flatten_util.ravel_pytree(position)[0]
             scale, z = jnp.eye(flat.size, dtype=flat.dtype), jnp.zeros_like(flat)
         logdensity_z = whitened(shift, scale)
