@@ -87,7 +87,8 @@ def split_digits() -> tuple[dict, dict]:
 def train(data, spec, generative_weight, num_steps, k, key, out: Path):
     """A ConvEnergy fitted by ``jem`` (a plain classifier with ``generative_weight=0``), saved
     to ``out`` and loaded back; its pure logits function and parameters."""
-    apply, params = nets.as_pure(storage.build_network(spec))
+    network = storage.build_network(spec)
+    apply, params = nets.as_pure(network)
     objective = ne.training.jem(
         apply, k=k, step_size=STEP, noise_scale=NOISE, generative_weight=generative_weight
     )
@@ -103,7 +104,6 @@ def train(data, spec, generative_weight, num_steps, k, key, out: Path):
         steps_per_chunk=min(250, num_steps),
         progress=False,
     )
-    network = storage.build_network(spec)
     nnx.update(network, result.params)
     storage.save_network(out, network, spec, {"objective": objective.name})
     loaded, _, _ = storage.load_network(out)
