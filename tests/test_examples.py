@@ -153,6 +153,7 @@ def test_inverse_problem_smoke(smoke_runs):
     assert metrics["langevin_sigmas"][-1] == metrics["sigma_prior"]
 
 
+@pytest.mark.slow
 def test_imitation_learning_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "imitation_learning")
     assert "fraction of actions within" in stdout
@@ -250,6 +251,7 @@ def test_ising_parameters_smoke(smoke_runs):
     assert all(0 <= r <= 1 for rates in metrics["coverage_90"].values() for r in rates.values())
 
 
+@pytest.mark.slow
 def test_ising_denoising_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "ising_denoising")
     assert "ours / NumPyro, ESS per second" in stdout
@@ -259,6 +261,7 @@ def test_ising_denoising_smoke(smoke_runs):
         assert 0 <= row["wrong_pixels"] <= metrics["L"] ** 2
 
 
+@pytest.mark.slow
 def test_reward_model_smoke(smoke_runs):
     _, metrics, stdout = _finished(smoke_runs, "reward_model")
     assert "tilt at beta" in stdout

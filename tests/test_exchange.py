@@ -106,6 +106,7 @@ def test_exchange_with_enumerated_auxiliary_draws_recovers_beta_of_a_4x4_lattice
     assert 0.2 < float(result.sample_stats.acceptance_rate.mean()) < 0.7
 
 
+@pytest.mark.slow
 def test_exchange_with_coupling_from_the_past_recovers_beta_of_a_6x6_lattice():
     """A Uniform(0, 0.4) prior keeps the chains above the critical temperature (0.44), where
     coupling from the past needs tens of sweeps (below it, thousands: such proposals would be
@@ -128,6 +129,7 @@ def test_exchange_with_coupling_from_the_past_recovers_beta_of_a_6x6_lattice():
     assert not result.sample_stats.auxiliary_failed.values.any()
 
 
+@pytest.mark.slow
 def test_approximate_exchange_with_gibbs_sweeps_is_close_to_the_exact_posterior():
     ising = Ising(4)
     x = observed(ising, 5, jax.random.key(1))

@@ -139,7 +139,11 @@ def assert_matches(result, site, exact_mean, marginal_site, exact_marginal, high
 
 @pytest.mark.parametrize(
     ("L", "discrete"),
-    [(3, "gibbs"), (4, ne.samplers.checkerboard(flip_ratio="curvature")), (4, "swendsen_wang")],
+    [
+        (3, "gibbs"),
+        (4, ne.samplers.checkerboard(flip_ratio="curvature")),
+        pytest.param(4, "swendsen_wang", marks=pytest.mark.slow),
+    ],
     ids=["gibbs-3x3", "checkerboard-4x4", "swendsen_wang-4x4"],
 )
 def test_gibbs_within_nuts_recovers_the_ising_denoising_posterior(L, discrete):
@@ -231,6 +235,7 @@ def test_resume_continues_gibbs_within_hmc_as_one_longer_run():
         )
 
 
+@pytest.mark.slow
 def test_compare_ranks_mixed_samplers_on_one_model():
     comparison = ne.compare(
         denoising,

@@ -50,12 +50,16 @@ def test_maximum_likelihood_recovers_the_reward_within_its_standard_errors():
         return objective.loss(w, pairs, jax.random.key(0), None)[0]
 
     solver = optax.lbfgs()
-    w, state = jnp.zeros(2), solver.init(jnp.zeros(2))
     value_and_grad = optax.value_and_grad_from_state(loss)
-    for _ in range(50):
+
+    def step(_, carry):
+        w, state = carry
         value, grad = value_and_grad(w, state=state)
         updates, state = solver.update(grad, state, w, value=value, grad=grad, value_fn=loss)
-        w = optax.apply_updates(w, updates)
+        return optax.apply_updates(w, updates), state
+
+    # One compiled loop: the solver's line search dispatched eagerly took most of a minute.
+    w, _ = jax.jit(lambda w: jax.lax.fori_loop(0, 50, step, (w, solver.init(w))))(jnp.zeros(2))
     # Fisher information of the logistic regression on the differences, at the estimate
     d = np.asarray(pairs[:, 0] - pairs[:, 1], np.float64)
     p = 1 / (1 + np.exp(-d @ np.asarray(w, np.float64)))

@@ -52,6 +52,7 @@ def test_calibrated_pseudo_likelihood_recovers_beta_of_a_4x4_lattice():
     assert_close(result, "beta", mean, sd)
 
 
+@pytest.mark.slow
 def test_calibrated_pseudo_likelihood_recovers_beta_and_h_jointly():
     """x ~ exp(beta (sum_<ij> s_i s_j + h sum_i s_i)) / Z(beta, h) on 4x4, beta ~ U(0, 1),
     h ~ N(0, 0.3): the exact joint posterior on a grid, log Z from the enumerated states'
@@ -136,6 +137,7 @@ def test_a_pseudo_posterior_without_a_mode_is_warned_of_and_flagged():
     assert result.sample_stats.calibration_failed.values.all()
 
 
+@pytest.mark.slow
 def test_numpyro_mcmc_runs_calibrated_pseudo_likelihood():
     ising = Ising(4)
     x = observed(ising, 20, jax.random.key(1))
