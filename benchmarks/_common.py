@@ -8,6 +8,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -81,6 +82,13 @@ def versions(python: str, names=PACKAGES) -> dict:
         return json.loads(p.stdout.strip().splitlines()[-1])
     except Exception as e:
         return {"error": repr(e)}
+
+
+def command_line(script: str, argv=None) -> str:
+    """The command that reproduces a run: ``python benchmarks/<script> <arguments>``, the
+    arguments being ``argv`` (a ``main(argv)`` call) or, for ``None``, the process's own."""
+    args = sys.argv[1:] if argv is None else list(argv)
+    return " ".join(["python", f"benchmarks/{script}", *map(str, args)])
 
 
 def git_revision() -> str:

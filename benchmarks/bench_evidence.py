@@ -159,6 +159,7 @@ def main(argv=None) -> int:
     result = {
         "benchmark": "evidence",
         "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
+        "command": _common.command_line("bench_evidence.py", argv),
         "config": {
             "repeats": args.repeats,
             "particles": args.particles,

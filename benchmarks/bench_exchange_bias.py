@@ -83,6 +83,8 @@ def main(argv=None) -> dict:
         "benchmark": "exchange_bias",
         "date": f"{_common.utc_now():%Y-%m-%d %H:%M} UTC",
         "git": _common.git_revision(),
+        "command": _common.command_line("bench_exchange_bias.py", argv),
+        "machine": _common.machine_info(),
         "exact": {"mean": mean, "sd": sd},
         "rows": results,
         "contention": guard.record(),

@@ -24,7 +24,15 @@ import time
 
 import jax
 import numpy as np
-from _common import RESULTS, Contention, git_revision, local_versions, machine_info, utc_now
+from _common import (
+    RESULTS,
+    Contention,
+    command_line,
+    git_revision,
+    local_versions,
+    machine_info,
+    utc_now,
+)
 
 from numpyro_ebm import datasets, metrics, workflow
 
@@ -94,6 +102,7 @@ def main(argv=None) -> dict:
         "benchmark": "mode_weights",
         "date": utc_now().isoformat(timespec="seconds"),
         "git": git_revision(),
+        "command": command_line("bench_mode_weights.py", argv),
         "dataset": args.dataset,
         "true_weights": list(ring.weights),
         "runs": rows,
