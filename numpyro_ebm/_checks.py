@@ -7,9 +7,11 @@ inside compiled code.
 
 from __future__ import annotations
 
+import contextlib
 import operator
 import os
 import tempfile
+import threading
 from pathlib import Path
 
 import jax
@@ -29,7 +31,32 @@ __all__ = [
     "check_real_array",
     "check_strictly_decreasing",
     "check_temperatures",
+    "structure_checked",
+    "structure_checks_skipped",
 ]
+
+_STRUCTURE = threading.local()
+
+
+@contextlib.contextmanager
+def structure_checked():
+    """Within this block the structure checks of a log density (a checkerboard's sublattices,
+    Swendsen-Wang's Ising form, an RBM site's unit terms) return at once. For a caller that
+    ran them on concrete values and then builds the same kernel again inside a traced
+    transition (Gibbs within HMC moves a discrete site given the continuous ones at every
+    step): there the values are traced and the checks could only trace their test
+    evaluations into the program, for XLA to discard."""
+    previous = getattr(_STRUCTURE, "checked", False)
+    _STRUCTURE.checked = True
+    try:
+        yield
+    finally:
+        _STRUCTURE.checked = previous
+
+
+def structure_checks_skipped() -> bool:
+    """Whether the caller is inside :func:`structure_checked`."""
+    return getattr(_STRUCTURE, "checked", False)
 
 
 def all_finite(tree) -> jax.Array:

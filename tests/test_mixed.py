@@ -283,3 +283,25 @@ def test_checkerboard_within_hmc_needs_curvature_for_a_gaussian_likelihood():
             key=jax.random.key(0),
             model_args=(noisy_image(4),),
         )
+
+
+def test_the_structure_of_a_discrete_move_is_checked_once_not_traced_into_each_transition(
+    monkeypatch,
+):
+    """A checkerboard move's sublattice test runs on the first chain's start only: inside the
+    traced transitions (warm-up and draws) the kernel is built again without it."""
+    from numpyro_ebm.kernels import checkerboard
+
+    calls = []
+    test_points = checkerboard._test_points
+    monkeypatch.setattr(
+        checkerboard, "_test_points", lambda *args: calls.append(args) or test_points(*args)
+    )
+    sampler = ne.samplers.hmc_gibbs(
+        discrete=ne.samplers.checkerboard(flip_ratio="curvature"), continuous="mala"
+    )
+    ne.sample(
+        denoising_model(4), sampler, key=jax.random.key(0), model_args=(noisy_image(4),),
+        num_chains=2, num_warmup=5, num_samples=5,
+    )
+    assert len(calls) == 1

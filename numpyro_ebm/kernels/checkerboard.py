@@ -63,6 +63,7 @@ from blackjax.base import SamplingAlgorithm
 from blackjax.types import PRNGKey
 from jax.core import Tracer
 
+from numpyro_ebm._checks import structure_checks_skipped
 from numpyro_ebm._spins import as_spin_array, flip, spin_values
 from numpyro_ebm.kernels.gibbs import check_logdensity_fn, check_update, flip_probability
 from numpyro_ebm.models.ising import sublattice_masks
@@ -206,8 +207,11 @@ def check_sublattices(
     replicas of :mod:`~numpyro_ebm.kernels.replica_exchange` (their temperature is traced under
     ``vmap``; :func:`numpyro_ebm.samplers.parallel_tempering` therefore runs the check once on
     the untempered target, which has the same structure) and a training objective's
-    ``BoundLogDensity`` of traced parameters. Call it once outside there.
+    ``BoundLogDensity`` of traced parameters. Call it once outside there. Inside
+    :func:`~numpyro_ebm._checks.structure_checked` it returns at once.
     """
+    if structure_checks_skipped():
+        return
     grad = jax.grad(logdensity_fn)
     curvature = check_flip_ratio(flip_ratio) == "curvature"
     with jax.ensure_compile_time_eval():

@@ -45,6 +45,7 @@ from blackjax.adaptation.window_adaptation import base as window_base
 from blackjax.adaptation.window_adaptation import build_schedule
 from jax.core import Tracer
 
+from numpyro_ebm._checks import structure_checked
 from numpyro_ebm.energy import BoundEnergy
 from numpyro_ebm.kernels import block_gibbs as block_gibbs_kernel
 from numpyro_ebm.model_density import base_distribution, trace_at
@@ -141,7 +142,9 @@ def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
         rates, grads = [], jnp.zeros((), jnp.int32)
         for (name, support), key in zip(target.discrete, keys[:-1], strict=True):
             kernel = discrete_kernel(position, name, support)
-            state, info = kernel.step(key, kernel.init(position[name]))
+            with structure_checked():  # checked above, on the first chain's start
+                state = kernel.init(position[name])
+            state, info = kernel.step(key, state)
             position = {**position, name: state.position}
             rates.append(info.acceptance_rate)
             grads += getattr(info, "num_grad_evals", 0)
