@@ -161,7 +161,8 @@ def held_out(peer, rbm, test, train) -> dict:
         c=np.asarray(rbm.intercept_hidden_, np.float32),
     )
     estimate = rbm_ais(jax.random.key(2024), model, params, data=train, **AIS_SETTINGS)
-    neg_free = -float(np.mean(np.asarray(model.free_energy(params, test), np.float64)))
+    free = jax.vmap(lambda v: model.free_energy(params, v))(np.asarray(test, np.float32))
+    neg_free = -float(np.mean(np.asarray(free, np.float64)))
     return {
         "test_loglik": neg_free - float(estimate.log_normalizer),
         "log_z_standard_error": float(estimate.standard_error),
