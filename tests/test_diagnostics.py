@@ -1,5 +1,6 @@
 """Agreement of ``numpyro_ebm.diagnostics`` with ArviZ 0.23, plus behaviour and jit checks."""
 
+import contextlib
 import warnings
 
 import arviz as az
@@ -11,6 +12,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from numpyro_ebm import diagnostics
+from numpyro_ebm.diagnostics import _ranks
 
 NAMES = ("rhat", "ess_bulk", "ess_tail", "ess_mean", "mcse_mean", "mcse_sd")
 REFERENCE = {
@@ -25,6 +27,29 @@ REFERENCE = {
 SHAPES = [(2, 4), (2, 5), (3, 7), (4, 50), (5, 101), (6, 200)]
 
 all_diagnostics = jax.jit(lambda x: {name: getattr(diagnostics, name)(x) for name in NAMES})
+# The two ways to the rank statistics: "sorted" (one sort, the general ranks), which arrays of
+# at most _ranks._SMALL draws per parameter take, and "selected" (order statistics by selection,
+# one packed-key sort, exact handling of tied keys), which larger ones take. The agreement tests
+# run both on every shape.
+RANK_PATHS = {"sorted": 1 << 62, "selected": 0}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _default_rank_path():
+    default = _ranks._SMALL
+    yield
+    _ranks._SMALL = default
+    jax.clear_caches()
+
+
+@contextlib.contextmanager
+def rank_path(path: str):
+    """Within: every array takes the rank path ``path``. Compiled programs are dropped when it
+    changes (jit's cache does not see a module constant)."""
+    if _ranks._SMALL != RANK_PATHS[path]:
+        _ranks._SMALL = RANK_PATHS[path]
+        jax.clear_caches()
+    yield
 
 
 def reference(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -57,7 +82,8 @@ def assert_agrees(ours: dict, theirs: dict, rtol: float) -> None:
         np.testing.assert_allclose(np.asarray(ours[name]), theirs[name], rtol=rtol, err_msg=name)
 
 
-@settings(max_examples=50, deadline=None)
+@pytest.mark.parametrize("path", RANK_PATHS)
+@settings(max_examples=25, deadline=None)
 @given(
     shape=st.sampled_from(SHAPES),
     seed=st.integers(0, 2**32 - 1),
@@ -65,29 +91,32 @@ def assert_agrees(ours: dict, theirs: dict, rtol: float) -> None:
     shift=st.floats(0.0, 3.0),
 )
 @pytest.mark.slow
-def test_matches_arviz_float64(shape, seed, phi, shift):
+def test_matches_arviz_float64(path, shape, seed, phi, shift):
     x = draws(shape, seed, phi, shift)
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), rank_path(path):
         ours = all_diagnostics(jnp.asarray(x))
         assert all(value.dtype == jnp.float64 for value in ours.values())
     assert_agrees(ours, reference(x), rtol=1e-6)
 
 
+@pytest.mark.parametrize("path", RANK_PATHS)
 @pytest.mark.parametrize("shape", [(2, 5), (6, 200)])
-def test_matches_arviz_float32(shape):
+def test_matches_arviz_float32(shape, path):
     x = draws(shape, seed=3, phi=0.5, shift=0.5).astype(np.float32)
-    ours = all_diagnostics(jnp.asarray(x))
+    with rank_path(path):
+        ours = all_diagnostics(jnp.asarray(x))
     assert all(value.dtype == jnp.float32 for value in ours.values())
     assert_agrees(ours, reference(x), rtol=1e-3)
 
 
-def test_constant_and_nan_parameters_match_arviz():
+@pytest.mark.parametrize("path", RANK_PATHS)
+def test_constant_and_nan_parameters_match_arviz(path):
     x = np.random.default_rng(0).normal(size=(4, 50, 4))
     x[..., 1] = 2.5
     x[1, 7, 2] = np.nan
     x[0, 25, 3] = np.nan  # middle draw of an odd-length chain is dropped by splitting: still NaN
     x = x[:, :49]
-    with jax.enable_x64(True):
+    with jax.enable_x64(True), rank_path(path):
         ours = {name: np.asarray(value) for name, value in all_diagnostics(x).items()}
     theirs = reference(x)
     assert_agrees(ours, theirs, rtol=1e-6)

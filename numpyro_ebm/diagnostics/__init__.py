@@ -39,6 +39,10 @@ of one parameter's draws, and the rank statistics cost a single sort per paramet
 4. each ESS is one FFT (of ArviZ's length) of all chains, whose power spectra are averaged
    before the single inverse transform.
 
+Up to 8192 draws per parameter (4 chains x 2000) steps 1 and 2 give way to one sort of the
+draws and the general path below: a program half the size, compiled in half the time, as fast
+at 4 chains x 1000 draws.
+
 Ranks stay exact, ties included. A float64 folded value is quantized to the 43 bits left in
 the packed key (float32 keeps all its bits), so two distinct values can share a key. Every run
 of equal keys is found; up to eight isolated pairs are put in order from their exact values

@@ -22,6 +22,12 @@ _MAX_KEY_PAIRS = 8
 # Histogram bins and top-k candidates of the order-statistic selection.
 _SELECT_BINS = 1 << 16
 _SELECT_CANDIDATES = 256
+# Up to this many draws per parameter (4 chains x 2000, say) the order statistics are read
+# off a sort and the ranks come from the general path: one program of half the size, which
+# compiles in half the time (1.5 s against 2.9 s for R-hat and both ESS at 4 x 1000 x 10),
+# and runs as fast at 4 x 1000 (1.3x slower at 8 x 1000). Larger arrays take the selection and
+# the packed-key sort, several times faster there.
+_SMALL = 1 << 13
 
 
 def _uint(bits: int) -> jnp.dtype:
@@ -205,8 +211,8 @@ def _order_statistics(values: Array, ranks: tuple[int, ...], low: Array, high: A
     ``low`` and ``high`` are the minimum and maximum. The values are binned into a histogram;
     when the bins holding the wanted ranks hold at most ``_SELECT_CANDIDATES`` values in all,
     :func:`jax.lax.top_k` picks those out and a small sort finishes; when each of them holds a
-    single value (discrete draws), that is the answer. Otherwise (extreme outliers) the values
-    are sorted.
+    single value (discrete draws), that is the answer. Otherwise (extreme outliers), and for at
+    most ``_SMALL`` values, the values are sorted.
     """
     size = values.shape[0]
     targets = jnp.asarray(ranks, jnp.int32)
@@ -216,7 +222,7 @@ def _order_statistics(values: Array, ranks: tuple[int, ...], low: Array, high: A
         keys = _sort_keys(_order_keys(values))
         return _from_order_keys(keys[targets], values.dtype)
 
-    if size <= candidates:
+    if size <= max(candidates, _SMALL):
         return by_sort()
     width = high - low
     scale = _SELECT_BINS / width
@@ -353,7 +359,7 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
 
         return jax.lax.cond(pairs_only, pairs, runs)
 
-    if not _packable(size, dtype):
+    if size <= _SMALL or not _packable(size, dtype):
         return jax.lax.cond(high > low, general, constant)
     return jax.lax.cond(high > low, ranked, constant)
 
