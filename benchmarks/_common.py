@@ -13,10 +13,10 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-# f32 matmul peak of this 2-core machine (AMD EPYC, AVX-512), measured 2026-12-06 under the
-# benchmark lock: a jitted jnp.dot of two 4096 x 4096 float32 matrices, 40 calls, best
-# 424 GFLOP/s (median 395). Before 2026-12-06 the machine reported AVX2 only and the
-# constant was 150 (issue 7); rates measured before then are not comparable with it.
+# f32 matmul peak of this 2-core machine (AMD EPYC, AVX-512): bench_peak.py, a jitted jnp.dot
+# of two 4096 x 4096 float32 matrices, 40 calls, best 424 GFLOP/s (median 395) on 2026-12-06,
+# 423 (392) on 2026-12-07 (results/peak.json). Before 2026-12-06 the machine reported AVX2
+# only and the constant was 150 (issue 7); rates measured before then are not comparable.
 CPU_PEAK_GFLOPS = 420.0
 PACKAGES = ("numpyro-ebm", "jax", "jaxlib", "flax", "optax", "blackjax", "numpyro", "arviz")
 # f32 peaks of the accelerators the suite may meet, GFLOP/s (vendor datasheets, dense, no
