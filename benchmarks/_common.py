@@ -7,6 +7,7 @@ import importlib.metadata
 import json
 import os
 import platform
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -88,7 +89,7 @@ def command_line(script: str, argv=None) -> str:
     """The command that reproduces a run: ``python benchmarks/<script> <arguments>``, the
     arguments being ``argv`` (a ``main(argv)`` call) or, for ``None``, the process's own."""
     args = sys.argv[1:] if argv is None else list(argv)
-    return " ".join(["python", f"benchmarks/{script}", *map(str, args)])
+    return shlex.join(["python", f"benchmarks/{script}", *map(str, args)])
 
 
 def git_revision() -> str:

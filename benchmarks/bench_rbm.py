@@ -543,12 +543,13 @@ def main(argv=None) -> dict:
             )
         per_seed.append(figures)
         r = figures["ratios_sklearn_over_ours"]
+        peer_label = "peer" if exact else "peer loop copy"
         print(
             f"  best: sklearn {figures['best_test_loglik']['sklearn_partial_fit']:.3f}, ours "
             f"{figures['best_test_loglik']['ours']:.3f}; sklearn/ours first result "
-            f"{r['first_result_wall_vs_partial_fit_peer']:.2f} (peer), "
+            f"{r['first_result_wall_vs_partial_fit_peer']:.2f} ({peer_label}), "
             f"{r['first_result_wall_vs_fit_float64']:.2f} (fit); compiled "
-            f"{r['compiled_wall_vs_partial_fit_peer']:.2f} (peer), "
+            f"{r['compiled_wall_vs_partial_fit_peer']:.2f} ({peer_label}), "
             f"{r['compiled_wall_vs_fit_float64']:.2f} (fit)",
             flush=True,
         )

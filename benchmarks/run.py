@@ -61,8 +61,8 @@ SCRIPTS = {
 }
 # full run: bench_diagnostics.py's --repeats is the number of interleaved rounds per shape
 # after the first call (one value, or one per --chains): 20 at 4 x 1000 and 3 at 1000 x 1000
-# instead of the script's default 20 and 5 (the 15-minute budget; the 2026-12-06 standalone
-# run of results/diagnostics.json used the same, about 2.5 minutes)
+# instead of the script's default 20 and 5 (the 15-minute budget; the standalone runs of
+# results/diagnostics.json, 2026-12-06 and 2026-12-07, used 20 and 5: 1.6-1.7 minutes)
 FULL_ARGS = {"diagnostics": {"--repeats": "20 3"}}
 QUICK_ARGS = {
     "diagnostics": {"--chains": "100", "--draws": "500", "--repeats": "1"},

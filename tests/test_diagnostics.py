@@ -27,29 +27,29 @@ REFERENCE = {
 SHAPES = [(2, 4), (2, 5), (3, 7), (4, 50), (5, 101), (6, 200)]
 
 all_diagnostics = jax.jit(lambda x: {name: getattr(diagnostics, name)(x) for name in NAMES})
-# The two ways to the rank statistics: "sorted" (one sort, the general ranks), which arrays of
-# at most _ranks._SMALL draws per parameter take, and "selected" (order statistics by selection,
-# one packed-key sort, exact handling of tied keys), which larger ones take. The agreement tests
-# run both on every shape.
+# The two ways to the rank statistics: "sorted" (order statistics read off one sort, the
+# general ranks), which arrays of at most _ranks._SMALL draws per parameter take, and
+# "selected" (the packed-key sort with exact handling of tied keys, and order statistics by
+# selection above _ranks._SELECT_CANDIDATES draws), which larger ones take. The agreement
+# tests run both paths.
 RANK_PATHS = {"sorted": 1 << 62, "selected": 0}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _default_rank_path():
-    default = _ranks._SMALL
-    yield
-    _ranks._SMALL = default
-    jax.clear_caches()
+def _set_small(value: int) -> None:
+    if _ranks._SMALL != value:
+        _ranks._SMALL = value
+        jax.clear_caches()  # jit's cache does not see a module constant
 
 
 @contextlib.contextmanager
 def rank_path(path: str):
-    """Within: every array takes the rank path ``path``. Compiled programs are dropped when it
-    changes (jit's cache does not see a module constant)."""
-    if _ranks._SMALL != RANK_PATHS[path]:
-        _ranks._SMALL = RANK_PATHS[path]
-        jax.clear_caches()
-    yield
+    """Within: every array takes the rank path ``path``; after, the default again."""
+    previous = _ranks._SMALL
+    _set_small(RANK_PATHS[path])
+    try:
+        yield
+    finally:
+        _set_small(previous)
 
 
 def reference(x: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,6 +107,14 @@ def test_matches_arviz_float32(shape, path):
         ours = all_diagnostics(jnp.asarray(x))
     assert all(value.dtype == jnp.float32 for value in ours.values())
     assert_agrees(ours, reference(x), rtol=1e-3)
+
+
+@pytest.mark.parametrize("path", RANK_PATHS)
+def test_matches_arviz_float64_with_the_selection(path):
+    x = draws((6, 200), seed=11, phi=0.7, shift=1.0)
+    with jax.enable_x64(True), rank_path(path):
+        ours = all_diagnostics(jnp.asarray(x))
+    assert_agrees(ours, reference(x), rtol=1e-6)
 
 
 @pytest.mark.parametrize("path", RANK_PATHS)

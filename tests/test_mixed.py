@@ -285,23 +285,45 @@ def test_checkerboard_within_hmc_needs_curvature_for_a_gaussian_likelihood():
         )
 
 
-def test_the_structure_of_a_discrete_move_is_checked_once_not_traced_into_each_transition(
-    monkeypatch,
+@pytest.mark.parametrize(
+    ("discrete", "module", "check", "model", "data"),
+    [
+        (
+            ne.samplers.checkerboard(flip_ratio="curvature"),
+            "checkerboard",
+            "check_sublattices",
+            denoising_model(4),
+            noisy_image(4),
+        ),
+        (
+            "swendsen_wang",
+            "swendsen_wang",
+            "check_ising_in_a_field",
+            denoising_model(4),
+            noisy_image(4),
+        ),
+        ("block_gibbs", "block_gibbs", "_unit_terms_check", rbm_prior, Y_RBM),
+    ],
+    ids=["checkerboard", "swendsen_wang", "block_gibbs"],
+)
+def test_the_structure_of_a_discrete_move_is_checked_once_not_in_each_transition(
+    monkeypatch, discrete, module, check, model, data
 ):
-    """A checkerboard move's sublattice test runs on the first chain's start only: inside the
+    """A discrete move's structure test runs on the first chain's start only: inside the
     traced transitions (warm-up and draws) the kernel is built again without it."""
-    from numpyro_ebm.kernels import checkerboard
+    import importlib
 
-    calls = []
-    test_points = checkerboard._test_points
-    monkeypatch.setattr(
-        checkerboard, "_test_points", lambda *args: calls.append(args) or test_points(*args)
-    )
-    sampler = ne.samplers.hmc_gibbs(
-        discrete=ne.samplers.checkerboard(flip_ratio="curvature"), continuous="mala"
-    )
-    ne.sample(
-        denoising_model(4), sampler, key=jax.random.key(0), model_args=(noisy_image(4),),
-        num_chains=2, num_warmup=5, num_samples=5,
-    )
-    assert len(calls) == 1
+    from numpyro_ebm._checks import structure_checks_skipped
+
+    kernels = importlib.import_module(f"numpyro_ebm.kernels.{module}")
+    original, calls = getattr(kernels, check), []
+
+    def counted(*args, **kwargs):
+        calls.append(structure_checks_skipped())
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(kernels, check, counted)
+    sampler = ne.samplers.hmc_gibbs(discrete=discrete, continuous="mala")
+    ne.sample(model, sampler, key=jax.random.key(0), model_args=(data,), num_chains=2,
+              num_warmup=5, num_samples=5)
+    assert calls.count(False) == 1 and calls.count(True) >= 1, calls

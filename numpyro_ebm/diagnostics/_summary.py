@@ -59,8 +59,9 @@ def _parameter_stats(draws: Array, low: Array, high: Array, names: frozenset) ->
     want_ranks = bool(names & {"rhat", "ess_bulk"})
     out = {}
 
-    # Exact order statistics by selection: the median of the split draws (to fold them) and
-    # the type-7 tail quantiles of all draws; one selection when both are of the same draws.
+    # Exact order statistics (by selection, or by one sort up to _ranks._SMALL draws): the
+    # median of the split draws (to fold them) and the type-7 tail quantiles of all draws; one
+    # call when both are of the same draws.
     tail = [_quantile_ranks(full.shape[0], prob) for prob in _TAIL_PROBS]
     tail_ranks = tuple(rank for lower, upper, _ in tail for rank in (lower, upper))
     median_ranks = (size // 2 - 1, size // 2)

@@ -11,6 +11,7 @@ import jax
 import jax.numpy as jnp
 from jax.core import Tracer
 
+from numpyro_ebm._checks import structure_checked
 from numpyro_ebm._spins import from_pm1
 from numpyro_ebm.energy import DiscreteEnergyDistribution
 from numpyro_ebm.kernels.cftp import ising_cftp
@@ -106,7 +107,9 @@ def _kernel_draw(name: str, fn, auxiliary: Sampler, steps: int, observed):
         kernel = kernel_of(site)
 
         def chain(key, x):
-            return untuned_warmup(kernel.step, kernel.init(x), key, steps).position
+            with structure_checked():  # checked above, on concrete values
+                state = kernel.init(x)
+            return untuned_warmup(kernel.step, state, key, steps).position
 
         event = site.event_shape
         flat = observed.reshape((-1, *event))

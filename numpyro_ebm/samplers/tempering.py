@@ -13,6 +13,7 @@ from numpyro_ebm._checks import (
     check_probability,
     check_strictly_decreasing,
     check_temperatures,
+    structure_checked,
 )
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm.kernels import annealed_langevin as _annealed
@@ -89,7 +90,8 @@ def _build_parallel_tempering(
             lambda x: jnp.broadcast_to(x, (temperatures.shape[0], *jnp.shape(x))), position
         )
         initial = inner.options.get("step_size")
-        state = replica_exchange.init(positions, logdensity_fn, temperatures, factory(initial))
+        with structure_checked():  # checked once on the untempered target, above
+            state = replica_exchange.init(positions, logdensity_fn, temperatures, factory(initial))
         ladder_key, rng_key = jax.random.split(rng_key)
         ladder, steps = temperatures, num_warmup
         if adapt_ladder and num_warmup >= 4 * _LADDER_ROUNDS:
