@@ -16,6 +16,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_ebm import _host_random
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._mixing import mixing_so_far, nested_so_far
 from numpyro_ebm._programs import cached_programs, kept_stat_names
@@ -60,7 +61,7 @@ def run_chains(
     if mesh is not None:
         positions = _sharding.place(positions, _sharding.sharded(mesh, "chains"))
     if resume is None:
-        warmup_key, sample_key = jax.random.split(key)
+        warmup_key, sample_key = _host_random.split(key, 2)
         if mesh is not None:
             warmup_key = _sharding.place(warmup_key, _sharding.replicated(mesh))
         state, parameters = programs.warmup(warmup_key, positions)

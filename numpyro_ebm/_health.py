@@ -55,7 +55,7 @@ whose scale float32 represents next to the starting points.
 **An energy that is NaN or infinite near the draws** (``"nonfinite"``, energy targets). A
 Metropolis-Hastings sampler rejects every proposal where the density is not finite (BlackJAX
 maps it to acceptance 0), truncating the target there without a sign in its statistics.
-:func:`probe_program` evaluates the energy at :data:`PROBE_POINTS` points near the draws
+:func:`probe` evaluates the energy at :data:`PROBE_POINTS` points near the draws
 (draws picked at random, each moved by their standard deviation per coordinate): a
 region holding a share :math:`q` of that neighbourhood is missed with probability
 :math:`(1 - q)^{1024}` (0.6 % for :math:`q` = 0.5 %).
@@ -93,8 +93,7 @@ __all__ = [
     "flags",
     "initial_step_size",
     "nonfinite_finding",
-    "probe_points",
-    "probe_program",
+    "probe",
     "with_drift",
 ]
 
@@ -350,7 +349,7 @@ def _improper(tally) -> Finding:
 
 
 def nonfinite_finding(count: int, total: int) -> Finding:
-    """The finding of :func:`probe_program`'s count of non-finite energies."""
+    """The finding of :func:`probe`'s count of non-finite energies."""
     return Finding(
         "nonfinite",
         f"the energy is NaN or infinite on part of the space: at {count} of {total} points "
@@ -429,31 +428,26 @@ def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
     return findings(tally, step, initial, scale if np.isfinite(scale).any() else np.nan)
 
 
-def probe_points(draws, chains: np.ndarray, key: jax.Array):
-    """:data:`PROBE_POINTS` draws picked at random (with replacement) from ``chains`` of
-    ``draws``, a pytree of host arrays of shape (chain, draw, ...). The pick is NumPy's, seeded
-    by ``key``'s data: the draws are on the host, and a device program would be compiled for
-    it on every first run."""
+def probe(draws, chains: np.ndarray, rng: np.random.Generator, energies, like) -> tuple[int, int]:
+    """``(count, total)``: of ``total`` >= :data:`PROBE_POINTS` points near the draws, how many
+    have an energy that is not finite. The points are draws picked at random (with replacement)
+    from ``chains`` of ``draws`` (a pytree of host arrays of shape (chain, draw, ...)), each
+    moved by a normal step with the picked draws' standard deviation per coordinate, all by
+    NumPy's ``rng``; ``energies`` evaluates them in batches shaped like ``like`` (the chains'
+    starts), whose program is compiled already: the probe compiles nothing."""
+    batch = jax.tree.leaves(like)[0].shape[0]
+    total = batch * math.ceil(PROBE_POINTS / batch)
     num_draws = jax.tree.leaves(draws)[0].shape[1]
-    seed = np.asarray(jax.random.key_data(key)).ravel().tolist()
-    pick = np.random.default_rng(seed).integers(0, len(chains) * num_draws, PROBE_POINTS)
-    return jax.tree.map(lambda x: np.asarray(x)[chains[pick // num_draws], pick % num_draws], draws)
+    pick = rng.integers(0, len(chains) * num_draws, total)
 
+    def moved(x, start):
+        points = np.asarray(x)[chains[pick // num_draws], pick % num_draws]
+        points = points + points.std(axis=0) * rng.standard_normal(points.shape)
+        return points.astype(start.dtype)
 
-def probe_program(logdensity_fn):
-    """A compiled ``probe(key, points) -> count``: how many of ``points`` (:func:`probe_points`,
-    a pytree with a leading axis of points), each moved by a normal step with the points' own
-    standard deviation per coordinate, have a log density that is not finite."""
-
-    @jax.jit
-    def probe(key, points):
-        leaves, treedef = jax.tree.flatten(points)
-        keys = jax.random.split(key, len(leaves))
-        moved = [
-            leaf + jnp.std(leaf, axis=0) * jax.random.normal(k, leaf.shape, leaf.dtype)
-            for leaf, k in zip(leaves, keys, strict=True)
-        ]
-        values = jax.vmap(logdensity_fn)(jax.tree.unflatten(treedef, moved))
-        return jnp.sum(~jnp.isfinite(values))
-
-    return probe
+    points = jax.tree.map(moved, draws, like)
+    count = sum(
+        int(np.sum(~np.isfinite(energies(jax.tree.map(lambda p, i=i: p[i : i + batch], points)))))
+        for i in range(0, total, batch)
+    )
+    return count, total

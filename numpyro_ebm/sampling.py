@@ -16,6 +16,7 @@ blocks of draws (:mod:`numpyro_ebm._mixing`). The run is then checked for health
 
 from __future__ import annotations
 
+import functools
 import warnings
 from collections.abc import Sequence
 from typing import NamedTuple
@@ -23,14 +24,19 @@ from typing import NamedTuple
 import jax
 import numpy as np
 
-from numpyro_ebm import _arviz, _cache, _health
+from numpyro_ebm import _arviz, _cache, _health, _host_random
 from numpyro_ebm import sharding as _sharding
 from numpyro_ebm._chain_run import run_chains
 from numpyro_ebm._checks import check_int, check_key, check_positive
 from numpyro_ebm._resume import STATE_GROUP
 from numpyro_ebm.samplers import Sampler, get_sampler
 from numpyro_ebm.samplers.base import HEALTH_KINDS
-from numpyro_ebm.targets import MODEL_KINDS, TargetOptions, build_target, shapes_of
+from numpyro_ebm.targets import (
+    MODEL_KINDS,
+    TargetOptions,
+    build_target,
+    energies_like_starts,
+)
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
@@ -208,6 +214,7 @@ def sample(
         are recorded in ``sample_stats`` attributes, ``health`` (short reasons) and
         ``health_warnings`` (the messages), which :func:`~numpyro_ebm.mixing_report` repeats.
     """
+    _arviz.prefetch()  # the data are built after the run: import ArviZ while it compiles
     sampler = get_sampler(sampler, **sampler_options)
     num_samples = check_int("num_samples", num_samples)
     num_warmup = check_int("num_warmup", num_warmup, minimum=0)
@@ -246,7 +253,7 @@ def sample(
                 f"{used} need a sampler that draws chain by chain; {sampler.name!r} runs as a whole"
             )
     mesh = _sharding.device_mesh(devices, "chains")
-    init_key, run_key = jax.random.split(key)
+    init_key, run_key = _host_random.split(key, 2)
     options = TargetOptions(
         key=init_key,
         num_chains=num_chains,
@@ -361,13 +368,14 @@ def _health_findings(sampler, target, draws, posterior, stats, key) -> list:
     kept = np.flatnonzero(~np.asarray(stats["nonfinite"]).any(axis=1))
     if target.kind != "energy" or not kept.size:
         return found
-    probe = _cache.cached(
-        ("probe", target.cache_key, shapes_of(target.initial_position)),
-        lambda: _health.probe_program(target.logdensity_fn),
+    count, total = _health.probe(
+        draws,
+        kept,
+        _host_random.generator(key, 1),
+        functools.partial(energies_like_starts, target),
+        target.initial_position,
     )
-    pick_key, move_key = jax.random.split(jax.random.fold_in(key, 1))
-    count = int(probe(move_key, _health.probe_points(draws, kept, pick_key)))
-    return found + ([_health.nonfinite_finding(count, _health.PROBE_POINTS)] if count else [])
+    return found + ([_health.nonfinite_finding(count, total)] if count else [])
 
 
 def _named(var_name: str, draws) -> dict:

@@ -40,7 +40,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from numpyro_ebm import _cache
+from numpyro_ebm import _cache, _host_random
 from numpyro_ebm._checks import check_finite_array, check_int, check_key, check_positive
 from numpyro_ebm._precision import full_precision
 from numpyro_ebm._spins import SPINS, check_spins
@@ -181,7 +181,8 @@ def _initial_positions(init_position, event_shape, num_chains, key, scale):
             raise ValueError("an energy target needs event_shape or init_position")
         shape = _event_shape(event_shape)
         chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
-        return scale * jax.random.normal(key, (chains, *shape))
+        start = scale * _host_random.generator(key).standard_normal((chains, *shape))
+        return jnp.asarray(start.astype(jax.dtypes.canonicalize_dtype(np.float64)))
     if isinstance(init_position, list | tuple) and not hasattr(init_position, "_fields"):
         init_position = _as_real_array("init_position", init_position)  # nested numbers
     positions = jax.tree.map(lambda x: _as_real_array("init_position", x), init_position)
@@ -304,8 +305,8 @@ def energy_target(
     if support != "real" and init_position is None:
         low, high = SUPPORTS[support]
         chains = DEFAULT_NUM_CHAINS if num_chains is None else num_chains
-        bits = jax.random.bernoulli(key, 0.5, (chains, *_event_shape(event_shape)))
-        init_position = jnp.where(bits, high, low)
+        bits = _host_random.generator(key).integers(0, 2, (chains, *_event_shape(event_shape)))
+        init_position = jnp.asarray(np.where(bits, high, low))
     positions = _initial_positions(init_position, event_shape, num_chains, key, init_scale)
     if support != "real":
         _check_support(positions, support)
@@ -371,8 +372,20 @@ def _check_energy_at(energy: Callable, positions, signature) -> None:
     """The energy at the chains' starts: finite, in our words. The check is compiled once per
     energy content and shapes (``signature``), so that a repeated ``sample()`` call pays one
     evaluation, not a fresh trace."""
-    check = _cache.cached(("energy_at", signature), lambda: _energy_checker(energy))
+    check = _energy_program(energy, signature)
     check_finite_array("energy at init_position (one per chain)", check(positions))
+
+
+def _energy_program(energy: Callable, signature) -> Callable:
+    return _cache.cached(("energy_at", signature), lambda: _energy_checker(energy))
+
+
+def energies_like_starts(target: Target, points) -> np.ndarray:
+    """The energies of ``points``, a batch shaped like an energy ``target``'s chain starts,
+    by the program compiled for the check of the starts (:func:`energy_target`): no new
+    program."""
+    signature = (target.cache_key, shapes_of(target.initial_position))
+    return np.asarray(_energy_program(target.fn, signature)(points))
 
 
 def _energy_checker(energy: Callable) -> Callable:

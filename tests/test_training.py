@@ -396,3 +396,15 @@ def test_buffer_sample_rejects_a_batch_larger_than_capacity():
     state = buffer.init(jax.random.key(0), 8, (2,))
     with pytest.raises(ValueError, match=r"batch_size \(9\) must not exceed the buffer capacity"):
         buffer.sample(jax.random.key(1), state, 9)
+
+
+def test_a_batch_of_the_whole_buffer_takes_every_chain_and_no_noise_without_reinit():
+    """Persistent CD with num_chains = batch_size: every stored chain, in order; with
+    reinit_fraction=0 they are the stored samples themselves."""
+    state = buffer.init(jax.random.key(0), 6, (2,))
+    starts, indices = buffer.sample(jax.random.key(1), state, 6, reinit_fraction=0.0)
+    np.testing.assert_array_equal(indices, np.arange(6))
+    np.testing.assert_array_equal(starts, state.samples)
+    fresh, indices = buffer.sample(jax.random.key(1), state, 6, reinit_fraction=1.0)
+    np.testing.assert_array_equal(indices, np.arange(6))
+    assert not np.any(np.asarray(fresh) == np.asarray(state.samples))

@@ -92,7 +92,10 @@ def sample(
     with probability ``reinit_fraction``.
 
     Returns ``(starts, indices)``; pass ``indices`` to :func:`update` to write the chains' ends
-    back where they came from.
+    back where they came from. A batch of the whole buffer takes every chain in its stored
+    order, and ``reinit_fraction=0`` draws no noise (persistent CD's ``num_chains =
+    batch_size``, Tieleman 2008): the same distribution without a shuffle and two draws in the
+    compiled step.
     """
     batch_size = check_int("batch_size", batch_size)
     capacity = buffer.samples.shape[0]
@@ -104,8 +107,13 @@ def sample(
         raise ValueError(f"reinit_fraction must lie in [0, 1], got {reinit_fraction!r}")
     noise = uniform_noise() if noise is None else noise
     key_index, key_mask, key_noise = jax.random.split(key, 3)
-    indices = jax.random.choice(key_index, capacity, (batch_size,), replace=False)
+    if batch_size == capacity:  # the chains are exchangeable: all of them, in any order
+        indices = jnp.arange(capacity)
+    else:
+        indices = jax.random.choice(key_index, capacity, (batch_size,), replace=False)
     stored = buffer.samples[indices]
+    if float(reinit_fraction) == 0.0:
+        return stored, indices
     fresh = noise(key_noise, stored.shape)
     reinit = jax.random.uniform(key_mask, (batch_size,)) < reinit_fraction
     reinit = reinit.reshape((batch_size,) + (1,) * (stored.ndim - 1))
