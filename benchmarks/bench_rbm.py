@@ -124,7 +124,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--retries", type=int, default=1, help="reruns of a contended process")
     parser.add_argument("--peer", type=Path, default=PEER, help="sklearn_rbm_bench.py")
     parser.add_argument("--out", type=Path, default=_common.RESULTS / "rbm.json")
-    parser.add_argument("--role", choices=("ours", "sklearn"), help=argparse.SUPPRESS)
+    parser.add_argument("--role", choices=("ours", "sklearn", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--reverse", action="store_true", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
@@ -238,6 +238,66 @@ def worker_ours(peer, seed: int, hidden: int, epochs: int, long_epochs: int) -> 
     if long_epochs:
         out["longer_run_second_call"] = one_fit(long_epochs)
     return out
+
+
+def worker_bare(peer, seed: int, hidden: int, epochs: int) -> dict:
+    """The floor of a JAX program on this machine: a hand-written PCD-1 loop with our settings
+    (float32, minibatches with replacement, 10 persistent chains started at Bernoulli(1/2),
+    the Rao-Blackwellized gradient, plain SGD, W ~ N(0, 0.01^2)), one ``jax.jit`` of an
+    epoch's ``lax.scan``, no checks, statistics or checkpoints; clocks from the first draw of
+    the initialisation, as ours."""
+    import jax
+    import jax.numpy as jnp
+    import numpy as np
+
+    train64, test = peer.data(seed)
+    train = train64.astype(np.float32)
+    n, d = train.shape
+    steps = n // BATCH
+    key_init, key_fit = jax.random.split(jax.random.key(seed))
+
+    def update(carry, t):
+        W, b, c, v = carry
+        k_batch, k_h, k_v = jax.random.split(jax.random.fold_in(key_fit, t), 3)
+        x = data[jax.random.randint(k_batch, (BATCH,), 0, n)]
+        h = jax.random.bernoulli(k_h, jax.nn.sigmoid(v @ W + c)).astype(jnp.float32)
+        v = jax.random.bernoulli(k_v, jax.nn.sigmoid(h @ W.T + b)).astype(jnp.float32)
+        pos, neg = jax.nn.sigmoid(x @ W + c), jax.nn.sigmoid(v @ W + c)
+        W = W + LEARNING_RATE * (x.T @ pos - v.T @ neg) / BATCH
+        b = b + LEARNING_RATE * jnp.mean(x - v, axis=0)
+        c = c + LEARNING_RATE * jnp.mean(pos - neg, axis=0)
+        return (W, b, c, v), None
+
+    @jax.jit
+    def epoch(carry, start):
+        return jax.lax.scan(update, carry, start + jnp.arange(steps))[0]
+
+    rows = []
+    wall0, cpu0 = time.perf_counter(), time.process_time()
+    data = jnp.asarray(train)
+    k_w, k_v = jax.random.split(key_init)
+    W = INIT_SCALE * jax.random.normal(k_w, (d, hidden))
+    v = jax.random.bernoulli(k_v, 0.5, (BATCH, d)).astype(jnp.float32)
+    carry = (W, jnp.zeros(d), jnp.zeros(hidden), v)
+    stamps, snapshots = [], []
+    for e in range(epochs):
+        carry = jax.block_until_ready(epoch(carry, e * steps))
+        stamps.append((time.perf_counter(), time.process_time()))
+        snapshots.append([np.asarray(a, np.float64) for a in carry[:3]])
+    for epoch_number, ((wall, cpu), (W, b, c)) in enumerate(
+        zip(stamps, snapshots, strict=True), start=1
+    ):
+        shim = type("RBM", (), {})()
+        shim.components_, shim.intercept_visible_, shim.intercept_hidden_ = W.T, b, c
+        rows.append(
+            {
+                "epoch": epoch_number,
+                "wall_s": round(wall - wall0, 4),
+                "cpu_s": round(cpu - cpu0, 4),
+                **held_out(peer, shim, test, train),
+            }
+        )
+    return {"side": "hand-written JAX", "fit": {"epochs": rows, **_best(rows)}}
 
 
 def _best(rows: list[dict]) -> dict:
@@ -460,6 +520,27 @@ def seed_figures(peer: dict, sk: dict, ours: dict, epochs: int) -> dict:
     return figures
 
 
+def floor_figures(sk: dict, ours: dict, bare: dict, epochs: int) -> dict:
+    """The hand-written JAX loop beside both: its first result and compiled epochs, and the
+    ratios scikit-learn's ``fit`` / it (what any JAX program's compilation allows) and it /
+    ours (> 1: ours faster)."""
+    b_rows, o_rows = bare["fit"]["epochs"], ours["fit"]["epochs"]
+    first = b_rows[-1]["wall_s"]
+    compiled = (b_rows[-1]["wall_s"] - b_rows[0]["wall_s"]) / (epochs - 1)
+    ours_compiled = (o_rows[-1]["wall_s"] - o_rows[0]["wall_s"]) / (epochs - 1)
+    return {
+        "best_test_loglik": bare["fit"]["best_test_loglik"],
+        "first_result_wall_s": first,
+        "first_result_cpu_s": b_rows[-1]["cpu_s"],
+        "epoch_1_wall_s": b_rows[0]["wall_s"],
+        "compiled_wall_s_per_epoch": compiled,
+        "sklearn_fit_float64_over_hand_written_first_result_wall": sk["fit_float64"]["wall_s"]
+        / first,
+        "hand_written_over_ours_first_result_wall": first / o_rows[-1]["wall_s"],
+        "hand_written_over_ours_compiled_wall": compiled / ours_compiled,
+    }
+
+
 def longer_run(sk: dict, ours: dict, peer_target: float) -> dict:
     """The separately labelled longer run (not part of the comparison)."""
     o, s = ours["longer_run_second_call"], sk["longer_run_partial_fit"]
@@ -497,6 +578,8 @@ def main(argv=None) -> dict:
         peer = load_peer(args.peer)
         if args.role == "ours":
             result = worker_ours(peer, args.seed, args.hidden, args.epochs, args.long_epochs)
+        elif args.role == "bare":
+            result = worker_bare(peer, args.seed, args.hidden, args.epochs)
         else:
             result = worker_sklearn(
                 peer, args.seed, args.hidden, args.epochs, args.long_epochs, args.reverse
@@ -522,8 +605,11 @@ def main(argv=None) -> dict:
             "sklearn": [*me, "--role", "sklearn", "--seed", str(seed), *common]
             + (["--reverse"] if reverse else []),
             "ours": [*me, "--role", "ours", "--seed", str(seed), *common],
+            "bare": [*me, "--role", "bare", "--seed", str(seed), *common],
         }
-        order = ["ours", "sklearn", "peer"] if reverse else ["peer", "sklearn", "ours"]
+        order = (
+            ["bare", "ours", "sklearn", "peer"] if reverse else ["peer", "sklearn", "ours", "bare"]
+        )
         if not exact:  # the peer script would sum over 2^hidden states
             order.remove("peer")
         print(f"seed {seed}: {' -> '.join(order)}", flush=True)
@@ -535,6 +621,9 @@ def main(argv=None) -> dict:
         sk = runs["sklearn"]["result"]
         peer = runs["peer"]["result"] if exact else as_peer(sk["partial_fit"])
         figures = seed_figures(peer, sk, runs["ours"]["result"], args.epochs)
+        figures["hand_written_jax"] = floor_figures(
+            sk, runs["ours"]["result"], runs["bare"]["result"], args.epochs
+        )
         figures["seed"] = seed
         figures["order"] = order
         if args.long_epochs:
@@ -590,6 +679,10 @@ def main(argv=None) -> dict:
         "compiled_s_per_epoch": {
             name: spread([s["compiled_s_per_epoch"][name] for s in per_seed])
             for name in per_seed[0]["compiled_s_per_epoch"]
+        },
+        "hand_written_jax": {
+            name: spread([s["hand_written_jax"][name] for s in per_seed])
+            for name in per_seed[0]["hand_written_jax"]
         },
         "note": (
             "ratios are scikit-learn / ours (> 1: ours faster); median and min-max over seeds"
