@@ -31,12 +31,7 @@ from numpyro_ebm._checks import check_int, check_key, check_positive
 from numpyro_ebm._resume import STATE_GROUP
 from numpyro_ebm.samplers import Sampler, get_sampler
 from numpyro_ebm.samplers.base import HEALTH_KINDS
-from numpyro_ebm.targets import (
-    MODEL_KINDS,
-    TargetOptions,
-    build_target,
-    energies_like_starts,
-)
+from numpyro_ebm.targets import MODEL_KINDS, TargetOptions, build_target, energies_like_starts
 
 __all__ = ["CHUNK_BYTES", "Until", "clear_cache", "sample"]
 
