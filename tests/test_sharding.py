@@ -135,7 +135,9 @@ def test_chains_stay_split_over_the_devices_and_nothing_is_gathered(sampler):
     chain_sampler = get_sampler(sampler).chain_sampler(target)
     positions = sharding.place(target.initial_position, sharding.sharded(mesh, "chains"))
     key = sharding.place(jax.random.key(0), sharding.replicated(mesh))
-    warmup, run_chunk = build_programs(chain_sampler, target, 5, 2, mesh, ("kept", "stats"), None)
+    warmup, run_chunk, _ = build_programs(
+        chain_sampler, target, 5, 2, mesh, ("kept", "stats"), None
+    )
     state, parameters = warmup(key, positions)
     for leaf in jax.tree.leaves((state, parameters)):
         assert leaf.sharding.spec == PartitionSpec("chains")
