@@ -65,7 +65,7 @@ def run_chains(
     positions = target.initial_position
     if mesh is not None:
         positions = _sharding.place(positions, _sharding.sharded(mesh, "chains"))
-    pending = None  # a first chunk's (state, out) drawn with the warm-up
+    first_out = None  # the first chunk's draws, when the warm-up's program drew them
     if resume is None:
         warmup_key, sample_key = _host_random.split(key, 2)
         if mesh is not None:
@@ -75,10 +75,9 @@ def run_chains(
         first = 0
         if chunk >= num_samples:  # one chunk holds the run: one program, warm-up and draws
             start, limit = jnp.asarray(0, jnp.int32), jnp.asarray(num_samples, jnp.int32)
-            state, parameters, out = programs.warmup_and_chunk(
+            state, parameters, first_out = programs.warmup_and_chunk(
                 warmup_key, positions, sample_key, start, limit, chunk
             )
-            pending = state, out
         else:
             state, parameters = programs.warmup(warmup_key, positions)
     else:
@@ -97,12 +96,12 @@ def run_chains(
     started = time.perf_counter()
     with tqdm(total=num_samples, disable=not progress, desc="sampling") as bar:
         while done < num_samples:
-            if pending is None:
+            if first_out is None:
                 start = jnp.asarray(first + done, jnp.int32)
                 limit = jnp.asarray(first + num_samples, jnp.int32)
                 state, out = programs.run_chunk(state, parameters, sample_key, start, limit, chunk)
             else:
-                (state, out), pending = pending, None
+                out, first_out = first_out, None
             taken = min(chunk, num_samples - done)
             for host, device in zip(jax.tree.leaves(kept), jax.tree.leaves(out), strict=True):
                 draws = _sharding.to_host(device)[:taken]

@@ -6,7 +6,6 @@ likelihood of a score model (:mod:`~numpyro_ebm.evidence.flow`). AIS and SMC ann
 references of :mod:`~numpyro_ebm.evidence.references` with the moves of
 :mod:`~numpyro_ebm.evidence.mutations`.
 
-
 Each submodule is imported on first use (PEP 562), so that a sampler that needs one of them
 (the Laplace fit of :mod:`~numpyro_ebm.evidence.references`) does not import the rest (the RBM
 models and NumPyro among them).
