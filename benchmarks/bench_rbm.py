@@ -210,22 +210,8 @@ def worker_ours(peer, seed: int, hidden: int, epochs: int, long_epochs: int) -> 
             steps_per_chunk=steps_per_epoch,
             callbacks=[record],
         )
-        rows = []
-        for epoch, ((wall, cpu), p) in enumerate(zip(stamps, snapshots, strict=True), start=1):
-            # the peer's evaluation: components_ is (hidden, visible)
-            shim = type("RBM", (), {})()
-            shim.components_ = np.asarray(p.W, np.float64).T
-            shim.intercept_visible_ = np.asarray(p.b, np.float64)
-            shim.intercept_hidden_ = np.asarray(p.c, np.float64)
-            rows.append(
-                {
-                    "epoch": epoch,
-                    "wall_s": round(wall - wall0, 4),
-                    "cpu_s": round(cpu - cpu0, 4),
-                    **held_out(peer, shim, test, train),
-                }
-            )
-        return {"epochs": rows, **_best(rows)}
+        snapshots = [(p.W, p.b, p.c) for p in snapshots]
+        return epoch_rows(peer, (wall0, cpu0), stamps, snapshots, test, train)
 
     main = one_fit(epochs)
     out = {
@@ -272,7 +258,6 @@ def worker_bare(peer, seed: int, hidden: int, epochs: int) -> dict:
     def epoch(carry, start):
         return jax.lax.scan(update, carry, start + jnp.arange(steps))[0]
 
-    rows = []
     wall0, cpu0 = time.perf_counter(), time.process_time()
     data = jnp.asarray(train)
     k_w, k_v = jax.random.split(key_init)
@@ -283,21 +268,33 @@ def worker_bare(peer, seed: int, hidden: int, epochs: int) -> dict:
     for e in range(epochs):
         carry = jax.block_until_ready(epoch(carry, e * steps))
         stamps.append((time.perf_counter(), time.process_time()))
-        snapshots.append([np.asarray(a, np.float64) for a in carry[:3]])
-    for epoch_number, ((wall, cpu), (W, b, c)) in enumerate(
-        zip(stamps, snapshots, strict=True), start=1
-    ):
+        snapshots.append(tuple(np.array(a) for a in carry[:3]))
+    fit = epoch_rows(peer, (wall0, cpu0), stamps, snapshots, test, train)
+    return {"side": "hand-written JAX", "fit": fit}
+
+
+def epoch_rows(peer, clocks0, stamps, snapshots, test, train) -> dict:
+    """A JAX run's epochs (``stamps``: wall and CPU clocks at each epoch's end; ``snapshots``:
+    its ``(W, b, c)`` then, ``W`` visible x hidden) as rows of times from ``clocks0`` and
+    held-out log-likelihoods, with the best."""
+    import numpy as np
+
+    rows = []
+    for epoch, ((wall, cpu), (W, b, c)) in enumerate(zip(stamps, snapshots, strict=True), start=1):
+        # the peer's evaluation: components_ is (hidden, visible)
         shim = type("RBM", (), {})()
-        shim.components_, shim.intercept_visible_, shim.intercept_hidden_ = W.T, b, c
+        shim.components_ = np.asarray(W, np.float64).T
+        shim.intercept_visible_ = np.asarray(b, np.float64)
+        shim.intercept_hidden_ = np.asarray(c, np.float64)
         rows.append(
             {
-                "epoch": epoch_number,
-                "wall_s": round(wall - wall0, 4),
-                "cpu_s": round(cpu - cpu0, 4),
+                "epoch": epoch,
+                "wall_s": round(wall - clocks0[0], 4),
+                "cpu_s": round(cpu - clocks0[1], 4),
                 **held_out(peer, shim, test, train),
             }
         )
-    return {"side": "hand-written JAX", "fit": {"epochs": rows, **_best(rows)}}
+    return {"epochs": rows, **_best(rows)}
 
 
 def _best(rows: list[dict]) -> dict:
