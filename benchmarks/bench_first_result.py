@@ -13,7 +13,11 @@ alone is not normalizable: it grows linearly, downwards in half the directions),
   health checks, ArviZ ``InferenceData`` out;
 * **hand-written**: ``import blackjax``; one ``jax.jit`` of 200 MALA steps then a ``lax.scan``
   of 1000 more keeping every position (step size fixed at the one ``sample()`` adapts to,
-  vmapped over chains), copied to the host.
+  vmapped over chains), copied to the host;
+* **hand-written + ArviZ** (with ``--arviz``): the same loop, returning what ``sample()``
+  returns, ArviZ ``InferenceData`` (``import arviz``; ``az.from_dict(posterior=...)``). It
+  tells apart what our code adds from what the return type costs: importing ArviZ 0.23
+  (xarray, pandas, SciPy's statistics, matplotlib) takes about 0.85 s of CPU.
 
 Reported per variant: the interpreter's start-up (measured outside), the imports, the first
 call (tracing, compiling and running), a second identical call in the same process (running
@@ -21,7 +25,8 @@ only: the first minus it is the compile and first-call overhead), the whole wall
 process's start to the first draws, and the process's CPU time (user + system of the whole
 process). Repeats are interleaved, the side that runs first alternating from repeat to repeat,
 and the fastest of each kept (``best``): load on a shared machine only adds time. The figure of
-merit is ``wall(sample()) / wall(hand-written)`` (goal <= 1.1), from the fastest runs; beside
+merit is ``wall(sample()) / wall(hand-written)`` (goal <= 1.1), from the fastest runs (and
+``wall(sample()) / wall(hand-written + ArviZ)`` with ``--arviz``); beside
 it, the same ratio per repeat (each repeat's two processes ran back to back) with its median
 and range, and the ratio of the processes' CPU times. The whole measurement runs inside
 ``_common.Contention`` (it waits for a quiet machine and records wall and CPU time, the cores
@@ -110,13 +115,29 @@ def run(key):
     state, _ = jax.lax.scan(step, state, jax.random.split(key_warm, WARMUP))
     _, draws = jax.lax.scan(step, state, jax.random.split(key_run, DRAWS))
     return draws
-t = time.perf_counter(); draws = np.asarray(run(jax.random.key(0))); first = time.perf_counter() - t
+def finish(draws):
+    return draws
+FINISH
+t = time.perf_counter(); finish(np.asarray(run(jax.random.key(0)))); first = time.perf_counter() - t
 T_FIRST = time.perf_counter()
-t = time.perf_counter(); np.asarray(run(jax.random.key(1))); second = time.perf_counter() - t
+t = time.perf_counter(); finish(np.asarray(run(jax.random.key(1))))
+second = time.perf_counter() - t
 print(json.dumps({"import_s": T_IMPORT - T0, "first_call_s": first, "second_call_s": second,
-                  "to_first_draws_s": T_FIRST - T0, "shape": list(draws.shape)}))
+                  "to_first_draws_s": T_FIRST - T0}))
 """
 )
+
+# the loop returning ArviZ data, like sample() (its daily notice silenced, as sample() does)
+BARE_ARVIZ = BARE.replace(
+    "T_IMPORT = time.perf_counter()",
+    "import warnings\nwith warnings.catch_warnings():\n"
+    "    warnings.simplefilter('ignore', FutureWarning)\n"
+    "    import arviz as az\nT_IMPORT = time.perf_counter()",
+).replace(
+    "FINISH",
+    "def finish(draws):\n    return az.from_dict(posterior={'x': np.swapaxes(draws, 0, 1)})",
+)
+BARE = BARE.replace("FINISH\n", "")
 
 
 def run_fresh(code: str, python: str) -> dict:
@@ -154,6 +175,9 @@ def main(argv=None) -> int:
     parser.add_argument("--warmup", type=int, default=200)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--arviz", action="store_true", help="also time the loop returning ArviZ data"
+    )
     parser.add_argument("--python", default=sys.executable)
     parser.add_argument("--max-foreign", type=float, default=0.3, help="cores others may use")
     parser.add_argument("--max-wait", type=float, default=600.0, help="seconds to wait")
@@ -171,6 +195,10 @@ def main(argv=None) -> int:
         "sample": _PRELUDE + sizes + OURS.removeprefix(_PRELUDE),
         "hand_written": _PRELUDE + sizes + f"STEP = {step!r}\n" + BARE.removeprefix(_PRELUDE),
     }
+    if args.arviz:
+        codes["hand_written_arviz"] = (
+            _PRELUDE + sizes + f"STEP = {step!r}\n" + BARE_ARVIZ.removeprefix(_PRELUDE)
+        )
     runs: dict[str, list[dict]] = {name: [] for name in codes}
     for repeat in range(args.repeats):
         order = list(codes) if repeat % 2 == 0 else list(codes)[::-1]
@@ -242,6 +270,9 @@ def main(argv=None) -> int:
         "ratio_sample_over_hand_written": ratio,
         "ratio_cpu_best": best["sample"]["process_cpu_s"] / best["hand_written"]["process_cpu_s"],
         "ratio_per_repeat": per_repeat,
+        "ratio_sample_over_hand_written_arviz": (
+            whole["sample"] / whole["hand_written_arviz"] if args.arviz else None
+        ),
         "command": "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "contention": guard.record(),
         "contaminated": guard.contaminated,
@@ -253,6 +284,7 @@ def main(argv=None) -> int:
             {
                 "ratio": ratio,
                 "per_repeat": per_repeat,
+                "ratio_over_arviz_loop": output["ratio_sample_over_hand_written_arviz"],
                 **{k: v["start_to_first_draws_s"] for k, v in best.items()},
                 "contention": guard.record(),
             }

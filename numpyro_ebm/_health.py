@@ -413,7 +413,10 @@ def chain_findings(draws: dict, stats: dict, initial: float) -> list[Finding]:
         if "drift" in stats:
             tally = with_drift(tally, np.asarray(stats["drift"])[block, 1:], axis=1)
         scale = np.full(block.size, np.nan)
-        if np.isfinite(energy).any():  # else nanmedian warns of all-NaN rows
+        finite = np.isfinite(energy)
+        if finite.all():  # one partition of every row (nanmedian sorts row by row)
+            scale = np.median(np.abs(energy), axis=1)
+        elif finite.any():  # else nanmedian warns of all-NaN rows
             with np.errstate(all="ignore"):
                 scale = np.nanmedian(np.abs(energy), axis=1)
         return tally, per_draw("step_size", block)[:, -1], scale

@@ -209,7 +209,6 @@ def sample(
         are recorded in ``sample_stats`` attributes, ``health`` (short reasons) and
         ``health_warnings`` (the messages), which :func:`~numpyro_ebm.mixing_report` repeats.
     """
-    _arviz.prefetch()  # the data are built after the run: import ArviZ while it compiles
     sampler = get_sampler(sampler, **sampler_options)
     num_samples = check_int("num_samples", num_samples)
     num_warmup = check_int("num_warmup", num_warmup, minimum=0)
@@ -281,6 +280,7 @@ def sample(
 
     groups = {}
     if sampler.is_runner:
+        _arviz.prefetch()  # the data are built after the run: import ArviZ meanwhile
         draws, stats, attrs = sampler.run(
             run_key,
             target,

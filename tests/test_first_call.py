@@ -1,6 +1,7 @@
 """What a process's first ``sample()`` does before its two programs: the chains' starts and the
-run's keys drawn on the host (no eager device program), ArviZ imported beside the compilation,
-the post-run probe evaluated by the program of the start check. Statistics of the host draws
+run's keys drawn on the host (no eager device program), the warm-up and a draw traced once,
+ArviZ imported while the chains run, the post-run probe evaluated by the program of the start
+check. Statistics of the host draws
 against their closed forms, within 4 standard errors."""
 
 import logging
@@ -100,6 +101,35 @@ def test_a_first_sample_compiles_its_check_warmup_and_draws_only(caplog):
     }
     assert "warmup_and_chunk" in names  # one chunk holds these 20 draws
     assert not {n for n in names if any(w in n for w in ("normal", "split", "probe", "bernoulli"))}
+
+
+@pytest.mark.parametrize("num_samples", [20, 2500])  # one chunk; three (1000 at most each)
+def test_warmup_and_a_draw_are_traced_once_per_run(num_samples):
+    """The traces of the sampler's warm-up and of one draw that give the output shapes are
+    the ones the programs reuse: a new energy is traced 6 times by its first run, one chunk or
+    three (its cache key and purity check, the start check, MALA's init and move in the
+    warm-up, a draw), and once (its cache key) by a repeated run."""
+    traces = []
+    offset = float(num_samples)  # a new target content: nothing cached
+
+    def energy(x):
+        traces.append(1)
+        return 0.5 * jnp.sum((x - offset) ** 2)
+
+    def run(seed):
+        ne.sample(
+            energy,
+            "mala",
+            key=jax.random.key(seed),
+            event_shape=(2,),
+            num_chains=4,
+            num_warmup=10,
+            num_samples=num_samples,
+        )
+        return len(traces)
+
+    assert run(0) == 6
+    assert run(1) == 7
 
 
 def test_prefetch_then_data_and_the_lazy_name():
