@@ -287,7 +287,6 @@ def sample(
             num_warmup=num_warmup,
             num_samples=num_samples,
             progress=progress,
-            **sampler.options,
         )
         if target.postprocess_fn is not None:
             draws = jax.jit(jax.vmap(jax.vmap(target.postprocess_fn)))(draws)

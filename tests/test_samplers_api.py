@@ -35,6 +35,33 @@ def test_sampler_values_are_hashable_and_equal_by_options():
     assert pt == ne.samplers.parallel_tempering(inner=a, temperatures=jnp.array([1.0, 2.0]))
 
 
+def test_the_class_of_a_value_says_how_it_runs():
+    """The dispatch is a method of the value's class: one of chain_sampler (a chain) and run
+    (a whole run) is overridden, and a class overriding neither or both is refused."""
+    from numpyro_ebm.samplers.base import Sampler
+    from numpyro_ebm.samplers.langevin import MALA
+
+    mala = ne.samplers.mala()
+    assert type(mala) is MALA and not mala.is_runner
+    assert ne.samplers.tempered_smc().is_runner and ne.samplers.numpyro_nuts().is_runner
+    with pytest.raises(ValueError, match="draws chain by chain"):
+        mala.run(jax.random.key(0), None, num_warmup=1, num_samples=1, progress=False)
+    with pytest.raises(ValueError, match="runs as a whole"):
+        ne.samplers.tempered_smc().chain_sampler(None)
+    with pytest.raises(TypeError, match=r"override exactly one .* overrides \[\]"):
+        Sampler("plain", {}, {"energy"})
+
+    class Both(Sampler):
+        def chain_sampler(self, target):
+            raise AssertionError
+
+        def run(self, rng_key, target, *, num_warmup, num_samples, progress):
+            raise AssertionError
+
+    with pytest.raises(TypeError, match=r"overrides \['chain_sampler', 'run'\]"):
+        Both("both", {}, {"energy"})
+
+
 @pytest.mark.parametrize(
     "make, match",
     [

@@ -68,7 +68,7 @@ from numpyro_ebm.samplers.base import (
 )
 from numpyro_ebm.samplers.hmc import hmc_stats
 
-__all__ = ["chees_hmc", "laplace_starts", "mclmc", "meads"]
+__all__ = ["MCLMC", "MEADS", "ChEES", "chees_hmc", "laplace_starts", "mclmc", "meads"]
 
 #: Bits of the Halton sequence that jitters ChEES-HMC's trajectories (distinct fractions for
 #: 2^30 transitions).
@@ -158,7 +158,14 @@ def _starts(logdensity_fn, laplace_start: bool, keys, positions, num_warmup: int
     return laplace_starts(logdensity_fn, keys, positions)
 
 
-def _build_chees(
+class ChEES(Sampler):
+    """ChEES-HMC's sampler value (:func:`chees_hmc`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _chees_chain(target, **self.options)
+
+
+def _chees_chain(
     target, *, initial_step_size, learning_rate, target_acceptance_rate, laplace_start
 ):
     logdensity_fn = target.logdensity_fn
@@ -220,10 +227,17 @@ def chees_hmc(
         "target_acceptance_rate": target_acceptance_rate,
         "laplace_start": check_bool("laplace_start", laplace_start),
     }
-    return Sampler("chees_hmc", options, DENSITY_KINDS, build=_build_chees)
+    return ChEES("chees_hmc", options, DENSITY_KINDS)
 
 
-def _build_meads(target, *, num_folds, laplace_start):
+class MEADS(Sampler):
+    """MEADS' sampler value (:func:`meads`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _meads_chain(target, **self.options)
+
+
+def _meads_chain(target, *, num_folds, laplace_start):
     logdensity_fn = target.logdensity_fn
     one = jax.tree.map(lambda x: x[0], target.initial_position)
     flat, unravel = jax.flatten_util.ravel_pytree(one)
@@ -294,14 +308,21 @@ def meads(*, num_folds: int = 4, laplace_start: bool = True) -> Sampler:
     as given, from the given starts (for targets too large for a dense Hessian)."""
     check_int("num_folds", num_folds, minimum=2)
     options = {"num_folds": num_folds, "laplace_start": check_bool("laplace_start", laplace_start)}
-    return Sampler("meads", options, DENSITY_KINDS, build=_build_meads)
+    return MEADS("meads", options, DENSITY_KINDS)
 
 
 #: Fractions of its run that ``mclmc_find_L_and_step_size`` spends in its three stages.
 MCLMC_FRACTIONS = (0.1, 0.1, 0.1)
 
 
-def _build_mclmc(target, *, desired_energy_var, laplace_start):
+class MCLMC(Sampler):
+    """MCLMC's sampler value (:func:`mclmc`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _mclmc_chain(target, **self.options)
+
+
+def _mclmc_chain(target, *, desired_energy_var, laplace_start):
     logdensity_fn = target.logdensity_fn
     one = jax.tree.map(lambda x: x[0], target.initial_position)
     flat, unravel = jax.flatten_util.ravel_pytree(one)
@@ -379,4 +400,4 @@ def mclmc(*, desired_energy_var: float = 5e-4, laplace_start: bool = True) -> Sa
         "desired_energy_var": desired_energy_var,
         "laplace_start": check_bool("laplace_start", laplace_start),
     }
-    return Sampler("mclmc", options, DENSITY_KINDS, build=_build_mclmc)
+    return MCLMC("mclmc", options, DENSITY_KINDS)

@@ -7,8 +7,11 @@ compiled, and returns a value that
 
 * names the target kinds it accepts (:data:`numpyro_ebm.targets.KINDS`) and refuses the
   others in one sentence (:meth:`Sampler.check`);
+* is of a subclass of :class:`Sampler` that says how it runs, in a method a reader can open
+  (``mala(...)`` returns a ``MALA``, whose :meth:`~Sampler.chain_sampler` builds MALA's chain);
 * builds, for a :class:`~numpyro_ebm.targets.Target`, the three pure functions of ONE chain
-  that ``sample`` vmaps over chains and scans over draws (a :class:`ChainSampler`):
+  that ``sample`` vmaps over chains and scans over draws (a :class:`ChainSampler`,
+  :meth:`Sampler.chain_sampler`):
 
   - ``warmup(rng_key, position, num_warmup) -> (state, parameters)``: initialize the kernel
     at ``position`` and tune it (step size, mass matrix, ladder); ``parameters`` is a pytree of
@@ -18,8 +21,8 @@ compiled, and returns a value that
   - ``position(state)``: the draw held by the state;
 
 * or, for a sampler that is not one Markov chain per (chain, draw) (NumPyro's NUTS, tempered
-  SMC), runs as a whole: ``run(rng_key, target, *, num_warmup, num_samples, progress)
-  -> (positions, stats, attrs)`` with (chain, draw) leading axes.
+  SMC), runs as a whole: :meth:`Sampler.run` ``(rng_key, target, *, num_warmup, num_samples,
+  progress) -> (positions, stats, attrs)`` with (chain, draw) leading axes.
 
 Sampler values are immutable and hashable (a compiled program is reused for an equal value);
 :meth:`Sampler.replace` returns a copy with other options, checked again. Strings name the
@@ -132,12 +135,12 @@ def _freeze(value) -> Any:
 
 @dataclass(frozen=True, eq=False)
 class Sampler:
-    """A sampler with its options bound (see the module docstring).
+    """A sampler with its options bound (see the module docstring); a subclass overrides
+    exactly one of :meth:`chain_sampler` (a Markov-chain sampler) and :meth:`run` (a sampler
+    that runs as a whole).
 
     ``name``: its registry name. ``options``: the options as given to the factory.
-    ``accepts``: the target kinds it samples. ``build(target, **options) -> ChainSampler``
-    (Markov-chain samplers) or ``run(rng_key, target, *, num_warmup, num_samples, progress,
-    **options) -> (positions, stats, attrs)`` (whole-run samplers): exactly one is set.
+    ``accepts``: the target kinds it samples.
     ``kernel(logdensity_fn, step_size, **options) -> blackjax.SamplingAlgorithm``: the move
     with a fixed step (``None`` where the sampler has none), which replica exchange tempers.
     ``minibatch``: it accepts models that subsample their data. ``refine(sampler) ->
@@ -149,14 +152,21 @@ class Sampler:
     name: str
     options: Mapping[str, Any]
     accepts: frozenset
-    build: Callable | None = None
-    run: Callable | None = None
     kernel: Callable | None = None
     minibatch: bool = False
     refine: Callable | None = None
     _identity: Any = field(default=None, repr=False)
 
     def __post_init__(self):
+        overrides = [
+            m for m in ("chain_sampler", "run") if getattr(type(self), m) is not getattr(Sampler, m)
+        ]
+        if len(overrides) != 1:
+            raise TypeError(
+                f"{type(self).__name__} must override exactly one of Sampler.chain_sampler "
+                f"(a Markov-chain sampler) and Sampler.run (a sampler run as a whole), "
+                f"overrides {overrides}"
+            )
         object.__setattr__(self, "options", dict(self.options))
         object.__setattr__(self, "accepts", frozenset(self.accepts))
         object.__setattr__(self, "_identity", (self.name, _freeze(self.options)))
@@ -174,7 +184,7 @@ class Sampler:
     @property
     def is_runner(self) -> bool:
         """Whether it runs as a whole (not one Markov chain per chain and draw)."""
-        return self.run is not None
+        return type(self).run is not Sampler.run
 
     def replace(self, **options) -> Sampler:
         """The same sampler with some options changed (checked again by its factory)."""
@@ -197,10 +207,16 @@ class Sampler:
             )
 
     def chain_sampler(self, target) -> ChainSampler:
-        """The :class:`ChainSampler` of this sampler on ``target``."""
-        if self.build is None:
-            raise ValueError(f"sampler {self.name!r} runs as a whole, not chain by chain")
-        return self.build(target, **self.options)
+        """The :class:`ChainSampler` of this sampler on ``target`` (a Markov-chain sampler's
+        subclass overrides it)."""
+        raise ValueError(f"sampler {self.name!r} runs as a whole, not chain by chain")
+
+    def run(
+        self, rng_key, target, *, num_warmup: int, num_samples: int, progress: bool
+    ) -> tuple[Any, dict, dict]:
+        """``(positions, stats, attrs)`` of a whole run, with (chain, draw) leading axes (a
+        whole-run sampler's subclass overrides it)."""
+        raise ValueError(f"sampler {self.name!r} draws chain by chain, not as a whole")
 
 
 def _hint(sampler: Sampler, target) -> str:

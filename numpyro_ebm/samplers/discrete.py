@@ -26,7 +26,16 @@ from numpyro_ebm.samplers.base import (
     untuned_warmup,
 )
 
-__all__ = ["block_gibbs", "checkerboard", "gibbs", "gibbs_with_gradients", "swendsen_wang"]
+__all__ = [
+    "BlockGibbs",
+    "DensityMove",
+    "SwendsenWang",
+    "block_gibbs",
+    "checkerboard",
+    "gibbs",
+    "gibbs_with_gradients",
+    "swendsen_wang",
+]
 
 DISCRETE = frozenset({"discrete"})
 
@@ -52,16 +61,22 @@ def _chain(algorithm) -> ChainSampler:
     return ChainSampler(warmup, step, lambda state: state.position)
 
 
-def _density_sampler(name: str, module, options: dict) -> Sampler:
-    """A discrete sampler that needs only the target's log density."""
+class DensityMove(Sampler):
+    """A discrete sampler whose move needs only the target's log density (Gibbs, checkerboard,
+    Gibbs with gradients): its chain runs its ``kernel``."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _chain(self.kernel(target.logdensity_fn, target.support, **self.options))
+
+
+def _density_sampler(name: str, module, options: dict) -> DensityMove:
+    """The discrete sampler ``name``, moved by ``module``'s kernel (a BlackJAX-style module of
+    :mod:`numpyro_ebm.kernels`)."""
 
     def kernel(logdensity_fn, support, **options):
         return module.as_top_level_api(logdensity_fn, spins=support, **options)
 
-    def build(target, **options):
-        return _chain(kernel(target.logdensity_fn, target.support, **options))
-
-    return Sampler(name, options, DISCRETE, build=build, kernel=kernel)
+    return DensityMove(name, options, DISCRETE, kernel=kernel)
 
 
 @register_sampler("gibbs")
@@ -95,7 +110,14 @@ def gibbs_with_gradients() -> Sampler:
     return _density_sampler("gibbs_with_gradients", _gwg, {})
 
 
-def _build_swendsen_wang(target) -> ChainSampler:
+class SwendsenWang(Sampler):
+    """Swendsen-Wang's sampler value (:func:`swendsen_wang`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _swendsen_wang_chain(target, **self.options)
+
+
+def _swendsen_wang_chain(target) -> ChainSampler:
     from numpyro_ebm.models.ising import Ising
 
     model = getattr(target.fn, "__self__", None)
@@ -113,11 +135,10 @@ def swendsen_wang() -> Sampler:
     move of :func:`~numpyro_ebm.samplers.parallel_tempering`) it reads the coupling and the
     fields of an Ising model in a field from the log density at every sweep
     (:func:`~numpyro_ebm.kernels.swendsen_wang.for_log_density`)."""
-    return Sampler(
+    return SwendsenWang(
         "swendsen_wang",
         {},
         DISCRETE,
-        build=_build_swendsen_wang,
         kernel=lambda logdensity_fn, support: _swendsen_wang.for_log_density(
             logdensity_fn, support
         ),
@@ -149,7 +170,14 @@ def bipartite(target) -> tuple:
     return model, fn.params
 
 
-def _build_block_gibbs(target) -> ChainSampler:
+class BlockGibbs(Sampler):
+    """Block Gibbs' sampler value (:func:`block_gibbs`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _block_gibbs_chain(target, **self.options)
+
+
+def _block_gibbs_chain(target) -> ChainSampler:
     model, params = bipartite(target)
     logdensity = BoundLogDensity(model.free_energy, params)
     return _chain(_block_gibbs.as_top_level_api(logdensity, model=model))
@@ -159,4 +187,4 @@ def _build_block_gibbs(target) -> ChainSampler:
 def block_gibbs() -> Sampler:
     """Block Gibbs of a bipartite model (an RBM: all hidden units given the visible ones, then
     all visible given the hidden; :mod:`numpyro_ebm.kernels.block_gibbs`)."""
-    return Sampler("block_gibbs", {}, DISCRETE, build=_build_block_gibbs)
+    return BlockGibbs("block_gibbs", {}, DISCRETE)

@@ -73,10 +73,17 @@ from numpyro_ebm.samplers._intractable import (
 )
 from numpyro_ebm.samplers.base import ChainSampler, Sampler, finite, register_sampler, stats
 
-__all__ = ["exchange"]
+__all__ = ["Exchange", "exchange"]
 
 
-def _build(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_rate):
+class Exchange(Sampler):
+    """The exchange algorithm's sampler value (:func:`exchange`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _exchange_chain(target, **self.options)
+
+
+def _exchange_chain(target, *, auxiliary, auxiliary_steps, step_size, target_acceptance_rate):
     logdensity_fn = target.logdensity_fn
     draws, _ = auxiliary_draws(target, auxiliary, auxiliary_steps, "the exchange algorithm")
     unravel = jax.flatten_util.ravel_pytree(
@@ -173,7 +180,7 @@ def exchange(
     check_int("auxiliary_steps", auxiliary_steps)
     check_positive("step_size", step_size)
     check_probability("target_acceptance_rate", target_acceptance_rate)
-    return Sampler(
+    return Exchange(
         "exchange",
         {
             "auxiliary": auxiliary,
@@ -182,5 +189,4 @@ def exchange(
             "target_acceptance_rate": target_acceptance_rate,
         },
         frozenset({"doubly_intractable"}),
-        build=_build,
     )

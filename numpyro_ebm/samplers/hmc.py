@@ -18,7 +18,7 @@ from numpyro_ebm.samplers.base import (
     stats,
 )
 
-__all__ = ["hmc", "nuts"]
+__all__ = ["HMCFamily", "hmc", "nuts"]
 
 
 def _hmc_family(
@@ -74,10 +74,18 @@ def hmc_stats(state, info, step_size) -> dict:
     return out
 
 
-def _hmc_family_sampler(name: str, algorithm, options: dict) -> Sampler:
-    """The sampler ``name`` of the HMC family: BlackJAX's ``algorithm`` tuned by Stan's window
-    adaptation (:func:`_hmc_family`), with the options of its factory (in the order of its
-    signature, which its repr keeps), checked here."""
+class HMCFamily(Sampler):
+    """BlackJAX's HMC or NUTS (by its name) tuned by Stan's window adaptation (:func:`hmc`,
+    :func:`nuts`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        algorithm = {"hmc": blackjax.hmc, "nuts": blackjax.nuts}[self.name]
+        return _hmc_family(target, algorithm=algorithm, **self.options)
+
+
+def _hmc_family_sampler(name: str, options: dict) -> HMCFamily:
+    """The sampler ``name`` of the HMC family (:class:`HMCFamily`), with the options of its
+    factory (in the order of its signature, which its repr keeps), checked here."""
     check_probability("target_acceptance_rate", options["target_acceptance_rate"])
     diagonal = options["is_mass_matrix_diagonal"]
     if not isinstance(diagonal, bool):
@@ -86,12 +94,7 @@ def _hmc_family_sampler(name: str, algorithm, options: dict) -> Sampler:
     for trajectory in ("max_num_doublings", "num_integration_steps"):
         if trajectory in options:
             check_int(trajectory, options[trajectory])
-    return Sampler(
-        name,
-        options,
-        DENSITY_KINDS,
-        build=lambda target, **o: _hmc_family(target, algorithm=algorithm, **o),
-    )
+    return HMCFamily(name, options, DENSITY_KINDS)
 
 
 @register_sampler("nuts")
@@ -108,7 +111,7 @@ def nuts(
     dense) mass matrix. Trajectories stop after at most ``max_num_doublings`` doublings. The
     per-draw Hamiltonian is reported as ``energy`` (for the BFMI, Betancourt 2016)."""
     options = dict(locals())  # the arguments, nothing else yet
-    return _hmc_family_sampler("nuts", blackjax.nuts, options)
+    return _hmc_family_sampler("nuts", options)
 
 
 @register_sampler("hmc")
@@ -122,4 +125,4 @@ def hmc(
     """BlackJAX HMC (Duane et al. 1987; Neal 2011) with ``num_integration_steps`` leapfrog
     steps and Stan's window adaptation, as :func:`nuts`."""
     options = dict(locals())  # the arguments, nothing else yet
-    return _hmc_family_sampler("hmc", blackjax.hmc, options)
+    return _hmc_family_sampler("hmc", options)

@@ -21,7 +21,7 @@ from numpyro_ebm.samplers.base import (
     untuned_warmup,
 )
 
-__all__ = ["SGLD_SCHEDULES", "mala", "sgld", "ula"]
+__all__ = ["MALA", "SGLD", "SGLD_SCHEDULES", "ULA", "mala", "sgld", "ula"]
 
 
 def _mala_kernel(logdensity_fn, step_size):
@@ -29,7 +29,14 @@ def _mala_kernel(logdensity_fn, step_size):
     return blackjax.mala(logdensity_fn, blackjax_step_size(step_size))
 
 
-def _build_ula(target, *, step_size) -> ChainSampler:
+class ULA(Sampler):
+    """The unadjusted Langevin algorithm's sampler value (:func:`ula`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _ula_chain(target, **self.options)
+
+
+def _ula_chain(target, *, step_size) -> ChainSampler:
     logdensity_fn = target.logdensity_fn
     kernel = ula_kernel.build_kernel()
 
@@ -55,16 +62,17 @@ def ula(*, step_size: float = 1e-2) -> Sampler:
     Metropolis correction, so the chain is biased by :math:`O(\epsilon)`; the short-run
     sampler of contrastive divergence, exposed for speed comparisons and quick looks."""
     check_positive("step_size", step_size)
-    return Sampler(
-        "ula",
-        {"step_size": step_size},
-        DENSITY_KINDS,
-        build=_build_ula,
-        kernel=ula_kernel.as_top_level_api,
-    )
+    return ULA("ula", {"step_size": step_size}, DENSITY_KINDS, kernel=ula_kernel.as_top_level_api)
 
 
-def _build_mala(target, *, step_size, target_acceptance_rate) -> ChainSampler:
+class MALA(Sampler):
+    """MALA's sampler value (:func:`mala`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _mala_chain(target, **self.options)
+
+
+def _mala_chain(target, *, step_size, target_acceptance_rate) -> ChainSampler:
     logdensity_fn = target.logdensity_fn
     kernel = blackjax.mala.build_kernel()
 
@@ -106,11 +114,10 @@ def mala(*, step_size: float = 0.2, target_acceptance_rate: float = 0.574) -> Sa
     (0.574 is optimal for high-dimensional targets, Roberts & Rosenthal 1998)."""
     check_positive("step_size", step_size)
     check_probability("target_acceptance_rate", target_acceptance_rate)
-    return Sampler(
+    return MALA(
         "mala",
         {"step_size": step_size, "target_acceptance_rate": target_acceptance_rate},
         DENSITY_KINDS,
-        build=_build_mala,
         kernel=_mala_kernel,
     )
 
@@ -122,7 +129,14 @@ SGLD_SCHEDULES = {
 }
 
 
-def _build_sgld(target, *, step_size, schedule) -> ChainSampler:
+class SGLD(Sampler):
+    """SGLD's sampler value (:func:`sgld`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _sgld_chain(target, **self.options)
+
+
+def _sgld_chain(target, *, step_size, schedule) -> ChainSampler:
     rate = SGLD_SCHEDULES[schedule]
     logdensity_fn = target.logdensity_fn
     minibatch_logdensity_fn = target.minibatch_logdensity_fn or (lambda key, x: logdensity_fn(x))
@@ -170,10 +184,6 @@ def sgld(*, step_size: float = 1e-3, schedule: str = "inverse_sqrt") -> Sampler:
     check_positive("step_size", step_size)
     if schedule not in SGLD_SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SGLD_SCHEDULES)}, got {schedule!r}")
-    return Sampler(
-        "sgld",
-        {"step_size": step_size, "schedule": schedule},
-        DENSITY_KINDS,
-        build=_build_sgld,
-        minibatch=True,
+    return SGLD(
+        "sgld", {"step_size": step_size, "schedule": schedule}, DENSITY_KINDS, minibatch=True
     )

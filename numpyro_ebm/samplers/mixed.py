@@ -60,7 +60,7 @@ from numpyro_ebm.samplers.base import (
     untuned_warmup,
 )
 
-__all__ = ["hmc_gibbs"]
+__all__ = ["HMCGibbs", "hmc_gibbs"]
 
 #: The continuous moves and their BlackJAX algorithms, from (log density, tuned values, options).
 CONTINUOUS = {
@@ -107,7 +107,14 @@ def _rbm(target, name: str) -> tuple:
     return model, energy.params
 
 
-def _build(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
+class HMCGibbs(Sampler):
+    """Gibbs within HMC's sampler value (:func:`hmc_gibbs`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _hmc_gibbs_chain(target, **self.options)
+
+
+def _hmc_gibbs_chain(target, *, discrete: Sampler, continuous: Sampler) -> ChainSampler:
     logdensity_fn = target.logdensity_fn
     names = [name for name, _ in target.discrete]
     options = continuous.options
@@ -231,9 +238,8 @@ def hmc_gibbs(*, discrete="gibbs", continuous="nuts") -> Sampler:
     discrete moves; 1 for heat-bath sweeps)."""
     discrete = _part("discrete", discrete, DISCRETE)
     continuous = _part("continuous", continuous, tuple(CONTINUOUS))
-    return Sampler(
+    return HMCGibbs(
         "hmc_gibbs",
         {"discrete": discrete, "continuous": continuous},
         frozenset({"mixed"}),
-        build=_build,
     )

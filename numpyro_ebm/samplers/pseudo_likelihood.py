@@ -90,7 +90,7 @@ from numpyro_ebm.samplers._intractable import (
 )
 from numpyro_ebm.samplers.base import ChainSampler, Sampler, finite, get_sampler, register_sampler
 
-__all__ = ["pseudo_likelihood"]
+__all__ = ["PseudoLikelihood", "pseudo_likelihood"]
 
 #: The samplers that can move the pseudo-posterior.
 INNER = ("nuts", "hmc", "mala")
@@ -130,7 +130,14 @@ def log_pseudo_likelihood(fn, x) -> jax.Array:
     return -jnp.sum(jax.vmap(hyvarinen)(flat))
 
 
-def _build(
+class PseudoLikelihood(Sampler):
+    """The calibrated pseudo-likelihood sampler's value (:func:`pseudo_likelihood`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _pseudo_likelihood_chain(target, **self.options)
+
+
+def _pseudo_likelihood_chain(
     target,
     *,
     inner,
@@ -256,7 +263,7 @@ def pseudo_likelihood(
     check_int("num_calibration_draws", num_calibration_draws, minimum=10)
     check_int("num_newton_steps", num_newton_steps)
     check_int("num_mode_steps", num_mode_steps)
-    return Sampler(
+    return PseudoLikelihood(
         "pseudo_likelihood",
         {
             "inner": inner,
@@ -267,5 +274,4 @@ def pseudo_likelihood(
             "num_mode_steps": num_mode_steps,
         },
         frozenset({"doubly_intractable"}),
-        build=_build,
     )

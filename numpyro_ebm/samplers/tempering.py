@@ -29,13 +29,20 @@ from numpyro_ebm.samplers.base import (
 from numpyro_ebm.samplers.discrete import bipartite
 from numpyro_ebm.samplers.langevin import mala
 
-__all__ = ["annealed_langevin", "parallel_tempering"]
+__all__ = ["AnnealedLangevin", "ParallelTempering", "annealed_langevin", "parallel_tempering"]
 
 #: Ladder updates of ``parallel_tempering(adapt_ladder=True)`` in the first half of warm-up.
 _LADDER_ROUNDS = 8
 
 
-def _build_parallel_tempering(
+class ParallelTempering(Sampler):
+    """Parallel tempering's sampler value (:func:`parallel_tempering`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _parallel_tempering_chain(target, **self.options)
+
+
+def _parallel_tempering_chain(
     target,
     *,
     inner,
@@ -207,15 +214,21 @@ def parallel_tempering(
         target_acceptance_rate=target_acceptance_rate,
         adapt_ladder=adapt_ladder,
     )
-    return Sampler(
+    return ParallelTempering(
         "parallel_tempering",
         options,
         inner.accepts,
-        build=_build_parallel_tempering,
     )
 
 
-def _build_annealed_langevin(
+class AnnealedLangevin(Sampler):
+    """Annealed Langevin's sampler value (:func:`annealed_langevin`)."""
+
+    def chain_sampler(self, target) -> ChainSampler:
+        return _annealed_langevin_chain(target, **self.options)
+
+
+def _annealed_langevin_chain(
     target, *, sigmas, step_size, num_steps_per_level, parameterization, metropolis, denoise
 ) -> ChainSampler:
     sigmas = jnp.asarray(sigmas, jnp.float32)
@@ -339,11 +352,10 @@ def annealed_langevin(
         metropolis=metropolis,
         denoise=denoise,
     )
-    return Sampler(
+    return AnnealedLangevin(
         "annealed_langevin",
         options,
         {"noise_conditional", "model"},
-        build=_build_annealed_langevin,
         refine=lambda s: s.replace(
             step_size=s.options["step_size"] / 2,
             num_steps_per_level=2 * s.options["num_steps_per_level"],

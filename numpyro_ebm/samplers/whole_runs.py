@@ -16,10 +16,24 @@ from numpyro_ebm.evidence import smc
 from numpyro_ebm.evidence.references import GaussianMixture
 from numpyro_ebm.samplers.base import DENSITY_KINDS, Sampler, register_sampler
 
-__all__ = ["numpyro_nuts", "tempered_smc"]
+__all__ = ["NumPyroNUTS", "TemperedSMC", "numpyro_nuts", "tempered_smc"]
 
 
-def _run_numpyro_nuts(rng_key, target, *, num_warmup, num_samples, progress, **options):
+class NumPyroNUTS(Sampler):
+    """NumPyro's NUTS, run as a whole (:func:`numpyro_nuts`)."""
+
+    def run(self, rng_key, target, *, num_warmup, num_samples, progress):
+        return _numpyro_nuts_run(
+            rng_key,
+            target,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            progress=progress,
+            **self.options,
+        )
+
+
+def _numpyro_nuts_run(rng_key, target, *, num_warmup, num_samples, progress, **options):
     from numpyro.infer import MCMC, NUTS
 
     initial_positions = target.initial_position
@@ -56,7 +70,7 @@ def numpyro_nuts(*, target_accept_prob: float = 0.8, max_tree_depth: int = 10) -
     check_probability("target_accept_prob", target_accept_prob)
     check_int("max_tree_depth", max_tree_depth)
     options = {"target_accept_prob": target_accept_prob, "max_tree_depth": max_tree_depth}
-    return Sampler("numpyro_nuts", options, DENSITY_KINDS, run=_run_numpyro_nuts)
+    return NumPyroNUTS("numpyro_nuts", options, DENSITY_KINDS)
 
 
 @dataclass(frozen=True)
@@ -71,7 +85,21 @@ class _KeyedDensity:
         return self.logdensity_fn(position)
 
 
-def _run_tempered_smc(rng_key, target, *, num_warmup, num_samples, progress, **options):
+class TemperedSMC(Sampler):
+    """Tempered SMC, run as a whole (:func:`tempered_smc`)."""
+
+    def run(self, rng_key, target, *, num_warmup, num_samples, progress):
+        return _tempered_smc_run(
+            rng_key,
+            target,
+            num_warmup=num_warmup,
+            num_samples=num_samples,
+            progress=progress,
+            **self.options,
+        )
+
+
+def _tempered_smc_run(rng_key, target, *, num_warmup, num_samples, progress, **options):
     del num_warmup, progress
     num_chains = target.num_chains
     logdensity_fn = target.logdensity_fn
@@ -140,11 +168,10 @@ def tempered_smc(**options) -> Sampler:
     tempering not reaching 1 in ``max_iterations``, log Z depending on the reference's scale).
     """
     options = smc.SMCOptions(**options).checked()  # unknown names: refused by the registry
-    return Sampler(
+    return TemperedSMC(
         "tempered_smc",
         options._asdict(),
         DENSITY_KINDS,
-        run=_run_tempered_smc,
         refine=lambda s: s.replace(
             step_scale=s.options["step_scale"] / 2,
             num_mcmc_steps=2 * s.options["num_mcmc_steps"],
