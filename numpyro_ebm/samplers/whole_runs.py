@@ -23,44 +23,39 @@ class NumPyroNUTS(Sampler):
     """NumPyro's NUTS, run as a whole (:func:`numpyro_nuts`)."""
 
     def run(self, rng_key, target, *, num_warmup, num_samples, progress):
-        return _numpyro_nuts_run(
-            rng_key,
-            target,
+        from numpyro.infer import MCMC, NUTS
+
+        initial_positions = target.initial_position
+        # with potential_fn, NumPyro's samples are the unconstrained positions themselves
+        fields = (
+            "potential_energy",
+            "diverging",
+            "accept_prob",
+            "adapt_state.step_size",
+            "num_steps",
+        )
+        num_chains = jax.tree.leaves(initial_positions)[0].shape[0]
+        mcmc = MCMC(
+            NUTS(potential_fn=lambda z: -target.logdensity_fn(z), **self.options),
             num_warmup=num_warmup,
             num_samples=num_samples,
-            progress=progress,
-            **self.options,
+            num_chains=num_chains,
+            chain_method="vectorized",
+            progress_bar=progress,
         )
-
-
-def _numpyro_nuts_run(rng_key, target, *, num_warmup, num_samples, progress, **options):
-    from numpyro.infer import MCMC, NUTS
-
-    initial_positions = target.initial_position
-    # with potential_fn, NumPyro's samples are the unconstrained positions themselves
-    fields = ("potential_energy", "diverging", "accept_prob", "adapt_state.step_size", "num_steps")
-    num_chains = jax.tree.leaves(initial_positions)[0].shape[0]
-    mcmc = MCMC(
-        NUTS(potential_fn=lambda z: -target.logdensity_fn(z), **options),
-        num_warmup=num_warmup,
-        num_samples=num_samples,
-        num_chains=num_chains,
-        chain_method="vectorized",
-        progress_bar=progress,
-    )
-    mcmc.run(rng_key, init_params=initial_positions, extra_fields=fields)
-    extra = mcmc.get_extra_fields(group_by_chain=True)
-    positions = mcmc.get_samples(group_by_chain=True)
-    stats = {
-        "acceptance_rate": extra["accept_prob"],
-        "diverging": extra["diverging"],
-        "step_size": extra["adapt_state.step_size"],
-        "potential_energy": extra["potential_energy"],
-        "num_grad_evals": extra["num_steps"],
-        "nonfinite": ~jax.vmap(jax.vmap(all_finite))(positions)
-        | ~jnp.isfinite(extra["potential_energy"]),
-    }
-    return positions, stats, {}
+        mcmc.run(rng_key, init_params=initial_positions, extra_fields=fields)
+        extra = mcmc.get_extra_fields(group_by_chain=True)
+        positions = mcmc.get_samples(group_by_chain=True)
+        stats = {
+            "acceptance_rate": extra["accept_prob"],
+            "diverging": extra["diverging"],
+            "step_size": extra["adapt_state.step_size"],
+            "potential_energy": extra["potential_energy"],
+            "num_grad_evals": extra["num_steps"],
+            "nonfinite": ~jax.vmap(jax.vmap(all_finite))(positions)
+            | ~jnp.isfinite(extra["potential_energy"]),
+        }
+        return positions, stats, {}
 
 
 @register_sampler("numpyro_nuts")
@@ -89,57 +84,49 @@ class TemperedSMC(Sampler):
     """Tempered SMC, run as a whole (:func:`tempered_smc`)."""
 
     def run(self, rng_key, target, *, num_warmup, num_samples, progress):
-        return _tempered_smc_run(
+        del num_warmup, progress
+        num_chains = target.num_chains
+        logdensity_fn = target.logdensity_fn
+        if target.cache_key is not None:
+            logdensity_fn = _KeyedDensity(target.cache_key, logdensity_fn)
+        result = smc.smc(
             rng_key,
-            target,
-            num_warmup=num_warmup,
-            num_samples=num_samples,
-            progress=progress,
+            logdensity_fn,
+            jax.tree.map(lambda x: x[0], target.initial_position),
+            num_particles=num_samples,
+            num_runs=num_chains,
             **self.options,
         )
-
-
-def _tempered_smc_run(rng_key, target, *, num_warmup, num_samples, progress, **options):
-    del num_warmup, progress
-    num_chains = target.num_chains
-    logdensity_fn = target.logdensity_fn
-    if target.cache_key is not None:
-        logdensity_fn = _KeyedDensity(target.cache_key, logdensity_fn)
-    result = smc.smc(
-        rng_key,
-        logdensity_fn,
-        jax.tree.map(lambda x: x[0], target.initial_position),
-        num_particles=num_samples,
-        num_runs=num_chains,
-        **options,
-    )
-    particles = result.particles
-    potential = -jax.vmap(jax.vmap(target.logdensity_fn))(particles)
-    finite = jax.vmap(jax.vmap(all_finite))(particles) & jnp.isfinite(potential)
-    per_draw = jnp.ones((num_chains, num_samples))
-    stats = {
-        "acceptance_rate": per_draw * jnp.nan,
-        "diverging": per_draw < 0,
-        "step_size": per_draw * jnp.nan,  # tuned per tempering step, not per draw
-        "potential_energy": potential,
-        "num_grad_evals": (per_draw * result.num_grad_evals / (num_chains * num_samples)).astype(
-            jnp.int32
-        ),
-        "nonfinite": ~finite,
-        "log_normalizer": per_draw * result.log_normalizer_per_run[:, None],
-        "num_tempering_steps": (per_draw * result.num_tempering_steps[:, None]).astype(jnp.int32),
-        "num_mcmc_steps": (per_draw * result.num_mcmc_steps[:, None]).astype(jnp.int32),
-    }
-    attrs = {
-        "log_normalizer": float(result.log_normalizer),
-        "log_normalizer_mcse": float(result.standard_error),
-        "did_not_reach_target": int(jnp.sum(~result.reached_target)),
-        "scale_consistent": int(result.scale_consistent),
-        "evidence_ok": int(result.ok),
-    }
-    if isinstance(result.reference, GaussianMixture):
-        attrs["reference_modes"] = int(result.reference.means.shape[0]) - 1  # less the broad one
-    return particles, stats, attrs
+        particles = result.particles
+        potential = -jax.vmap(jax.vmap(target.logdensity_fn))(particles)
+        finite = jax.vmap(jax.vmap(all_finite))(particles) & jnp.isfinite(potential)
+        per_draw = jnp.ones((num_chains, num_samples))
+        stats = {
+            "acceptance_rate": per_draw * jnp.nan,
+            "diverging": per_draw < 0,
+            "step_size": per_draw * jnp.nan,  # tuned per tempering step, not per draw
+            "potential_energy": potential,
+            "num_grad_evals": (
+                per_draw * result.num_grad_evals / (num_chains * num_samples)
+            ).astype(jnp.int32),
+            "nonfinite": ~finite,
+            "log_normalizer": per_draw * result.log_normalizer_per_run[:, None],
+            "num_tempering_steps": (per_draw * result.num_tempering_steps[:, None]).astype(
+                jnp.int32
+            ),
+            "num_mcmc_steps": (per_draw * result.num_mcmc_steps[:, None]).astype(jnp.int32),
+        }
+        attrs = {
+            "log_normalizer": float(result.log_normalizer),
+            "log_normalizer_mcse": float(result.standard_error),
+            "did_not_reach_target": int(jnp.sum(~result.reached_target)),
+            "scale_consistent": int(result.scale_consistent),
+            "evidence_ok": int(result.ok),
+        }
+        if isinstance(result.reference, GaussianMixture):
+            # less the broad one
+            attrs["reference_modes"] = int(result.reference.means.shape[0]) - 1
+        return particles, stats, attrs
 
 
 @register_sampler("tempered_smc")
