@@ -115,8 +115,6 @@ def run(key):
     state, _ = jax.lax.scan(step, state, jax.random.split(key_warm, WARMUP))
     _, draws = jax.lax.scan(step, state, jax.random.split(key_run, DRAWS))
     return draws
-def finish(draws):
-    return draws
 FINISH
 t = time.perf_counter(); finish(np.asarray(run(jax.random.key(0)))); first = time.perf_counter() - t
 T_FIRST = time.perf_counter()
@@ -137,7 +135,8 @@ BARE_ARVIZ = BARE.replace(
     "FINISH",
     "def finish(draws):\n    return az.from_dict(posterior={'x': np.swapaxes(draws, 0, 1)})",
 )
-BARE = BARE.replace("FINISH\n", "")
+# the loop returning the draws as they are
+BARE = BARE.replace("FINISH", "def finish(draws):\n    return draws")
 
 
 def run_fresh(code: str, python: str) -> dict:

@@ -13,8 +13,9 @@ reach our users. Any module of ours that needs ArviZ itself takes it from here
 (``from numpyro_ebm._arviz import az``, resolved on that first use). Importing ArviZ takes
 about a second (xarray, pandas, SciPy's statistics, matplotlib), all Python under the
 interpreter lock: :func:`prefetch` starts it in a background thread, so that a run's first
-call imports it while its chains run (which releases the lock), not after. Not while XLA
-compiles: the compile runs on every core, and slowed by half beside the import.
+call imports it while its chains run (which releases the lock), not after; and, for a
+Markov-chain run, not while XLA compiles its programs: the compile runs on every core, and
+slowed by half beside the import.
 """
 
 from __future__ import annotations
@@ -61,9 +62,9 @@ def _import_quietly() -> None:
 
 def prefetch() -> None:
     """Start importing ArviZ in a background thread, once per process (nothing if it is
-    imported already): :func:`numpyro_ebm.sample` calls it once the chains' program is
-    compiled and running, and takes ArviZ when it builds its data (:func:`_modules` waits for
-    the thread)."""
+    imported already): :func:`numpyro_ebm.sample` calls it once the chains' first programs
+    are compiled and dispatched (before a whole run, which compiles as it goes), and takes
+    ArviZ when it builds its data (:func:`_modules` waits for the thread)."""
     global _prefetching
     with _lock:
         if _prefetching is None and "arviz" not in sys.modules:

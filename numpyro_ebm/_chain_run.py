@@ -56,7 +56,9 @@ def run_chains(
     if until is not None and target.postprocess_fn is not None:
         keep += ("unconstrained",)  # until= watches the sampler's own coordinates
     stat_names = kept_stat_names(sampler, target, keep_stats)
-    programs = cached_programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names)
+    programs = cached_programs(
+        sampler, target, key.dtype, num_warmup, thinning, mesh, keep, stat_names
+    )
     _check_kept_fits(programs.out_shapes, num_chains, num_samples)
     out_shapes = programs.out_shapes
     per_draw = sum(math.prod(s.shape) * s.dtype.itemsize for s in jax.tree.leaves(out_shapes))
@@ -79,10 +81,6 @@ def run_chains(
             )
         else:
             state, parameters = programs.warmup(warmup_key, positions)
-        # The data are built after the run: ArviZ is imported while the chains run, once their
-        # program is compiled (XLA compiles on every core: an import beside the compile slowed
-        # it from 1.0 to 1.5 s, MALA on a 2-layer MLP, 2 cores).
-        _arviz.prefetch()
     else:
         state, parameters, sample_key, first = resume_from(
             resume, sampler, target, programs.state_treedef
@@ -104,6 +102,11 @@ def run_chains(
                 state, out = programs.run_chunk(state, parameters, sample_key, start, limit, chunk)
             else:
                 out, first_out = first_out, None
+            # The data are built after the run: ArviZ is imported while the chains run, once
+            # their programs are compiled and dispatched (XLA compiles on every core: an import
+            # beside the compile slowed it from 1.0 to 1.5 s, MALA on a 2-layer MLP, 2 cores).
+            if done == 0:
+                _arviz.prefetch()
             taken = min(chunk, num_samples - done)
             for host, device in zip(jax.tree.leaves(kept), jax.tree.leaves(out), strict=True):
                 draws = _sharding.to_host(device)[:taken]

@@ -12,9 +12,11 @@ The warm-up and one draw are jitted functions of their own, which the chunk prog
 JAX keeps the trace of a jitted function by argument types, so the sampler's warm-up and
 transition are traced once per signature, for the output shapes that the host arrays are
 allocated from, and that trace is reused by every program that calls them (the warm-up with a
-chunk, chunks of any length, the padding's shapes); XLA inlines the calls. An energy is traced
-6 times by a first run (its cache key and purity check, the start check, the warm-up's init
-and moves, a draw) instead of 11.
+chunk, chunks of any length, the padding's shapes, a run continued by ``resume=``, whose
+restored values have the strong types the warm-up returns); XLA inlines the calls. They are
+traced on the arguments the programs take (the run key's type, the chains split over a mesh),
+so that an energy is traced 6 times by a first run (its cache key and purity check, the start
+check, the warm-up's init and moves, a draw) instead of 11.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ import jax.numpy as jnp
 from jax.sharding import NamedSharding, PartitionSpec
 
 from numpyro_ebm import _cache
+from numpyro_ebm.sharding import replicated, sharded
 from numpyro_ebm.targets import shapes_of
 
 __all__ = ["Programs", "build_programs", "cached_programs", "kept_stat_names"]
@@ -51,6 +54,13 @@ def _over_chains(fn, mesh, spec=None):
         return fn
     spec = PartitionSpec("chains") if spec is None else spec
     return jax.shard_map(fn, mesh=mesh, in_specs=spec, out_specs=spec, check_vma=False)
+
+
+def _strong(x):
+    """``x`` with a strong type (a PRNG key as it is: its type is never weak)."""
+    if jax.dtypes.issubdtype(x.dtype, jax.dtypes.prng_key):
+        return x
+    return jax.lax.convert_element_type(x, x.dtype)
 
 
 def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names):
@@ -90,7 +100,10 @@ def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat
 
     @jax.jit
     def warmup(key, positions):
-        return warm(per_chain(jax.random.split(key, num_chains)), positions)
+        state, parameters = warm(per_chain(jax.random.split(key, num_chains)), positions)
+        # no weak types: a state and parameters restored by resume= (host arrays, whose types
+        # are strong) then take the programs these traced
+        return per_chain(jax.tree.map(_strong, (state, parameters)))
 
     def transition(parameters):
         def one(state, key):
@@ -127,7 +140,8 @@ def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat
                 t < limit, lambda s, t: draw(s, parameters, sample_key, t), pad, state, t
             )
 
-        state, (unconstrained, stats) = jax.lax.scan(body, state, start + jnp.arange(length))
+        steps = start + jnp.arange(length, dtype=jnp.int32)
+        state, (unconstrained, stats) = jax.lax.scan(body, state, steps)
         out = {
             "kept": unconstrained if postprocess is None else postprocess(unconstrained),
             "stats": stats,
@@ -147,10 +161,13 @@ def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat
     )
 
 
-def cached_programs(sampler, target, num_warmup, thinning, mesh, keep, stat_names) -> Programs:
+def cached_programs(
+    sampler, target, key_type, num_warmup, thinning, mesh, keep, stat_names
+) -> Programs:
     """The cached programs of a run signature (built and traced, not compiled, on a miss: the
     shapes of the state and of one draw's output come from the traces that the programs reuse
-    when they compile)."""
+    when they compile, traced on the arguments they will take: keys of ``key_type``, the
+    positions split over the mesh's chains, the keys replicated)."""
     signature = (
         sampler,
         target.cache_key,
@@ -167,8 +184,18 @@ def cached_programs(sampler, target, num_warmup, thinning, mesh, keep, stat_name
         warmup, run_chunk, warmup_and_chunk = build_programs(
             chain_sampler, target, num_warmup, thinning, mesh, keep, stat_names
         )
-        key = jax.random.key(0)
-        state, parameters = jax.eval_shape(warmup, key, target.initial_position)
+        chains = key_sharding = None
+        if mesh is not None:
+            chains, key_sharding = sharded(mesh, "chains"), replicated(mesh)
+        key = jax.ShapeDtypeStruct((), key_type, sharding=key_sharding)
+        positions = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains),
+            target.initial_position,
+        )
+        state, parameters = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains),
+            jax.eval_shape(warmup, key, positions),
+        )
         out_shapes = jax.eval_shape(
             lambda s, p, k, t: run_chunk(s, p, k, t, t, length=1),
             state,

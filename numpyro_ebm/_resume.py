@@ -35,6 +35,7 @@ def state_record(
         "sampler": repr(sampler),
         "next_draw": int(next_draw),
         "sample_key": np.asarray(jax.random.key_data(sample_key)).tolist(),
+        "sample_key_impl": str(jax.random.key_impl(sample_key)),
         "num_leaves": len(leaves),
         **_target_record(target),
     }
@@ -112,5 +113,7 @@ def resume_from(previous, sampler: Sampler, target: Target, state_treedef):
     if leaves and leaves[0].shape[0] != num_chains:
         raise ValueError(f"resume= holds {leaves[0].shape[0]} chains, but num_chains={num_chains}")
     key_data = np.asarray(attrs["sample_key"], np.uint32)
-    sample_key = jax.random.wrap_key_data(key_data)
+    # records written before the key's implementation was kept hold Threefry keys
+    impl = attrs.get("sample_key_impl", "threefry2x32")
+    sample_key = jax.random.wrap_key_data(key_data, impl=impl)
     return (*state, sample_key, int(attrs["next_draw"]))

@@ -103,33 +103,44 @@ def test_a_first_sample_compiles_its_check_warmup_and_draws_only(caplog):
     assert not {n for n in names if any(w in n for w in ("normal", "split", "probe", "bernoulli"))}
 
 
-@pytest.mark.parametrize("num_samples", [20, 2500])  # one chunk; three (1000 at most each)
-def test_warmup_and_a_draw_are_traced_once_per_run(num_samples):
+@pytest.mark.parametrize(
+    "case, num_samples",
+    [("one chunk", 20), ("three chunks", 2500), ("two devices", 20), ("rbg key", 20)],
+)
+def test_warmup_and_a_draw_are_traced_once_per_run(case, num_samples):
     """The traces of the sampler's warm-up and of one draw that give the output shapes are
-    the ones the programs reuse: a new energy is traced 6 times by its first run, one chunk or
-    three (its cache key and purity check, the start check, MALA's init and move in the
-    warm-up, a draw), and once (its cache key) by a repeated run."""
+    the ones the programs reuse: a new energy is traced 6 times by its first run (its cache key
+    and purity check, the start check, MALA's init and move in the warm-up, a draw), in one
+    chunk or three, split over two devices or with another key type; and once (its cache key)
+    by a repeated run and by a run continued with resume=."""
     traces = []
-    offset = float(num_samples)  # a new target content: nothing cached
+    offset = float(len(case) + num_samples)  # a new target content: nothing cached
 
     def energy(x):
         traces.append(1)
         return 0.5 * jnp.sum((x - offset) ** 2)
 
+    impl = "rbg" if case == "rbg key" else None
+    devices = jax.devices()[:2] if case == "two devices" else None
+    runs = dict(event_shape=(2,), num_warmup=10, num_samples=num_samples)
+
     def run(seed):
-        ne.sample(
+        return ne.sample(
             energy,
             "mala",
-            key=jax.random.key(seed),
-            event_shape=(2,),
+            key=jax.random.key(seed, impl=impl),
             num_chains=4,
-            num_warmup=10,
-            num_samples=num_samples,
+            devices=devices,
+            **runs,
         )
-        return len(traces)
 
-    assert run(0) == 6
-    assert run(1) == 7
+    first = run(0)
+    assert len(traces) == 6
+    run(1)
+    assert len(traces) == 7
+    if devices is None:
+        ne.sample(energy, "mala", resume=first, **runs)
+        assert len(traces) == 8
 
 
 def test_prefetch_then_data_and_the_lazy_name():

@@ -169,7 +169,8 @@ class Sampler:
             )
         object.__setattr__(self, "options", dict(self.options))
         object.__setattr__(self, "accepts", frozenset(self.accepts))
-        object.__setattr__(self, "_identity", (self.name, _freeze(self.options)))
+        # the class too: it says how the sampler runs (a class redefined is another sampler)
+        object.__setattr__(self, "_identity", (type(self), self.name, _freeze(self.options)))
 
     def __hash__(self) -> int:
         return hash(self._identity)
