@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
-from jax.sharding import NamedSharding, PartitionSpec
+from jax.sharding import PartitionSpec
 
 from numpyro_ebm import _cache
 from numpyro_ebm.sharding import replicated, sharded
@@ -82,8 +82,7 @@ def build_programs(chain_sampler, target, num_warmup, thinning, mesh, keep, stat
     if mesh is None:
         per_chain = per_draw = lambda tree: tree
     else:
-        chains = NamedSharding(mesh, PartitionSpec("chains"))
-        draws = NamedSharding(mesh, PartitionSpec(None, "chains"))
+        chains, draws = sharded(mesh, "chains"), sharded(mesh, "chains", leading=1)
         per_chain = lambda tree: jax.lax.with_sharding_constraint(tree, chains)
         per_draw = lambda tree: jax.lax.with_sharding_constraint(tree, draws)
     if chain_sampler.ensemble_warmup is None:
@@ -187,14 +186,15 @@ def cached_programs(
         chains = key_sharding = None
         if mesh is not None:
             chains, key_sharding = sharded(mesh, "chains"), replicated(mesh)
+
+        def per_chain(tree):  # the shapes of per-chain arrays, split over the mesh's chains
+            return jax.tree.map(
+                lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains), tree
+            )
+
         key = jax.ShapeDtypeStruct((), key_type, sharding=key_sharding)
-        positions = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains),
-            target.initial_position,
-        )
-        state, parameters = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains),
-            jax.eval_shape(warmup, key, positions),
+        state, parameters = per_chain(
+            jax.eval_shape(warmup, key, per_chain(target.initial_position))
         )
         out_shapes = jax.eval_shape(
             lambda s, p, k, t: run_chunk(s, p, k, t, t, length=1),
