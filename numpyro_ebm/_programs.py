@@ -187,14 +187,14 @@ def cached_programs(
         if mesh is not None:
             chains, key_sharding = sharded(mesh, "chains"), replicated(mesh)
 
-        def per_chain(tree):  # the shapes of per-chain arrays, split over the mesh's chains
+        def split_shapes(tree):  # the shapes of per-chain arrays, split over the mesh's chains
             return jax.tree.map(
                 lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=chains), tree
             )
 
         key = jax.ShapeDtypeStruct((), key_type, sharding=key_sharding)
-        state, parameters = per_chain(
-            jax.eval_shape(warmup, key, per_chain(target.initial_position))
+        state, parameters = split_shapes(
+            jax.eval_shape(warmup, key, split_shapes(target.initial_position))
         )
         out_shapes = jax.eval_shape(
             lambda s, p, k, t: run_chunk(s, p, k, t, t, length=1),

@@ -317,7 +317,7 @@ def energy_target(
         logdensity_fn = full_precision(_EnergyLogDensity(energy, float(temperature)))
     cache_key = _energy_key(energy, positions, kind, float(temperature), support)
     if logdensity_fn is not None:
-        _check_energy_at(energy, positions, (cache_key, shapes_of(positions)))
+        _check_energy_at(energy, positions, cache_key)
     return Target(
         logdensity_fn=logdensity_fn,
         initial_position=positions,
@@ -368,24 +368,26 @@ def _energy_key(energy: Callable, positions, kind: str, temperature: float, supp
     return TargetKey(kind, content, temperature, support)
 
 
-def _check_energy_at(energy: Callable, positions, signature) -> None:
+def _check_energy_at(energy: Callable, positions, cache_key) -> None:
     """The energy at the chains' starts: finite, in our words. The check is compiled once per
-    energy content and shapes (``signature``), so that a repeated ``sample()`` call pays one
+    energy content (``cache_key``) and shapes, so that a repeated ``sample()`` call pays one
     evaluation, not a fresh trace."""
-    check = _energy_program(energy, signature)
+    check = _energy_program(energy, cache_key, positions)
     check_finite_array("energy at init_position (one per chain)", check(positions))
 
 
-def _energy_program(energy: Callable, signature) -> Callable:
-    return _cache.cached(("energy_at", signature), lambda: _energy_checker(energy))
+def _energy_program(energy: Callable, cache_key, like) -> Callable:
+    """The compiled energies of a batch shaped like ``like``, cached by content and shapes."""
+    signature = ("energy_at", cache_key, shapes_of(like))
+    return _cache.cached(signature, lambda: _energy_checker(energy))
 
 
 def energies_like_starts(target: Target, points) -> np.ndarray:
     """The energies of ``points``, a batch shaped like an energy ``target``'s chain starts,
     by the program compiled for the check of the starts (:func:`energy_target`): no new
     program."""
-    signature = (target.cache_key, shapes_of(target.initial_position))
-    return np.asarray(_energy_program(target.fn, signature)(points))
+    program = _energy_program(target.fn, target.cache_key, target.initial_position)
+    return np.asarray(program(points))
 
 
 def _energy_checker(energy: Callable) -> Callable:
