@@ -230,45 +230,26 @@ def worker_bare(peer, seed: int, hidden: int, epochs: int) -> dict:
     """The floor of a JAX program on this machine: a hand-written PCD-1 loop with our settings
     (float32, minibatches with replacement, 10 persistent chains started at Bernoulli(1/2),
     the Rao-Blackwellized gradient, plain SGD, W ~ N(0, 0.01^2)), one ``jax.jit`` of an
-    epoch's ``lax.scan``, no checks, statistics or checkpoints; clocks from the first draw of
-    the initialisation, as ours."""
+    epoch's ``lax.scan`` (``bench_rbm_epoch.epoch_program``), no checks, statistics or
+    checkpoints; clocks from the first draw of the initialisation, as ours."""
     import jax
     import jax.numpy as jnp
     import numpy as np
+    from bench_rbm_epoch import epoch_program
 
     train64, test = peer.data(seed)
     train = train64.astype(np.float32)
-    n, d = train.shape
-    steps = n // BATCH
+    steps = train.shape[0] // BATCH
     key_init, key_fit = jax.random.split(jax.random.key(seed))
-
-    def update(carry, t):
-        W, b, c, v = carry
-        k_batch, k_h, k_v = jax.random.split(jax.random.fold_in(key_fit, t), 3)
-        x = data[jax.random.randint(k_batch, (BATCH,), 0, n)]
-        h = jax.random.bernoulli(k_h, jax.nn.sigmoid(v @ W + c)).astype(jnp.float32)
-        v = jax.random.bernoulli(k_v, jax.nn.sigmoid(h @ W.T + b)).astype(jnp.float32)
-        pos, neg = jax.nn.sigmoid(x @ W + c), jax.nn.sigmoid(v @ W + c)
-        W = W + LEARNING_RATE * (x.T @ pos - v.T @ neg) / BATCH
-        b = b + LEARNING_RATE * jnp.mean(x - v, axis=0)
-        c = c + LEARNING_RATE * jnp.mean(pos - neg, axis=0)
-        return (W, b, c, v), None
-
-    @jax.jit
-    def epoch(carry, start):
-        return jax.lax.scan(update, carry, start + jnp.arange(steps))[0]
+    epoch, init = epoch_program(jnp.asarray(train), key_fit, hidden)
 
     wall0, cpu0 = time.perf_counter(), time.process_time()
-    data = jnp.asarray(train)
-    k_w, k_v = jax.random.split(key_init)
-    W = INIT_SCALE * jax.random.normal(k_w, (d, hidden))
-    v = jax.random.bernoulli(k_v, 0.5, (BATCH, d)).astype(jnp.float32)
-    carry = (W, jnp.zeros(d), jnp.zeros(hidden), v)
+    carry = init(key_init)
     stamps, snapshots = [], []
     for e in range(epochs):
-        carry = jax.block_until_ready(epoch(carry, e * steps))
+        carry, _ = jax.block_until_ready(epoch(carry, e * steps))
         stamps.append((time.perf_counter(), time.process_time()))
-        snapshots.append(tuple(np.array(a) for a in carry[:3]))
+        snapshots.append(tuple(np.array(a) for a in carry[0]))
     fit = epoch_rows(peer, (wall0, cpu0), stamps, snapshots, test, train)
     return {"side": "hand-written JAX", "fit": fit}
 
