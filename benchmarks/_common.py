@@ -31,13 +31,19 @@ def utc_now() -> datetime.datetime:
 
 
 def machine_info() -> dict:
-    """CPU model, flags, core count and memory of this machine."""
-    model, flags, mem = "unknown", "", ""
+    """CPU model (with its family, model and stepping numbers, which tell hosts of one
+    marketing name apart), flags, core count and memory of this machine."""
+    model, flags, mem, family = "unknown", "", "", {}
     try:
         text = Path("/proc/cpuinfo").read_text()
         for line in text.splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
+            key, _, value = line.partition(":")
+            key = key.strip()
+            if key == "model name":
+                model = value.strip()
+            elif key in ("cpu family", "model", "stepping"):
+                family.setdefault(key, value.strip())
+            if not line.strip():  # the first processor's block ends
                 break
         flags = " ".join(f for f in ("avx2", "avx512f", "fma") if f" {f}" in text)
     except OSError:
@@ -51,6 +57,9 @@ def machine_info() -> dict:
     return {
         "nproc": os.cpu_count(),
         "cpu_model": model,
+        "cpu_family_model_stepping": "/".join(
+            family.get(key, "?") for key in ("cpu family", "model", "stepping")
+        ),
         "cpu_flags": flags,
         "memory": mem,
         "platform": platform.platform(),
