@@ -42,9 +42,9 @@ of one parameter's draws, and the rank statistics cost a single sort per paramet
 On CPU the sort is NumPy's, which picks its code by the CPU's features: on the AMD Zen 4
 host measured (NumPy 2.4.6), its AVX-512 sort ran at a sixth of the speed of its AVX2 sort
 (52 against 8.7 ms for 10^6 float64 draws, 2026-12-07), and R-hat with both ESS at 1000
-chains x 1000 draws x 10 took 0.90 s against 0.51 s. Setting ``NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL
-AVX512_SPR"`` before Python starts makes NumPy take its AVX2 code there (for every NumPy
-kernel of that process, not only the sort).
+chains x 1000 draws x 10 took 0.90 s against 0.51 s. Setting
+``NPY_DISABLE_CPU_FEATURES="X86_V4 AVX512_ICL AVX512_SPR"`` before Python starts makes NumPy
+take its AVX2 code there (for every NumPy kernel of that process, not only the sort).
 
 Up to 8192 draws per parameter (4 chains x 2000) steps 1 and 2 give way to one sort of the
 draws and the general path below: a program half the size, compiled in half the time, as fast
