@@ -42,7 +42,7 @@ from jax.scipy.special import logsumexp
 from numpyro_ebm._checks import check_finite_array, check_int, check_ladder, check_positive
 from numpyro_ebm.diagnostics import pareto_khat, pareto_khat_threshold
 from numpyro_ebm.evidence import _checks
-from numpyro_ebm.evidence.mutations import check_mutation, transition
+from numpyro_ebm.evidence.mutations import check_mutation, transition, tuned_parameters
 from numpyro_ebm.evidence.references import Gaussian, check_gaussian, laplace
 
 __all__ = [
@@ -114,8 +114,8 @@ class AISResult(NamedTuple):
         Delta-method standard error of ``log_normalizer`` from the weights
         (:func:`log_mean_exp`).
     runs_standard_error
-        The same from the runs' own estimates :math:`\hat Z_r` (independent runs; valid
-        even though each run's step sizes are tuned on its own particles).
+        The same from the runs' own estimates :math:`\hat Z_r` (independent runs given the
+        pilot run's tuning).
     log_normalizer_per_run
         :math:`\log \hat Z_r`, shape ``(runs,)``.
     log_weights
@@ -173,7 +173,13 @@ class Mutation(NamedTuple):
     num_integration_steps: int
 
     def move(self) -> Callable:
-        return transition(*self)
+        return transition(
+            self.kernel, self.mutation, self.num_mcmc_steps, self.num_integration_steps
+        )
+
+    def tune(self, x: jax.Array) -> dict:
+        """The built-in move's parameters tuned to particles ``x (N, d)``."""
+        return tuned_parameters(x, self.mutation, self.step_scale, self.num_integration_steps)
 
 
 def _split_base(base) -> tuple[Gaussian | None, tuple[Callable, Callable] | None]:
@@ -273,26 +279,55 @@ def _base_functions(gaussian, functions) -> tuple[Callable, Callable]:
     return (gaussian.logdensity, gaussian.sample) if functions is None else functions
 
 
-def _anneal(key, x, betas, log_base, log_target, move):
-    """One run: weights and moves along ``betas`` from particles ``x (N, d)``."""
+def _anneal(key, x, betas, log_base, log_target, move, schedule):
+    """One run: weights and moves along ``betas`` from particles ``x (N, d)``.
+
+    ``schedule`` gives the moves' parameters: stacked along the steps, or a function of the
+    particles about to move (the pilot, :func:`_pilot`). Returns the particles, the log
+    weights, the acceptance rate per step, the gradient count and the parameters used.
+    """
+    tune = schedule if callable(schedule) else None
 
     def body(carry, inputs):
         x, log_w = carry
-        key, beta_prev, beta = inputs
+        key, beta_prev, beta, parameters = inputs
+        parameters = parameters if tune is None else tune(x)
         log_ratio = jax.vmap(lambda p: log_target(p) - log_base(p))(x)
         log_w = log_w + (beta - beta_prev) * log_ratio
 
         def logdensity(p):
             return (1.0 - beta) * log_base(p) + beta * log_target(p)
 
-        x, acceptance, grads = move(key, x, logdensity)
-        return (x, log_w), (jnp.mean(acceptance), grads)
+        x, acceptance, grads = move(key, x, logdensity, parameters)
+        return (x, log_w), (jnp.mean(acceptance), grads, parameters)
 
     keys = jax.random.split(key, betas.shape[0] - 1)
-    (x, log_w), (acceptance, grads) = jax.lax.scan(
-        body, (x, jnp.zeros(x.shape[0])), (keys, betas[:-1], betas[1:])
+    inputs = (keys, betas[:-1], betas[1:], None if tune is not None else schedule)
+    (x, log_w), (acceptance, grads, parameters) = jax.lax.scan(
+        body, (x, jnp.zeros(x.shape[0])), inputs
     )
-    return x, log_w, acceptance, jnp.sum(grads)
+    return x, log_w, acceptance, jnp.sum(grads), parameters
+
+
+def _pilot(key, betas, log_base, sample, log_target, num_particles, config, move):
+    r"""The built-in moves' parameters along increasing ``betas``, tuned at each step to the
+    particles of a pilot run of ``num_particles`` from the base (its weights unused), and the
+    pilot's gradient count; none for a user's kernel.
+
+    Step :math:`k` (to :math:`\beta_{k+1}`) takes the parameters tuned to the pilot's
+    particles at :math:`\beta_k`. Fixed before the runs start, the moves leave every
+    :math:`\pi_\beta` exactly invariant, which the unbiasedness of :math:`\hat Z` (and of the
+    reverse weights) needs: a kernel tuned to the particles it moves depends on each
+    particle's own position, and biased :math:`\log \hat Z` upward (by 0.2, 4.5-5.8 standard
+    errors, with 200 steps and 4 x 128 particles on a 3-d Gaussian).
+    """
+    if config.kernel is not None:
+        return {}, 0
+    draw_key, anneal_key = jax.random.split(key)
+    outputs = _anneal(
+        anneal_key, sample(draw_key, num_particles), betas, log_base, log_target, move, config.tune
+    )
+    return outputs[4], outputs[3]
 
 
 def _summarize(x, log_w, acceptance, grads, sign: float) -> AISResult:
@@ -380,8 +415,10 @@ def ais(
         transitions, used as given at every :math:`\beta` (its gradient count is read from
         its ``Info``'s ``num_grad_evals`` or ``num_integration_steps``, else one per step).
         By default, ``mutation`` (``"hmc"`` or ``"mala"``) is tuned at each :math:`\beta`
-        to the run's particles (:func:`tuned_parameters`, scaled by ``step_scale``), so the
-        step follows the scale of :math:`\pi_\beta` along the path.
+        to the particles of a pilot run (:func:`tuned_parameters`, scaled by ``step_scale``;
+        one more run of ``num_particles``, its own key, its weights unused), so the step
+        follows the scale of :math:`\pi_\beta` along the path and is fixed before the runs
+        start, as the estimate's unbiasedness needs.
     num_mcmc_steps, num_integration_steps
         Transitions per :math:`\beta`; leapfrog steps of HMC.
     scale_check
@@ -439,6 +476,16 @@ def _forward(
     rng_key, betas, gaussian, scales, logdensity_fn, functions, num_particles, num_runs, config
 ):
     move = config.move()
+    pilot_key, runs_key = jax.random.split(rng_key)
+    schedule, pilot_grads = _pilot(
+        pilot_key,
+        betas,
+        *_base_functions(gaussian, functions),
+        logdensity_fn,
+        num_particles,
+        config,
+        move,
+    )
 
     def run(key, scale):
         log_base, sample = _base_functions(
@@ -446,9 +493,10 @@ def _forward(
         )
         draw_key, anneal_key = jax.random.split(key)
         x = sample(draw_key, num_particles)
-        return _anneal(anneal_key, x, betas, log_base, logdensity_fn, move)
+        return _anneal(anneal_key, x, betas, log_base, logdensity_fn, move, schedule)[:4]
 
-    return jax.vmap(run)(jax.random.split(rng_key, num_runs), scales)
+    x, log_w, acceptance, grads = jax.vmap(run)(jax.random.split(runs_key, num_runs), scales)
+    return x, log_w, acceptance, jnp.sum(grads) + pilot_grads
 
 
 def reverse_ais(
@@ -524,13 +572,21 @@ def reverse_ais(
 
 @partial(jax.jit, static_argnums=(4, 5, 6))
 def _backward(rng_key, betas, gaussian, x0, logdensity_fn, functions, config):
-    log_base, _ = _base_functions(gaussian, functions)
+    log_base, sample = _base_functions(gaussian, functions)
     move = config.move()
+    pilot_key, runs_key = jax.random.split(rng_key)
+    # The pilot runs forward from the base; step k of the reverse pass (to betas[k + 1])
+    # takes the parameters tuned at that inverse temperature.
+    schedule, pilot_grads = _pilot(
+        pilot_key, betas[::-1], log_base, sample, logdensity_fn, x0.shape[1], config, move
+    )
+    schedule = jax.tree.map(lambda a: a[::-1], schedule)
 
     def run(key, x):
-        return _anneal(key, x, betas, log_base, logdensity_fn, move)
+        return _anneal(key, x, betas, log_base, logdensity_fn, move, schedule)[:4]
 
-    return jax.vmap(run)(jax.random.split(rng_key, x0.shape[0]), x0)
+    x, log_w, acceptance, grads = jax.vmap(run)(jax.random.split(runs_key, x0.shape[0]), x0)
+    return x, log_w, acceptance, jnp.sum(grads) + pilot_grads
 
 
 # -- NumPyro models and trained energies ------------------------------------------------------

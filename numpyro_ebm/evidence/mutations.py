@@ -1,13 +1,15 @@
-r"""The MCMC moves of AIS and tempered SMC: MALA or HMC tuned to the current particles, or a
-user's kernel, applied to all particles at once.
+r"""The MCMC moves of AIS and tempered SMC: MALA or HMC tuned to particles, or a user's
+kernel, applied to all particles at once.
 
 At each annealing step the particles are moved by a kernel that leaves the current
-:math:`\pi_\beta` invariant. The built-in moves read their scale from the particles
+:math:`\pi_\beta` invariant. The built-in moves read their scale from particles
 (:func:`tuned_parameters`): MALA's step :math:`h = 1.36\, s\, \bar\sigma^2 / d^{1/3}`
 (Roberts & Rosenthal 1998, "Optimal scaling of discrete approximations to Langevin
 diffusions", JRSS B 60), HMC's inverse mass matrix the per-coordinate variance and step
 :math:`s\, d^{-1/4}` (Beskos, Pillai, Roberts, Sanz-Serna & Stuart 2013, "Optimal tuning of
-the hybrid Monte Carlo algorithm", Bernoulli 19).
+the hybrid Monte Carlo algorithm", Bernoulli 19). Tempered SMC tunes them to the particles it
+is about to move; AIS to a pilot run's (:func:`numpyro_ebm.evidence.ais.ais`), since a kernel
+tuned to the particle it moves does not leave :math:`\pi_\beta` exactly invariant.
 """
 
 from __future__ import annotations
@@ -65,8 +67,10 @@ def _kernel_grad_evals(info) -> jax.Array:
     return jnp.asarray(1)
 
 
-def transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_steps):
-    """``move(key, x (N, d), logdensity_fn) -> (x, acceptance (N,), grad evals)``."""
+def transition(kernel, mutation, num_mcmc_steps, num_integration_steps):
+    """``move(key, x (N, d), logdensity_fn, parameters) -> (x, acceptance (N,), grad evals)``:
+    the built-in ``mutation`` with ``parameters`` (:func:`tuned_parameters`), or ``kernel``
+    (``parameters`` unused)."""
 
     def steps(key, x, init, step):
         def body(states, k):
@@ -78,7 +82,7 @@ def transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_ste
 
     if kernel is not None:
 
-        def move(key, x, logdensity_fn):
+        def move(key, x, logdensity_fn, parameters):
             algorithm = kernel(logdensity_fn)
             position, infos = steps(key, x, algorithm.init, algorithm.step)
             # one gradient per particle at init, as BlackJAX's gradient kernels take
@@ -91,8 +95,7 @@ def transition(kernel, mutation, step_scale, num_mcmc_steps, num_integration_ste
     algorithm = blackjax.mala if mutation == "mala" else blackjax.hmc
     per_step = grad_evals_per_step(mutation, num_integration_steps)
 
-    def move(key, x, logdensity_fn):
-        parameters = tuned_parameters(x, mutation, step_scale, num_integration_steps)
+    def move(key, x, logdensity_fn, parameters):
         step_fn = algorithm.build_kernel()
 
         def step(k, state):
