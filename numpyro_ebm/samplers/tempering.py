@@ -56,7 +56,10 @@ def _parallel_tempering_chain(
         temperatures = replica_exchange.geometric_ladder(num_replicas, max_temperature)
     temperatures = jnp.asarray(temperatures, jnp.float32)
     logdensity_fn = target.logdensity_fn
-    tuned = "step_size" in inner.options
+    # a step size scales with the temperature; it is tuned only for a move with an acceptance
+    # rate (ULA has none: its step stays the one given)
+    scaled = "step_size" in inner.options
+    tuned = "target_acceptance_rate" in inner.options
     fixed = ("step_size", "target_acceptance_rate")
     extra = {k: v for k, v in inner.options.items() if k not in fixed}
     joint = inner.name == "block_gibbs"
@@ -77,7 +80,7 @@ def _parallel_tempering_chain(
         # replica k moves with step size (noise variance) step_size * T_k
         if joint:
             return tempered
-        if tuned:
+        if scaled:
             return lambda ld, t: inner.kernel(ld, step_size * t, **extra)
         if "discrete" in inner.accepts:
             return lambda ld, t: inner.kernel(ld, target.support, **extra)
@@ -114,8 +117,9 @@ def _parallel_tempering_chain(
             )
             steps = num_warmup - _LADDER_ROUNDS * (num_warmup // (2 * _LADDER_ROUNDS))
         if not tuned:
-            state = untuned_warmup(lambda k, s: move(k, s, None, ladder), state, rng_key, steps)
-            return state, {"temperatures": ladder}
+            state = untuned_warmup(lambda k, s: move(k, s, initial, ladder), state, rng_key, steps)
+            fixed_step = {} if initial is None else {"step_size": jnp.asarray(initial)}
+            return state, {"temperatures": ladder, **fixed_step}
 
         def make_step(step_size):
             def one(key, state):
@@ -174,7 +178,8 @@ def parallel_tempering(
     parameters :math:`\theta / T_k`) and swap on the joint energy, Desjardins et al. 2010).
     An inner move with a step size uses :math:`\epsilon T_k` in replica :math:`k`, with
     :math:`\epsilon` tuned during warmup by dual averaging of the cold replica's acceptance
-    rate towards ``target_acceptance_rate``. Swap acceptance rates per neighbour pair are
+    rate towards ``target_acceptance_rate`` (``ula()``, which has no acceptance step, keeps
+    its own :math:`\epsilon`). Swap acceptance rates per neighbour pair are
     reported as the statistic ``swap_acceptance`` (NaN for pairs not attempted at a draw), and
     the round trips (cold to hot to cold) completed so far as ``round_trips``; ``drift`` counts
     the inner moves of all replicas that lowered and raised the energy and raised and lowered
