@@ -16,11 +16,25 @@ compute the same thing share one. What a trace does not show is not keyed: custo
 rules and host callbacks enter by their names (their bodies run only when differentiated or
 on the host), and a function ``jax.jit`` has traced before is keyed by that trace, as JAX
 itself runs it.
+
+One JAX behaviour needs more: without ``jax_enable_x64``, JAX narrows a float64 (or int64)
+NumPy array to 32 bits once per array *object*, and serves that copy again for as long as a
+program built from it lives. An array changed in place would then be read with its old
+values, by our key and by the program built for it. So :func:`trace` also looks for such
+arrays where the function can read them (its closure, the globals it names, a bound
+object's attributes, a ``functools.partial``'s arguments, and the functions those name, a
+few levels deep), remembers a digest of each, and when one has changed since, forgets every
+entry here and JAX's own caches, so that the copy goes and the new values are read.
 """
 
 from __future__ import annotations
 
+import functools
+import gc
 import hashlib
+import inspect
+import types
+import weakref
 from collections import OrderedDict
 from collections.abc import Callable, Hashable
 from typing import Any
@@ -30,6 +44,10 @@ import numpy as np
 
 SIZE = 64
 _ENTRIES: OrderedDict = OrderedDict()
+# id -> (weak reference, digest) of the NumPy arrays JAX narrows that a traced function read
+_NARROWED: dict[int, tuple[weakref.ref, bytes]] = {}
+# how many references deep :func:`_narrowed_arrays` looks from a traced function
+_DEPTH = 4
 
 
 def cached(signature: Hashable, build: Callable[[], Any]) -> Any:
@@ -58,6 +76,7 @@ def trace(fn: Callable, *args) -> tuple[str, Any]:
     the output, and the bytes of every constant (see the module docstring). ``fn``'s own
     errors propagate. ``fn`` is traced through a new wrapper each time, so that JAX's own cache
     of traces (keyed by the function object) never answers."""
+    _forget_if_changed(_narrowed_arrays(fn))
     closed, out = jax.make_jaxpr(lambda *a: fn(*a), return_shape=True)(*args)
     digest = hashlib.blake2b(str(closed.jaxpr).encode())
     digest.update(f"{jax.tree.structure(args)}->{jax.tree.structure(out)}".encode())
@@ -86,6 +105,56 @@ def check_pure(fn: Callable, args: tuple, key: str, what: str) -> None:
         return True
 
     cached(("pure", key), second_trace)
+
+
+def _narrowed_arrays(root) -> list[np.ndarray]:
+    """The NumPy arrays reachable from ``root`` (see the module docstring) whose dtype JAX
+    narrows (64-bit ones without ``jax_enable_x64``)."""
+    found, seen, stack = [], set(), [(root, 0)]
+    while stack:
+        obj, depth = stack.pop()
+        if id(obj) in seen or depth > _DEPTH or isinstance(obj, (types.ModuleType, type)):
+            continue
+        seen.add(id(obj))
+        if isinstance(obj, np.ndarray):
+            if obj.dtype != jax.dtypes.canonicalize_dtype(obj.dtype):
+                found.append(obj)
+            continue
+        if isinstance(obj, functools.partial):
+            children = [obj.func, *obj.args, *obj.keywords.values()]
+        elif inspect.ismethod(obj):
+            children = [obj.__func__, obj.__self__]
+        elif inspect.isfunction(obj):
+            names = inspect.getclosurevars(obj)
+            children = [*names.nonlocals.values(), *names.globals.values()]
+        elif isinstance(obj, (list, tuple)):
+            children = list(obj)
+        elif isinstance(obj, dict):
+            children = list(obj.values())
+        else:
+            children = list(getattr(obj, "__dict__", {}).values())
+        stack.extend((child, depth + 1) for child in children)
+    return found
+
+
+def _drop_narrowed(key: int, _reference) -> None:
+    _NARROWED.pop(key, None)
+
+
+def _forget_if_changed(arrays: list[np.ndarray]) -> None:
+    """Remember the digests of ``arrays``; if one changed since a function read it, forget
+    every entry and JAX's caches (which hold JAX's narrowed copy of it)."""
+    changed = False
+    for array in arrays:
+        key = id(array)
+        digest = hashlib.blake2b(np.ascontiguousarray(array).tobytes()).digest()
+        known = _NARROWED.get(key)
+        changed |= known is not None and known[0]() is array and known[1] != digest
+        _NARROWED[key] = (weakref.ref(array, functools.partial(_drop_narrowed, key)), digest)
+    if changed:
+        clear()
+        jax.clear_caches()
+        gc.collect()
 
 
 def _bytes(const) -> bytes:

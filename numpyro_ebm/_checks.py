@@ -157,6 +157,15 @@ def check_positive(name: str, value) -> None:
         raise ValueError(f"{name} must be positive and finite, got {value!r}")
 
 
+def check_positive_number(name: str, value) -> None:
+    """Raise ``ValueError`` unless ``value`` is one finite number > 0 (a step size)."""
+    if np.ndim(value) != 0:
+        raise ValueError(
+            f"{name} must be a single positive number, got shape {np.shape(value)}: {value!r}"
+        )
+    check_positive(name, value)
+
+
 def check_strictly_decreasing(name: str, value) -> None:
     """Raise ``ValueError`` unless ``value`` is a 1-D array of positive, strictly
     decreasing numbers (a noise schedule sigma_1 > ... > sigma_L > 0)."""

@@ -139,6 +139,21 @@ def test_non_mixing_chains_have_large_rhat():
     assert float(diagnostics.rhat(x)) > 1.1
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("draws", [100, 3000])
+def test_chains_frozen_at_distinct_values_have_huge_rhat_never_nan(draws, dtype):
+    # Above 8192 split draws the folded (and, alone, the bulk) R-hat are read off per-chain
+    # sums, whose difference returned NaN (float64) or about 200 (float32) for frozen chains.
+    x = np.repeat(np.arange(4.0, dtype=dtype)[:, None], draws, axis=1)
+    with jax.enable_x64(dtype == np.float64):
+        values = [
+            float(diagnostics.rhat(x)),
+            float(diagnostics.summary(x, stats=("rhat",))["rhat"]),
+            float(diagnostics.summary(x, stats=("rhat", "ess_bulk"))["rhat"]),
+        ]
+    assert all(value > 1e6 for value in values), values
+
+
 def test_iid_chains_mix_well():
     x = np.random.default_rng(2).normal(size=(4, 1000, 3))
     assert np.all(np.asarray(diagnostics.rhat(x)) < 1.01)

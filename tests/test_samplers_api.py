@@ -14,7 +14,7 @@ from numpyro.infer import MCMC
 from stats import assert_mean_close
 
 import numpyro_ebm as ne
-from numpyro_ebm import _cache
+from numpyro_ebm import _cache, diagnostics
 
 
 def gaussian(x):
@@ -78,11 +78,35 @@ def test_the_class_of_a_value_says_how_it_runs():
         (lambda: ne.samplers.parallel_tempering(inner="mala"), "inner"),
         (lambda: ne.samplers.parallel_tempering(inner=ne.samplers.nuts()), "move of its own"),
         (lambda: ne.samplers.tempered_smc(target_ess=1.0), "target_ess"),
+        # an array step size was taken, then failed in sample() without naming step_size
+        (lambda: ne.samplers.mala(step_size=np.array([0.1, 0.2])), "step_size must be a single"),
+        (lambda: ne.samplers.ula(step_size=np.array([0.1])), "step_size must be a single"),
+        (lambda: ne.samplers.sgld(step_size=[0.1, 0.2]), "step_size must be a single"),
     ],
 )
 def test_options_are_checked_when_the_value_is_made(make, match):
     with pytest.raises((ValueError, TypeError), match=match):
         make()
+
+
+def test_parallel_tempering_over_ula_keeps_its_step_and_samples_its_biased_target():
+    # ULA has no acceptance rate to tune its step by (warm-up crashed on it). At noise
+    # variance h on N(1, I), ULA's stationary law is N(1, I / (1 - h / 4)).
+    h = 0.05
+    sampler = ne.samplers.parallel_tempering(
+        inner=ne.samplers.ula(step_size=h), temperatures=[1.0, 2.0, 4.0]
+    )
+    idata = ne.sample(
+        gaussian, sampler, key=jax.random.key(0), event_shape=(2,), num_chains=16,
+        num_samples=1000, num_warmup=200,
+    )  # fmt: skip
+    np.testing.assert_allclose(idata.sample_stats["step_size"].values, h, rtol=1e-6)
+    draws = idata.posterior["x"].values
+    ess = float(np.min(diagnostics.ess_bulk(draws)))
+    variance = 1 / (1 - h / 4)
+    # Monte Carlo errors of the mean and the variance at the smaller bulk ESS
+    assert np.all(np.abs(draws.mean((0, 1)) - 1.0) < 4 * np.sqrt(variance / ess))
+    assert np.all(np.abs(draws.var((0, 1)) - variance) < 4 * variance * np.sqrt(2 / ess))
 
 
 def test_documented_nuts_options_are_accepted():

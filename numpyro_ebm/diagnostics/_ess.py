@@ -171,13 +171,21 @@ def _chain_sums(values: Array, chain: Array, chains: int) -> Array:
     )
 
 
-def _psrf_from_sums(sums: Array, n: int) -> Array:
-    """BlackJAX's ``potential_scale_reduction`` (which agrees with ArviZ's ``_rhat``) written
+# A chain's variance from sums of scores and of their squares is trusted down to this fraction
+# of its mean square; below (a chain stuck at nearly one rank) the sums' rounding dominates.
+_MIN_RELATIVE_VARIANCE = 1e-2
+
+
+def _psrf_from_sums(sums: Array, n: int) -> tuple[Array, Array]:
+    r"""BlackJAX's ``potential_scale_reduction`` (which agrees with ArviZ's ``_rhat``) written
     on per-chain sums of the draws and of their squares (see :func:`_chain_sums`), so that
-    folded normal scores are never put back in draw order. Only used for distinct scores,
-    where no chain's variance is 0."""
+    folded normal scores are never put back in draw order; and whether it is reliable: every
+    chain's variance at least ``_MIN_RELATIVE_VARIANCE`` of its mean square. Chains frozen
+    at distinct values have variance 0 (:math:`\hat R = \infty`), which the difference of
+    sums returns as rounding noise, or a negative number and ``NaN``."""
     means = sums[:, 0] / n
     variances = (sums[:, 1] - n * means**2) / (n - 1)
+    reliable = jnp.all(variances >= _MIN_RELATIVE_VARIANCE * sums[:, 1] / n)
     between = n * jnp.var(means, ddof=1)
     within = variances.mean()
-    return jnp.sqrt((between / within + n - 1) / n)
+    return jnp.sqrt((between / within + n - 1) / n), reliable

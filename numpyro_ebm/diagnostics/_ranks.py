@@ -312,8 +312,10 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
 
     def from_folded_order(z_bulk, fold_sums, index, bulk_in_draw_order=False):
         """The outputs from the bulk scores in folded order (or in draw order), the per-chain
-        sums of the folded scores and their squares, and the draws' indices in folded order."""
+        sums of the folded scores and their squares, and the draws' indices in folded order;
+        and whether the values read off sums are reliable (see :func:`_psrf_from_sums`)."""
         out = {}
+        reliable = jnp.asarray(True)
         if want_z and not bulk_in_draw_order:
             z_bulk = (
                 jnp.zeros(size, dtype)
@@ -322,15 +324,17 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
             )
             bulk_in_draw_order = True
         if want_rhat:
-            out["rhat_tail"] = _psrf_from_sums(fold_sums, n)
+            out["rhat_tail"], reliable = _psrf_from_sums(fold_sums, n)
             if bulk_in_draw_order:
                 z = z_bulk.reshape(chains, n)
                 out["rhat_bulk"] = potential_scale_reduction(z, chain_axis=0, sample_axis=1)
             else:
-                out["rhat_bulk"] = _psrf_from_sums(_chain_sums(z_bulk, index // n, chains), n)
+                bulk_sums = _chain_sums(z_bulk, index // n, chains)
+                out["rhat_bulk"], bulk_reliable = _psrf_from_sums(bulk_sums, n)
+                reliable = reliable & bulk_reliable
         if want_z:
             out["z"] = z_bulk.reshape(chains, n)
-        return out
+        return out, reliable
 
     def ranked():
         payload, equal = _fold_sort(flat, median, low, high)
@@ -356,10 +360,16 @@ def _rank_normalized(split: Array, median: Array, low: Array, high: Array, names
 
             return jax.lax.switch(
                 jnp.where(finite & fold_exact, jnp.where(bulk_exact, 0, 1), 2),
-                [lambda: from_folded_order(z_bulk, fold_sums, index), bulk_apart, general],
+                [
+                    lambda: from_folded_order(z_bulk, fold_sums, index),
+                    bulk_apart,
+                    lambda: (general(), jnp.asarray(True)),
+                ],
             )
 
-        return jax.lax.cond(pairs_only, pairs, runs)
+        out, reliable = jax.lax.cond(pairs_only, pairs, runs)
+        # Chains stuck at nearly one rank each: the general path, in draw order.
+        return jax.lax.cond(reliable, lambda: out, general)
 
     if size <= _SMALL or not _packable(size, dtype):
         return jax.lax.cond(high > low, general, constant)

@@ -64,7 +64,7 @@ import jax
 import jax.flatten_util
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import check_int, check_positive, check_probability
+from numpyro_ebm._checks import check_int, check_positive_number, check_probability
 from numpyro_ebm.samplers._intractable import (
     auxiliary_draws,
     check_auxiliary,
@@ -178,7 +178,7 @@ def exchange(
     value: the approximate exchange algorithm)."""
     auxiliary = check_auxiliary(auxiliary)
     check_int("auxiliary_steps", auxiliary_steps)
-    check_positive("step_size", step_size)
+    check_positive_number("step_size", step_size)
     check_probability("target_acceptance_rate", target_acceptance_rate)
     return Exchange(
         "exchange",

@@ -7,7 +7,7 @@ import blackjax
 import jax
 import jax.numpy as jnp
 
-from numpyro_ebm._checks import check_positive, check_probability
+from numpyro_ebm._checks import check_positive_number, check_probability
 from numpyro_ebm.kernels import ula as ula_kernel
 from numpyro_ebm.samplers.base import (
     DENSITY_KINDS,
@@ -61,7 +61,7 @@ def ula(*, step_size: float = 1e-2) -> Sampler:
     r"""The unadjusted Langevin algorithm (:mod:`numpyro_ebm.kernels.ula`): no
     Metropolis correction, so the chain is biased by :math:`O(\epsilon)`; the short-run
     sampler of contrastive divergence, exposed for speed comparisons and quick looks."""
-    check_positive("step_size", step_size)
+    check_positive_number("step_size", step_size)
     return ULA("ula", {"step_size": step_size}, DENSITY_KINDS, kernel=ula_kernel.as_top_level_api)
 
 
@@ -112,7 +112,7 @@ def mala(*, step_size: float = 0.2, target_acceptance_rate: float = 0.574) -> Sa
     """BlackJAX MALA (Roberts & Tweedie 1996); ``step_size`` (the noise variance) is the
     initial value that warmup tunes by dual averaging towards ``target_acceptance_rate``
     (0.574 is optimal for high-dimensional targets, Roberts & Rosenthal 1998)."""
-    check_positive("step_size", step_size)
+    check_positive_number("step_size", step_size)
     check_probability("target_acceptance_rate", target_acceptance_rate)
     return MALA(
         "mala",
@@ -181,7 +181,7 @@ def sgld(*, step_size: float = 1e-3, schedule: str = "inverse_sqrt") -> Sampler:
     No Metropolis correction: the chain is biased by :math:`O(\epsilon)`, and by the minibatch
     noise.
     """
-    check_positive("step_size", step_size)
+    check_positive_number("step_size", step_size)
     if schedule not in SGLD_SCHEDULES:
         raise ValueError(f"schedule must be one of {sorted(SGLD_SCHEDULES)}, got {schedule!r}")
     return SGLD(

@@ -9,7 +9,7 @@ import jax.numpy as jnp
 from numpyro_ebm import _health
 from numpyro_ebm._checks import (
     check_int,
-    check_positive,
+    check_positive_number,
     check_probability,
     check_strictly_decreasing,
     check_temperatures,
@@ -343,7 +343,7 @@ def annealed_langevin(
     if sigmas is None:
         raise ValueError("annealed_langevin needs sigmas, a strictly decreasing noise schedule")
     check_strictly_decreasing("sigmas", sigmas)
-    check_positive("step_size", step_size)
+    check_positive_number("step_size", step_size)
     check_int("num_steps_per_level", num_steps_per_level)
     if parameterization not in ("energy", "score"):
         raise ValueError(f"parameterization must be 'energy' or 'score', got {parameterization!r}")
