@@ -22,9 +22,11 @@ NumPy array to 32 bits once per array *object*, and serves that copy again for a
 program built from it lives. An array changed in place would then be read with its old
 values, by our key and by the program built for it. So :func:`trace` also looks for such
 arrays where the function can read them (its closure, the globals it names, a bound
-object's attributes, a ``functools.partial``'s arguments, and the functions those name, a
-few levels deep), remembers a digest of each, and when one has changed since, forgets every
-entry here and JAX's own caches, so that the copy goes and the new values are read.
+object's attributes, a ``functools.partial``'s arguments, and what those hold, a few levels
+deep; best effort: what it cannot look into it skips), remembers a digest of each one a
+trace read (its narrowed values are a constant of the trace), and when one has changed
+since, forgets every entry here and JAX's own caches, so that the copy goes and the new
+values are read. An array the function holds but does not read never clears anything.
 """
 
 from __future__ import annotations
@@ -35,7 +37,7 @@ import hashlib
 import inspect
 import types
 import weakref
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Hashable
 from typing import Any
 
@@ -46,8 +48,10 @@ SIZE = 64
 _ENTRIES: OrderedDict = OrderedDict()
 # id -> (weak reference, digest) of the NumPy arrays JAX narrows that a traced function read
 _NARROWED: dict[int, tuple[weakref.ref, bytes]] = {}
-# how many references deep :func:`_narrowed_arrays` looks from a traced function
+# how many references deep :func:`_narrowed_arrays` looks from a traced function, and the
+# longest list, tuple or dict it looks into
 _DEPTH = 4
+_MAX_ITEMS = 1000
 
 
 def cached(signature: Hashable, build: Callable[[], Any]) -> Any:
@@ -76,8 +80,10 @@ def trace(fn: Callable, *args) -> tuple[str, Any]:
     the output, and the bytes of every constant (see the module docstring). ``fn``'s own
     errors propagate. ``fn`` is traced through a new wrapper each time, so that JAX's own cache
     of traces (keyed by the function object) never answers."""
-    _forget_if_changed(_narrowed_arrays(fn))
+    narrowed = _narrowed_arrays(fn)
+    _forget_if_changed(narrowed)
     closed, out = jax.make_jaxpr(lambda *a: fn(*a), return_shape=True)(*args)
+    _remember_read(narrowed, closed.consts)
     digest = hashlib.blake2b(str(closed.jaxpr).encode())
     digest.update(f"{jax.tree.structure(args)}->{jax.tree.structure(out)}".encode())
     for const in closed.consts:
@@ -109,32 +115,50 @@ def check_pure(fn: Callable, args: tuple, key: str, what: str) -> None:
 
 def _narrowed_arrays(root) -> list[np.ndarray]:
     """The NumPy arrays reachable from ``root`` (see the module docstring) whose dtype JAX
-    narrows (64-bit ones without ``jax_enable_x64``)."""
-    found, seen, stack = [], set(), [(root, 0)]
-    while stack:
-        obj, depth = stack.pop()
-        if id(obj) in seen or depth > _DEPTH or isinstance(obj, (types.ModuleType, type)):
+    narrows (64-bit ones without ``jax_enable_x64``), breadth first, so that an object is
+    looked into from its shortest path."""
+    found, seen, queue = [], set(), deque([(root, 0)])
+    while queue:
+        obj, depth = queue.popleft()
+        if id(obj) in seen or isinstance(obj, (types.ModuleType, type)):
             continue
         seen.add(id(obj))
         if isinstance(obj, np.ndarray):
             if obj.dtype != jax.dtypes.canonicalize_dtype(obj.dtype):
                 found.append(obj)
             continue
-        if isinstance(obj, functools.partial):
-            children = [obj.func, *obj.args, *obj.keywords.values()]
-        elif inspect.ismethod(obj):
-            children = [obj.__func__, obj.__self__]
-        elif inspect.isfunction(obj):
-            names = inspect.getclosurevars(obj)
-            children = [*names.nonlocals.values(), *names.globals.values()]
-        elif isinstance(obj, (list, tuple)):
-            children = list(obj)
-        elif isinstance(obj, dict):
-            children = list(obj.values())
-        else:
-            children = list(getattr(obj, "__dict__", {}).values())
-        stack.extend((child, depth + 1) for child in children)
+        if depth < _DEPTH:
+            try:
+                children = _held(obj)
+            except Exception:  # an object that will not say what it holds is skipped
+                children = []
+            queue.extend((child, depth + 1) for child in children)
     return found
+
+
+def _held(obj) -> list:
+    """What a function, partial, method, container or object reads or holds."""
+    if isinstance(obj, functools.partial):
+        return [obj.func, *obj.args, *obj.keywords.values()]
+    if inspect.ismethod(obj):
+        return [obj.__func__, obj.__self__]
+    if inspect.isfunction(obj):
+        cells = []
+        for cell in obj.__closure__ or ():
+            try:
+                cells.append(cell.cell_contents)
+            except ValueError:  # a cell not assigned yet
+                pass
+        names = obj.__code__.co_names
+        return cells + [obj.__globals__[name] for name in names if name in obj.__globals__]
+    if isinstance(obj, (list, tuple, dict)):
+        values = obj.values() if isinstance(obj, dict) else obj
+        return list(values) if len(obj) <= _MAX_ITEMS else []
+    return list(vars(obj).values())
+
+
+def _digest(array: np.ndarray) -> bytes:
+    return hashlib.blake2b(np.ascontiguousarray(array).tobytes()).digest()
 
 
 def _drop_narrowed(key: int, _reference) -> None:
@@ -142,19 +166,32 @@ def _drop_narrowed(key: int, _reference) -> None:
 
 
 def _forget_if_changed(arrays: list[np.ndarray]) -> None:
-    """Remember the digests of ``arrays``; if one changed since a function read it, forget
-    every entry and JAX's caches (which hold JAX's narrowed copy of it)."""
-    changed = False
+    """If one of ``arrays`` that a trace read has changed since, forget every entry and JAX's
+    caches (which hold JAX's narrowed copy of it)."""
     for array in arrays:
-        key = id(array)
-        digest = hashlib.blake2b(np.ascontiguousarray(array).tobytes()).digest()
-        known = _NARROWED.get(key)
-        changed |= known is not None and known[0]() is array and known[1] != digest
-        _NARROWED[key] = (weakref.ref(array, functools.partial(_drop_narrowed, key)), digest)
-    if changed:
-        clear()
-        jax.clear_caches()
-        gc.collect()
+        known = _NARROWED.get(id(array))
+        if known is not None and known[0]() is array and known[1] != _digest(array):
+            clear()
+            jax.clear_caches()
+            gc.collect()
+            return
+
+
+def _remember_read(arrays: list[np.ndarray], consts: list) -> None:
+    """Remember the digests of the ``arrays`` whose narrowed values are among a trace's
+    ``consts``."""
+    shapes = {array.shape for array in arrays}
+    read = {
+        (np.shape(const), hashlib.blake2b(_bytes(const)).digest())
+        for const in consts
+        if np.shape(const) in shapes
+    }
+    for array in arrays:
+        narrowed = np.asarray(array, jax.dtypes.canonicalize_dtype(array.dtype))
+        if (array.shape, _digest(narrowed)) in read:
+            key = id(array)
+            reference = weakref.ref(array, functools.partial(_drop_narrowed, key))
+            _NARROWED[key] = (reference, _digest(array))
 
 
 def _bytes(const) -> bytes:

@@ -157,6 +157,41 @@ def test_a_model_given_changed_data_gets_its_own_draws(passed, dtype):
     assert abs(posterior_mean() - 5.0) < 0.5  # exact N(4.99, 1/4)
 
 
+class _Experiment:
+    """Reads a float32 centre; keeps a float64 log it writes in place, which it never reads."""
+
+    def __init__(self):
+        self.centre = np.zeros(2, np.float32)
+        self.log = np.zeros(3)
+
+    def energy(self, x):
+        return 0.5 * jnp.sum((x - self.centre) ** 2)
+
+
+class _Opaque:
+    __slots__ = ("values",)
+
+    def __getattr__(self, name):  # raises KeyError, not AttributeError
+        return {}[name]
+
+
+def test_the_array_check_skips_what_it_cannot_read_and_clears_only_for_arrays_read():
+    experiment = _Experiment()
+    _mean(experiment.energy)
+    experiment.log[:] = 1.0  # held, never read: nothing is forgotten or compiled again
+    assert _compiles(lambda: _mean(experiment.energy)) == []
+
+    opaque = _Opaque()
+
+    def energy(x, debug=False):
+        if debug:
+            print(later, opaque)  # a cell not assigned yet when sampled, an opaque object
+        return 0.5 * jnp.sum(x**2)
+
+    assert abs(_mean(energy)) < 0.5
+    later = 1
+
+
 def test_an_unchanged_energy_or_model_compiles_nothing_new():
     nnx = pytest.importorskip("flax.nnx")
     net = nnx.Linear(2, 1, rngs=nnx.Rngs(0))
