@@ -318,6 +318,17 @@ def mixing_report(
     unknown = sorted(set(names) - set(posterior.data_vars))
     if unknown:
         raise ValueError(f"var_names {unknown} not in the posterior {list(posterior.data_vars)}")
+    for name in names:
+        variable = posterior[name]
+        if tuple(variable.dims[:2]) != ("chain", "draw"):
+            raise ValueError(
+                f"posterior variable {name!r} must have dimensions (chain, draw, ...), got "
+                f"{tuple(variable.dims)}"
+            )
+        if not (np.issubdtype(variable.dtype, np.number) or variable.dtype == bool):
+            raise TypeError(
+                f"posterior variable {name!r} must hold numbers, got dtype {variable.dtype}"
+            )
     num_chains, num_draws = posterior.sizes["chain"], posterior.sizes["draw"]
     table = _table(posterior, names)
     found = _statistics_warnings(

@@ -195,6 +195,7 @@ def save_rbm(directory: str | os.PathLike, model, params) -> Path:
     leaves whole files. Returns the directory."""
     if not isinstance(model, BernoulliRBM | GaussianBernoulliRBM):
         raise TypeError(f"model must be a BernoulliRBM or GaussianBernoulliRBM, got {model!r}")
+    check_params(model, params)  # what load_rbm would refuse is not written
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     spec: dict[str, Any] = {

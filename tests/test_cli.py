@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -121,6 +122,23 @@ def test_diagnose_strict_fails_on_warnings(tmp_path):
     _arviz.to_netcdf(data, tmp_path / "stuck.nc")
     assert main(["diagnose", str(tmp_path / "stuck.nc")]) == 0
     assert main(["diagnose", "--strict", str(tmp_path / "stuck.nc")]) == 1
+
+
+@pytest.mark.parametrize(
+    "variable, message",
+    [
+        (("a", np.zeros(3)), r"variable 'x' must have dimensions \(chain, draw, ...\)"),
+        ((("chain", "draw"), np.full((2, 4), "s")), "variable 'x' must hold numbers"),
+    ],
+)
+def test_diagnose_refuses_posteriors_it_cannot_read_in_one_line(tmp_path, variable, message):
+    # a variable without (chain, draw) dimensions ended in a KeyError traceback, status 1
+    import xarray
+
+    xarray.Dataset({"x": variable}).to_netcdf(tmp_path / "odd.nc", group="posterior")
+    result = run("diagnose", str(tmp_path / "odd.nc"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert re.search(message, result.stderr), result.stderr
 
 
 @pytest.mark.parametrize(

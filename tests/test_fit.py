@@ -122,6 +122,18 @@ def test_non_finite_loss_names_the_step_and_keeps_the_last_good_checkpoint(tmp_p
     np.testing.assert_array_equal(restored.history["step"], [5, 10, 15, 20])
 
 
+def test_an_update_that_overflows_stops_the_run_though_loss_and_gradient_are_finite():
+    # loss w * mean(batch) with batch entries 1e30: a finite loss and gradient, but one SGD
+    # step at rate 1e10 sends w to -inf, which was returned (or checkpointed) without a word
+    overflow = objectives.from_loss(lambda p, batch, key: (p["w"] * jnp.mean(batch), {}))
+    data = np.full((8, 1), 1e30, np.float32)
+    with pytest.raises(FloatingPointError, match="update at step 0"):
+        fit(
+            overflow, {"w": jnp.zeros(())}, data, key=jax.random.key(0),
+            optimizer=optax.sgd(1e10), num_steps=1, batch_size=4, progress=False,
+        )  # fmt: skip
+
+
 def test_history_and_callbacks():
     seen = []
     result = fit(

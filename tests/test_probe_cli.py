@@ -136,7 +136,7 @@ def test_a_diverging_learning_rate_ends_in_one_line(capsys, ring, tmp_path):
         "--objective", "dsm", "--steps", "200", "--hidden", "8", "--checkpoint-every", "100",
         "--lr", "1e12",
     )  # fmt: skip
-    assert "non-finite loss or gradient" in err and "a smaller --lr may help" in err
+    assert "non-finite loss, gradient or update" in err and "a smaller --lr may help" in err
 
 
 @pytest.mark.parametrize(

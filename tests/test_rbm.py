@@ -22,7 +22,7 @@ from numpyro_ebm.kernels import block_gibbs
 from numpyro_ebm.models import rbm as rbm_lib
 from numpyro_ebm.models.rbm import BernoulliRBM, GaussianBernoulliRBM, RBMParams, check_binary
 from numpyro_ebm.storage import load_rbm, save_rbm
-from numpyro_ebm.training.rbm import rbm_optimizer, train_rbm
+from numpyro_ebm.training.rbm import fit_rbm, rbm_optimizer, train_rbm
 
 
 def random_params(key, model: BernoulliRBM, scale: float) -> RBMParams:
@@ -309,7 +309,7 @@ def test_save_and_load_round_trip_through_json_and_npz(tmp_path):
         load_rbm(tmp_path / "m")
 
 
-def test_bad_input_is_refused_early_with_the_argument_named():
+def test_bad_input_is_refused_early_with_the_argument_named(tmp_path):
     with pytest.raises(ValueError, match=r"data must be binary .* first 0\.5 at index \(0, 1\)"):
         check_binary("data", np.array([[0.0, 0.5], [1.0, 1.0]]))
     with pytest.raises(TypeError, match="data must be a numeric"):
@@ -335,6 +335,17 @@ def test_bad_input_is_refused_early_with_the_argument_named():
         train_rbm(np.full((10, 4), 0.5), 3, key=jax.random.key(0))
     with pytest.raises(ValueError, match="method must be one of"):
         train_rbm(np.ones((10, 4)), 3, key=jax.random.key(0), method="sgd")
+    # boolean data, which check_binary accepts, trains (it was refused as non-numeric)
+    train_rbm(np.ones((10, 4), bool), 3, key=jax.random.key(0), num_steps=2, batch_size=2)
+    # fit_rbm: data outside [0, 1] and another RBM's parameters were trained on silently,
+    # and save_rbm wrote what load_rbm refuses
+    with pytest.raises(ValueError, match=r"data of a BernoulliRBM must lie in \[0, 1\]"):
+        fit_rbm(model, params, np.full((10, 4), -1.0), key=jax.random.key(0), num_steps=2)
+    other = BernoulliRBM(4, 5).init(jax.random.key(0))
+    with pytest.raises(ValueError, match=r"params.W has shape \(4, 5\)"):
+        fit_rbm(model, other, np.ones((10, 4)), key=jax.random.key(0), num_steps=2)
+    with pytest.raises(ValueError, match=r"params.W has shape \(4, 5\)"):
+        save_rbm(tmp_path, model, other)
     with pytest.raises(ValueError, match="betas must run from 0 to 1, strictly increasing"):
         rbm_ais(jax.random.key(0), model, params, betas=[0.0, 0.5, 0.4, 1.0])
     with pytest.raises(ValueError, match="num_runs must be an integer >= 2"):

@@ -161,6 +161,8 @@ def check_rows(name: str, data, n_visible: int, binary: bool) -> jax.Array:
             )
         return data.astype(jnp.result_type(float))
     array = check_binary(name, data) if binary else np.asarray(data)
+    if array.dtype == bool:
+        array = array.astype(np.float32)
     if not binary:
         if not np.issubdtype(array.dtype, np.number):
             raise TypeError(f"{name} must be numeric, got dtype {array.dtype}")

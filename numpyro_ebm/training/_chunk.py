@@ -25,7 +25,7 @@ def _dtype(x):
 def build_chunk(loss, optimizer, batch_size, mesh=None, loss_state_sharding=None):
     """The chunk: ``length`` optimizer steps of ``loss`` (an objective's
     ``loss(params, batch, key, state)``) in one ``lax.scan``, compiled once per content. Once a
-    step's loss or gradient is non-finite the carry freezes and records that step.
+    step's loss, gradient or update is non-finite the carry freezes and records that step.
 
     With a ``mesh``, each step's minibatch is split over the ``data`` axis and the loss state
     is held with ``loss_state_sharding``; parameters and optimizer state, replicated on entry,
@@ -52,7 +52,8 @@ def build_chunk(loss, optimizer, batch_size, mesh=None, loss_state_sharding=None
         (value, (aux, new_loss_state)), grads = grad_fn(params, batch, key_loss, loss_state)
         updates, new_opt_state = optimizer.update(grads, opt_state, params)
         new = (optax.apply_updates(params, updates), new_opt_state, new_loss_state)
-        good = jnp.isfinite(value) & all_finite(grads)
+        # the update too: a finite gradient can still overflow the parameters or the state
+        good = jnp.isfinite(value) & all_finite(grads) & all_finite(new[:2])
         keep = good & (bad_step < 0)
         params, opt_state, loss_state = jax.tree.map(
             lambda a, b: jnp.where(keep, a, b), new, (params, opt_state, loss_state)

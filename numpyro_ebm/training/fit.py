@@ -298,8 +298,9 @@ def fit(
     Raises
     ------
     FloatingPointError
-        When a step's loss or gradient is non-finite; the message names the step. Parameters
-        are not updated by that step, and the checkpoints written before it are kept.
+        When a step's loss, gradient or update is non-finite; the message names the step.
+        Parameters are not updated by that step, and the checkpoints written before it are
+        kept.
     """
     if not isinstance(objective, Objective):
         raise TypeError(
@@ -401,7 +402,7 @@ def fit(
             if int(bad_step) >= 0:
                 last = None if checkpoints is None else (checkpoints.steps() or [None])[0]
                 raise FloatingPointError(
-                    f"non-finite loss or gradient at step {int(bad_step)}; training stopped"
+                    f"non-finite loss, gradient or update at step {int(bad_step)}; training stopped"
                     + ("" if last is None else f" (last good checkpoint: step {last})")
                 )
             carry = carry._replace(params=params, opt_state=opt_state, loss_state=loss_state)

@@ -50,6 +50,7 @@ from numpyro_ebm.models.rbm import (
     RBMParams,
     binary_noise,
     check_binary,
+    check_params,
     check_rows,
 )
 from numpyro_ebm.training.fit import fit
@@ -172,7 +173,13 @@ def fit_rbm(
     """
     if method not in _METHODS:
         raise ValueError(f"method must be one of {_METHODS}, got {method!r}")
+    check_params(model, params)
     data = np.asarray(check_rows("data", data, model.n_visible, False), np.float32)
+    if model.binary_visible and (data.min() < 0 or data.max() > 1):
+        raise ValueError(
+            f"data of a {type(model).__name__} must lie in [0, 1] (0/1, or probabilities), "
+            f"got values from {float(data.min())} to {float(data.max())}"
+        )
     optimizer = rbm_optimizer(0.05) if optimizer is None else optimizer
     kernel = block_gibbs.kernel_factory(model)
     if temperatures is not None and method != "replica_exchange":
