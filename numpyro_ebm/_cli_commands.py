@@ -8,7 +8,6 @@ The library is imported inside the functions, when a command runs.
 from __future__ import annotations
 
 import argparse
-import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -124,7 +123,7 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
     if not args.resume and out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out {out} is not empty: give a new folder for the RBM")
     data = read_data(args.data, binary=True)
-    from numpyro_ebm import storage
+    from numpyro_ebm import storage, workflow
     from numpyro_ebm.evidence.rbm_ais import rbm_ais
     from numpyro_ebm.models import rbm
     from numpyro_ebm.training import rbm as rbm_training
@@ -146,8 +145,7 @@ def _train_rbm(args: argparse.Namespace, out: Path) -> int:
         learning_rate=args.lr,
         num_steps=args.steps,
         batch_size=batch_size,
-        # chunks that divide --checkpoint-every, so that checkpoints fall where asked
-        steps_per_chunk=math.gcd(args.checkpoint_every, 100),
+        steps_per_chunk=workflow.chunk_length(args.checkpoint_every),
         checkpoint_dir=out / "checkpoints",
         checkpoint_every=args.checkpoint_every,
         resume=args.resume,

@@ -160,7 +160,7 @@ def _train_options(train: argparse.ArgumentParser) -> None:
         "--lr", "learning_rate", "initial Adam learning rate (cosine decay)", type=_positive_float
     )
     setting("--hidden", "hidden", "hidden layer sizes (rbm: one size)", type=_integer(1), nargs="+")
-    setting("--num-sigmas", "num_sigmas", "ncsn: noise levels", type=_integer(1))
+    setting("--num-sigmas", "num_sigmas", "ncsn: noise levels", type=_integer(2))
     setting("--sigma-max", "sigma_max", "ncsn: largest noise", type=_positive_float)
     setting("--sigma-min", "sigma_min", "ncsn: smallest noise", type=_positive_float)
     setting("--sigma", "sigma", "dsm: the noise level", type=_positive_float)

@@ -210,8 +210,8 @@ def train(
     network = storage.build_network(spec, seed)
     apply, params = as_pure(network)
     objective = _objective(settings, apply, sigmas)
-    chunk = min(100, settings.checkpoint_every)
-    every = settings.checkpoint_every if settings.checkpoint_every % chunk == 0 else chunk
+    chunk = chunk_length(settings.checkpoint_every)
+    every = settings.checkpoint_every
     result = training.fit(
         objective,
         params,
@@ -312,6 +312,12 @@ def _likelihood_objective(settings: TrainSettings, apply, level, data, key):
         data_noise=level,
         init_positions=starts,
     )
+
+
+def chunk_length(checkpoint_every: int, longest: int = 100) -> int:
+    """The longest chunk of training steps, at most ``longest``, that divides
+    ``checkpoint_every``, so that checkpoints fall where asked."""
+    return max(d for d in range(1, min(longest, checkpoint_every) + 1) if checkpoint_every % d == 0)
 
 
 def held_out_log_likelihood(

@@ -110,6 +110,16 @@ def test_train_then_sample_then_diagnose(ring, tmp_path, capsys):
     assert "200 chains x 4 draws" in text and "x[1]" in text
 
 
+def test_checkpoints_fall_every_checkpoint_every_steps(ring, tmp_path):
+    # 150 is no multiple of the 100-step chunks: checkpoints fell at 100, 200, 300
+    out = tmp_path / "model"
+    argv = ["--no-progress", "train", "--data", str(ring), "--objective", "dsm", "--out", str(out),
+            "--steps", "300", "--hidden", "4", "--likelihood-steps", "0", "--held-out", "0",
+            "--checkpoint-every", "150"]  # fmt: skip
+    assert main(argv) == 0
+    assert sorted(int(p.name) for p in (out / "checkpoints").iterdir()) == [150, 300]
+
+
 def test_diagnose_strict_fails_on_warnings(tmp_path):
     data = _arviz.from_dict(
         {

@@ -149,6 +149,8 @@ def test_a_diverging_learning_rate_ends_in_one_line(capsys, ring, tmp_path):
         (["train", "--data", "d.npy", "--out", "o", "--lr", "-1"], "--lr: must be a positive"),
         (["sample", "--checkpoint", "m", "--warmup", "-5"], "--warmup: must be an integer >= 0"),
         (["sample", "--checkpoint", "m", "--chains", "x"], "--chains: must be an integer >= 1"),
+        # one noise level was taken, then refused naming an internal argument, num
+        (["train", "--data", "d.npy", "--out", "o", "--num-sigmas", "1"], "--num-sigmas: must"),
     ],
 )
 def test_bad_numbers_are_refused_by_the_parser_in_one_line(capsys, argv, message):

@@ -392,6 +392,14 @@ def test_nce_rejects_params_without_log_z():
         loss.loss({"w": jnp.ones(2)}, jnp.zeros((4, 2)), jax.random.key(0), None)
 
 
+def test_nce_rejects_a_noise_sampler_of_the_wrong_shape():
+    # one point where nu * batch were asked for was scored as two scalar "configurations"
+    loss = objectives.nce(_energy, lambda x: 0.0, lambda key, shape: jnp.zeros(shape[1:]), nu=4)
+    params = {"net": {}, "log_z": jnp.zeros(())}
+    with pytest.raises(ValueError, match=r"noise_sample.*\(16, 2\), got \(2,\)"):
+        loss.loss(params, jnp.zeros((4, 2)), jax.random.key(0), None)
+
+
 def test_buffer_sample_rejects_a_batch_larger_than_capacity():
     state = buffer.init(jax.random.key(0), 8, (2,))
     with pytest.raises(ValueError, match=r"batch_size \(9\) must not exceed the buffer capacity"):

@@ -5,16 +5,20 @@ The base RBM :math:`A` has no weights, hidden biases 0 and visible biases
 :math:`b^A_i = \log(\bar v_i / (1 - \bar v_i))` from the marginals of the data
 (:func:`~numpyro_ebm.models.rbm.base_rate_bias`; 0 without data), so
 :math:`Z_A = 2^{n_h} \prod_i (1 + e^{b^A_i})` and exact samples are independent Bernoulli
-draws. The intermediate distributions
+draws. The intermediate distributions are the visible marginals of the RBMs with visible biases
+:math:`(1-\beta_k) b^A + \beta_k b`, weights :math:`\beta_k W` and hidden biases
+:math:`\beta_k c`,
 
 .. math::
 
-    p_k(v) \propto p_k^*(v) = \exp\!\left(-(1 - \beta_k) F_A(v) - \beta_k F_B(v)\right),
+    p_k(v) \propto p_k^*(v) = e^{-F_k(v)} = e^{v^\top ((1 - \beta_k) b^A + \beta_k b)}
+    \prod_j \left(1 + e^{\beta_k (W^\top v + c)_j}\right),
     \qquad 0 = \beta_0 < \beta_1 < \dots < \beta_K = 1,
 
-are the visible marginals of an RBM with visible biases :math:`(1-\beta_k) b^A + \beta_k b`,
-weights :math:`\beta_k W` and hidden biases :math:`\beta_k c`: each transition :math:`T_k` is
-one block Gibbs sweep of that RBM, which leaves :math:`p_k` invariant. A chain
+with :math:`F_k` that RBM's free energy (:math:`F_0 = F_A`, :math:`F_K = F_B`):
+Salakhutdinov & Murray's path, not the geometric mean of :math:`p_A` and :math:`p_B`, since
+:math:`\log(1 + e^{\beta x}) \ne \beta \log(1 + e^x)`. Each transition :math:`T_k` is one
+block Gibbs sweep of that RBM, which leaves :math:`p_k` invariant. A chain
 :math:`v_0 \sim p_A`, :math:`v_k \sim T_k(v_{k-1}, \cdot)` carries the importance weight
 
 .. math::

@@ -673,7 +673,13 @@ def nce(
         def logit(x):
             return -energy_fn(net, x) - log_z - noise_log_prob(x) - log_nu
 
-        noise = noise_sample(key, (nu * batch.shape[0], *batch.shape[1:]))
+        shape = (nu * batch.shape[0], *batch.shape[1:])
+        noise = noise_sample(key, shape)
+        if jnp.shape(noise) != shape:  # static: raised when the loss is traced
+            raise ValueError(
+                f"noise_sample(key, shape) must return an array of that shape, {shape}, got "
+                f"{jnp.shape(noise)}"
+            )
         g_data = jax.vmap(logit)(batch)
         g_noise = jax.vmap(logit)(noise)
         value = -(
