@@ -147,6 +147,11 @@ def load_network(directory: str | os.PathLike) -> tuple[nnx.Module, dict, dict]:
     except (TypeError, ValueError) as error:
         raise ValueError(f"{record_path}: {error}") from None
     graphdef, abstract_state = nnx.split(abstract)
+    if not (directory / "state").is_dir():
+        raise FileNotFoundError(
+            f"{directory} holds a network description but no arrays ({directory / 'state'} is "
+            "missing): an incomplete copy?"
+        )
     with ocp.StandardCheckpointer() as checkpointer:
         saved = checkpointer.metadata(directory / "state")
         # compared before restoring: Orbax's own mismatch errors leave its reads dangling

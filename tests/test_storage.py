@@ -46,6 +46,14 @@ def test_a_saved_network_loads_back_equal(saved):
     assert spec == SPEC and metadata == {"objective": "ncsn"}
 
 
+def test_a_description_without_its_arrays_is_refused_as_incomplete(saved, tmp_path):
+    # it was refused as arrays "saved with other layer sizes", after Orbax's warnings
+    copy = edited(saved, tmp_path)
+    (copy / "state").unlink()
+    with pytest.raises(FileNotFoundError, match=r"holds a network description but no arrays"):
+        storage.load_network(copy)
+
+
 @pytest.mark.parametrize("name", ["display", "getattr", "Linear", "__class__", "", 3])
 def test_an_activation_outside_the_allow_list_is_refused(saved, tmp_path, name):
     with pytest.raises(ValueError, match=r"network.json: activation must be one of \[.*silu"):
