@@ -48,10 +48,11 @@ SIZE = 64
 _ENTRIES: OrderedDict = OrderedDict()
 # id -> (weak reference, digest) of the NumPy arrays JAX narrows that a traced function read
 _NARROWED: dict[int, tuple[weakref.ref, bytes]] = {}
-# how many references deep :func:`_narrowed_arrays` looks from a traced function, and the
-# longest list, tuple or dict it looks into
+# how many references deep :func:`_narrowed_arrays` looks from a traced function, the longest
+# list, tuple or dict it looks into, and how many objects it looks at in all
 _DEPTH = 4
 _MAX_ITEMS = 1000
+_MAX_OBJECTS = 10_000
 
 
 def cached(signature: Hashable, build: Callable[[], Any]) -> Any:
@@ -118,7 +119,7 @@ def _narrowed_arrays(root) -> list[np.ndarray]:
     narrows (64-bit ones without ``jax_enable_x64``), breadth first, so that an object is
     looked into from its shortest path."""
     found, seen, queue = [], set(), deque([(root, 0)])
-    while queue:
+    while queue and len(seen) < _MAX_OBJECTS:
         obj, depth = queue.popleft()
         if id(obj) in seen or isinstance(obj, (types.ModuleType, type)):
             continue
