@@ -62,7 +62,7 @@ def standardized_errors(estimate: dict, truth: dict, label: str = "reference") -
     """The largest standardized errors of ``estimate``'s means and sds against ``truth``'s
     (both ``{name: (mean, sd, mcse_mean)}``, ``truth`` named ``label`` in errors), in
     ``truth`` sds, and of the means in Monte Carlo standard errors of their difference."""
-    mean_error = sd_error = mean_z = 0.0
+    mean_errors, sd_errors, mean_zs = [], [], []
     for name, (true_mean, true_sd, true_mcse) in truth.items():
         mean, sd, mcse = (np.ravel(v) for v in estimate[name])
         true_mean, true_sd, true_mcse = (np.ravel(v) for v in (true_mean, true_sd, true_mcse))
@@ -71,14 +71,19 @@ def standardized_errors(estimate: dict, truth: dict, label: str = "reference") -
                 f"variable {name!r} has {mean.size} coordinates but the {label} {true_mean.size}"
             )
         delta = np.abs(mean - true_mean)
-        mean_error = max(mean_error, float(np.max(delta / true_sd)))
-        sd_error = max(sd_error, float(np.max(np.abs(sd - true_sd) / true_sd)))
-        mean_z = max(mean_z, float(np.max(delta / np.hypot(mcse, true_mcse))))
-    return {"mean_error": mean_error, "sd_error": sd_error, "mean_z": mean_z}
+        mean_errors.append(delta / true_sd)
+        sd_errors.append(np.abs(sd - true_sd) / true_sd)
+        mean_zs.append(delta / np.hypot(mcse, true_mcse))
+
+    def largest(parts):  # NaN (a run that blew up) stays NaN, never a perfect 0
+        return float(np.max(np.concatenate([np.zeros(0), *parts]), initial=0.0))
+
+    return {"mean_error": largest(mean_errors), "sd_error": largest(sd_errors),
+            "mean_z": largest(mean_zs)}  # fmt: skip
 
 
 def largest_error(errors: dict) -> float:
-    return max(errors["mean_error"], errors["sd_error"])
+    return float(np.max([errors["mean_error"], errors["sd_error"]]))
 
 
 def _flat_draws(source, var_names) -> np.ndarray:

@@ -78,6 +78,12 @@ def attribution(table: pd.DataFrame, model: dict, reference_label: str | None) -
     """One sentence: does the model's error or the samplers' dominate?"""
     others = table.drop(index=[reference_label], errors="ignore")
     others = others[others["sampler_error"].notna()]  # not those judged against the data
+    if others.empty:
+        return (
+            f"No run besides the reference was measured against it: the model's error is "
+            f"{float(model['error']):.3g} sd (the reference against the data), and no "
+            "sampler's error can be set beside it."
+        )
     pool, among = _pool(others)
     worst = pool["sampler_error"].idxmax()
     sampler, error = float(pool.loc[worst, "sampler_error"]), float(model["error"])

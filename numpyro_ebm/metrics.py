@@ -106,6 +106,7 @@ def _centers(centers) -> np.ndarray:
     centers = np.asarray(centers, np.float64)
     if centers.ndim != 2 or centers.shape[0] < 1:
         raise ValueError(f"centers must have shape (K, d) with K >= 1, got {centers.shape}")
+    check_finite_array("centers", centers)
     return centers
 
 
@@ -118,7 +119,7 @@ def mode_weights(draws: ArrayLike, centers: ArrayLike) -> ModeWeights:
     """
     centers = _centers(centers)
     draws = np.asarray(check_real_array("draws", draws), np.float64)
-    if draws.ndim not in (2, 3) or draws.shape[-1] != centers.shape[1] or draws.shape[-2] < 1:
+    if draws.ndim not in (2, 3) or draws.shape[-1] != centers.shape[1] or min(draws.shape[:-1]) < 1:
         raise ValueError(
             f"draws must have shape (n, {centers.shape[1]}) or (chains, n, {centers.shape[1]}) "
             f"for centers of shape {centers.shape}, got {draws.shape}"
@@ -142,6 +143,11 @@ def density_mode_weights(energy, centers: ArrayLike, lower, upper, num: int = 25
     ``[lower, upper]``."""
     centers = _centers(centers)
     cells = exact.grid(lower, upper, num)
+    if centers.shape[1] != cells.points.shape[-1]:
+        raise ValueError(
+            f"centers must be points of the grid's dimension {cells.points.shape[-1]}, got "
+            f"shape {centers.shape}"
+        )
     log_density = -np.asarray(exact.grid_energies(energy, cells.points), np.float64)
     density = np.exp(log_density - log_density.max())
     label = _nearest(np.asarray(cells.points, np.float64), centers)
@@ -208,7 +214,7 @@ def class_weights(labels, reference, num_classes: int) -> ClassWeights:
         the mean of the per-chain shares over chains (binomial for independent samples).
         :math:`\mathrm{KL}(p \,\|\, q) = \sum_k p_k \log(p_k / q_k)` (0 where :math:`p_k = 0`);
         its standard error is the delta method's,
-        :math:`\sqrt{g^	op \hat\Sigma g / C}` with :math:`g_k = \log(p_k / q_k)` and
+        :math:`\sqrt{g^\top \hat\Sigma g / C}` with :math:`g_k = \log(p_k / q_k)` and
         :math:`\hat\Sigma` the covariance of the :math:`C` per-chain share vectors (the
         :math:`+1` of the derivative drops out, as the shares sum to 1). The plug-in estimate
         is biased upwards by about :math:`(K - 1) / (2 N_{\mathrm{eff}})` nats.
@@ -278,6 +284,13 @@ def expected_calibration_error(probabilities, labels, num_bins: int = 15) -> flo
     num_bins = check_int("num_bins", num_bins)
     if probabilities.ndim != 2:
         raise ValueError(f"probabilities must be (n, K), got shape {probabilities.shape}")
+    sums = probabilities.sum(axis=1)
+    if probabilities.min(initial=0.0) < 0 or not np.allclose(sums, 1.0, atol=1e-4):
+        raise ValueError(
+            "probabilities must be rows of non-negative numbers summing to 1, got entries "
+            f"from {probabilities.min()} to {probabilities.max()} and row sums from "
+            f"{sums.min()} to {sums.max()}"
+        )
     labels = _labels("labels", labels, probabilities.shape[1])
     if labels.shape != probabilities.shape[:1]:
         raise ValueError(

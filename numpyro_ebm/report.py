@@ -313,8 +313,15 @@ def mixing_report(
     MixingReport
         The table (a ``pandas.DataFrame``), the warnings and the run's counts.
     """
+    if not (np.isfinite(rhat_threshold) and rhat_threshold > 1):
+        raise ValueError(f"rhat_threshold must be a number above 1, got {rhat_threshold!r}")
+    for name, value in (("min_ess_per_chain", min_ess_per_chain), ("min_bfmi", min_bfmi)):
+        if not (np.isfinite(value) and value >= 0):
+            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
     posterior = _arviz.group(data, "posterior")
     names = list(posterior.data_vars) if var_names is None else list(var_names)
+    if not names:
+        raise ValueError(f"var_names must name at least one posterior variable, got {var_names!r}")
     unknown = sorted(set(names) - set(posterior.data_vars))
     if unknown:
         raise ValueError(f"var_names {unknown} not in the posterior {list(posterior.data_vars)}")

@@ -49,6 +49,23 @@ def test_ece_by_hand():
     assert value == pytest.approx(0.05 + 0.3)
     with pytest.raises(ValueError, match="one label per row"):
         ne.metrics.expected_calibration_error(probabilities, [0, 0, 1])
+    # rows that are no probabilities gave an "ECE" of 1.75
+    for bad in ([[2.0, -1.0], [0.5, 0.5]], [[0.1, 0.1], [0.2, 0.2]]):
+        with pytest.raises(ValueError, match="rows of non-negative numbers summing to 1"):
+            ne.metrics.expected_calibration_error(bad, [0, 1])
+
+
+def test_mode_weights_refuse_centres_they_cannot_use():
+    draws = np.zeros((10, 2))
+    with pytest.raises(ValueError, match="centers holds 1 non-finite"):
+        ne.metrics.mode_weights(draws, [[0.0, np.nan], [1.0, 1.0]])
+    with pytest.raises(ValueError, match="draws must have shape"):
+        ne.metrics.mode_weights(np.zeros((0, 10, 2)), [[0.0, 0.0]])  # no chains
+    # centres of another dimension than the energy's were broadcast into weights
+    with pytest.raises(ValueError, match="centers must be points of the grid's dimension 2"):
+        ne.metrics.density_mode_weights(
+            lambda x: 0.5 * (x**2).sum(), [[0.0], [1.0]], [-3.0, -3.0], [3.0, 3.0], num=16
+        )
 
 
 def test_spurious_basins_finds_a_planted_basin_and_none_in_a_faithful_energy():

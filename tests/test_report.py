@@ -102,6 +102,21 @@ def test_nan_draws_and_short_runs_are_explained_not_crashed_on():
     assert any("at least 2 chains of at least 4 draws" in w for w in single.warnings)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"rhat_threshold": -1.0}, "rhat_threshold must be a number above 1"),
+        ({"min_ess_per_chain": float("nan")}, "min_ess_per_chain must be a finite number"),
+        ({"var_names": []}, "var_names must name at least one"),
+    ],
+)
+def test_bad_thresholds_and_an_empty_var_names_are_refused(options, message):
+    # a negative threshold flagged everything, a NaN one silenced the ESS warnings
+    data = _arviz.from_dict({"posterior": {"x": np.random.default_rng(0).normal(size=(2, 50))}})
+    with pytest.raises(ValueError, match=message):
+        ne.mixing_report(data, display=False, **options)
+
+
 def test_the_report_is_printed_as_a_table():
     out = io.StringIO()
     data = _run(
