@@ -202,6 +202,24 @@ def test_infos_report_acceptance_finiteness_gradient_cost_and_cluster_size():
     assert float(info.mean_cluster_size) * int(info.num_clusters) == pytest.approx(16)
 
 
+@pytest.mark.parametrize("side", [2, 4])
+def test_swendsen_wang_reads_the_ising_form_off_a_log_density_per_bond(side):
+    # on a side of 2 two bonds join each pair: the coupling was read as 2K and the model
+    # refused as "not an Ising model"
+    model = Ising(side, J=1.0, h=0.4, beta=0.3)
+    spins = jnp.where(jax.random.bernoulli(jax.random.key(0), 0.5, (side, side)), 1.0, -1.0)
+    coupling, fields = swendsen_wang.ising_in_a_field(model, spins)
+    np.testing.assert_allclose(coupling, 0.3, rtol=1e-5)
+    np.testing.assert_allclose(fields, 0.12, rtol=1e-4)
+    direct = swendsen_wang.as_top_level_api(model)
+    read = swendsen_wang.for_log_density(model, "pm1")
+    key = jax.random.key(1)
+    np.testing.assert_array_equal(
+        direct.step(key, direct.init(spins))[0].position,
+        read.step(key, read.init(spins))[0].position,
+    )
+
+
 def test_cluster_labels_are_the_connected_components():
     right = jnp.zeros((4, 4), bool).at[0, 3].set(True).at[2, 1].set(True)
     down = jnp.zeros((4, 4), bool).at[3, 0].set(True)

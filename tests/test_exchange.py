@@ -89,6 +89,20 @@ def test_coupling_from_the_past_draws_the_ising_model_exactly():
     assert np.all(error < 4 * values.std(0) / np.sqrt(len(values))), (values.mean(0), truth)
 
 
+@pytest.mark.parametrize(
+    "options, message",
+    [
+        ({"coupling": float("nan")}, "coupling holds 1 non-finite"),
+        ({"coupling": 0.3, "field": float("nan")}, "field holds 1 non-finite"),
+        ({"coupling": 0.3, "max_doublings": 0}, "max_doublings must be an integer >= 1"),
+    ],
+)
+def test_coupling_from_the_past_refuses_what_gave_garbage(options, message):
+    # NaN gave all -1 spins reported as coalesced; no doubling gave spins 0
+    with pytest.raises(ValueError, match=message):
+        ising_cftp(jax.random.key(0), (4, 4), **options)
+
+
 def test_exchange_with_enumerated_auxiliary_draws_recovers_beta_of_a_4x4_lattice():
     ising = Ising(4)
     x = observed(ising, 5, jax.random.key(1))

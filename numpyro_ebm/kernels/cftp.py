@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from numpyro_ebm._checks import check_finite_array, check_int
 from numpyro_ebm.models.ising import neighbour_sum
 
 __all__ = ["ising_cftp"]
@@ -64,6 +65,10 @@ def ising_cftp(
     shape = tuple(int(side) for side in shape)
     if not shape or any(side < 2 or side % 2 for side in shape):
         raise ValueError(f"ising_cftp needs a lattice whose every side is even, got {shape}")
+    max_doublings = check_int("max_doublings", max_doublings)
+    # NaN made every comparison false: both chains fell to -1 and "met", an exact-looking draw
+    check_finite_array("coupling", coupling)
+    check_finite_array("field", field)
     parity = np.indices(shape).sum(0) % 2
     colours = (jnp.asarray(parity == 0), jnp.asarray(parity == 1))
     dtype = jnp.result_type(float)

@@ -243,7 +243,8 @@ def ising_in_a_field(logdensity_fn: Callable, s: jax.Array) -> tuple[jax.Array, 
     an Ising model whose field varies by site: the conditional of the spins of a model with an
     Ising prior and a likelihood of each spin on its own (a Gaussian :math:`y_i \sim
     \mathcal N(s_i, \sigma^2)` gives :math:`f_i = y_i / \sigma^2`). :math:`K` is the Hessian
-    entry between site :math:`(0, 0)` and its right neighbour; :math:`f_i = -\tfrac12 s_i r_i -
+    entry between site :math:`(0, 0)` and its right neighbour, per bond (halved on a side of
+    2, where the two sites share two bonds); :math:`f_i = -\tfrac12 s_i r_i -
     K \sum_{j \sim i} s_j` from each site's flip log ratio :math:`r_i = \delta_i g_i +
     \tfrac12 \delta_i^2 H_{ii}` (:math:`\delta_i = -2 s_i`), exact for this form, with the
     Hessian diagonal from one Hessian-vector product per sublattice (no two sites of a colour
@@ -251,7 +252,9 @@ def ising_in_a_field(logdensity_fn: Callable, s: jax.Array) -> tuple[jax.Array, 
     grad = jax.grad(logdensity_fn)
     g, diagonal = _gradient_and_diagonal(grad, s)
     corner = jnp.zeros_like(s).at[0, 0].set(1.0)
-    coupling = jax.jvp(grad, (s,), (corner,))[1][0, 1]
+    # a side of 2 joins (0, 0) and (0, 1) by two bonds (right and, around, left)
+    bonds = 2 if s.shape[1] == 2 else 1
+    coupling = jax.jvp(grad, (s,), (corner,))[1][0, 1] / bonds
     delta = -2.0 * s
     ratio = delta * g + 0.5 * delta**2 * diagonal
     return coupling, -0.5 * s * ratio - coupling * neighbour_sum(s)
