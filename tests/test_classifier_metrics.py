@@ -90,3 +90,8 @@ def test_spurious_basins_finds_a_planted_basin_and_none_in_a_faithful_energy():
     assert probe.fraction == probe.spurious.mean()
     with pytest.raises(ValueError, match="share one event shape"):
         ne.diagnostics.spurious_basins(faithful, starts[:, :1], data, held_out)
+    # no data ended in a ZeroDivisionError; lower > upper clipped every point silently
+    with pytest.raises(ValueError, match=r"data must hold at least one point, got shape \(0, 2\)"):
+        ne.diagnostics.spurious_basins(faithful, starts, data[:0], held_out)
+    with pytest.raises(ValueError, match="lower must not exceed upper"):
+        ne.diagnostics.spurious_basins(faithful, starts, data, held_out, lower=5.0, upper=-5.0)

@@ -84,8 +84,12 @@ def spurious_basins(
     arrays = {}
     for name, value in (("starts", starts), ("data", data), ("held_out", held_out)):
         value = jnp.asarray(value)
+        if value.ndim < 1 or value.shape[0] < 1:
+            raise ValueError(f"{name} must hold at least one point, got shape {value.shape}")
         check_finite_array(name, value)
         arrays[name] = value
+    if lower is not None and upper is not None and np.any(np.asarray(lower) > np.asarray(upper)):
+        raise ValueError(f"lower must not exceed upper, got lower={lower!r}, upper={upper!r}")
     shapes = {name: value.shape[1:] for name, value in arrays.items()}
     if len(set(shapes.values())) > 1:
         raise ValueError(f"starts, data and held_out must share one event shape, got {shapes}")
