@@ -211,7 +211,6 @@ def train(
     apply, params = as_pure(network)
     objective = _objective(settings, apply, sigmas)
     chunk = chunk_length(settings.checkpoint_every)
-    every = settings.checkpoint_every
     result = training.fit(
         objective,
         params,
@@ -224,7 +223,7 @@ def train(
         batch_size=settings.batch_size,
         steps_per_chunk=chunk,
         checkpoint_dir=out_dir / "checkpoints",
-        checkpoint_every=every,
+        checkpoint_every=settings.checkpoint_every,
         resume=resume,
         progress=progress,
         monitor_mixing=settings.objective == "pcd",
@@ -251,7 +250,7 @@ def train(
             batch_size=min(settings.likelihood_chains, len(data)),
             steps_per_chunk=chunk,
             checkpoint_dir=out_dir / "checkpoints" / "likelihood",
-            checkpoint_every=every,
+            checkpoint_every=settings.checkpoint_every,
             resume=resume,
             progress=progress,
         )

@@ -324,10 +324,9 @@ def _pilot(key, betas, log_base, sample, log_target, num_particles, config, move
     if config.kernel is not None:
         return {}, 0
     draw_key, anneal_key = jax.random.split(key)
-    outputs = _anneal(
-        anneal_key, sample(draw_key, num_particles), betas, log_base, log_target, move, config.tune
-    )
-    return outputs[4], outputs[3]
+    x = sample(draw_key, num_particles)
+    *_, grads, parameters = _anneal(anneal_key, x, betas, log_base, log_target, move, config.tune)
+    return parameters, grads
 
 
 def _summarize(x, log_w, acceptance, grads, sign: float) -> AISResult:
